@@ -1,0 +1,50 @@
+# cpcbench: `make demo` and `make test` set everything up themselves (idempotent, fast when nothing changed).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q -c constraints.txt
+STAMP := $(VENV)/.setup-stamp
+# Debian packages for headless rendering (EGL via Mesa's llvmpipe; OSMesa as the fallback).
+APT_PKGS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglu1-mesa libosmesa6
+export PYOPENGL_PLATFORM ?= egl
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup demo test test-slow bench lint clean-runs system-deps
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian packages for headless rendering: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages for headless rendering: $$missing -- run: sudo apt-get install $$missing"; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e ".[dev]"
+	@# pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs (the OSMesa fallback); 3.1.10
+	@# works for EGL and OSMesa. pip then warns about pyrender's pin: harmless.
+	$(PIP) PyOpenGL==3.1.10 2>&1 | grep -v "pyrender 0.1.45 requires" || true
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m harness.demo
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow and not bench"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m "slow"
+
+bench: setup
+	$(BIN)/python -m pytest -q -m bench --benchmark-columns=min,mean,rounds -s
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean-runs:
+	rm -rf runs
