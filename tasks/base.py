@@ -1,0 +1,245 @@
+"""The task contract every benchmark module implements, and the image helpers tasks share.
+
+A task is one benchmark with a fixed protocol (lm-evaluation-harness task metadata; VTAB's fixed
+fine-tuning protocol): name, version (bumped whenever preprocessing or metric semantics change),
+citation, metric specs (unit, direction), the ``tasks.protocols.Protocol`` that defines its numbers,
+default fine-tuning hyperparameters, and five methods:
+
+    task = TASKS.get("synth-body-mesh")(root=None)      # no I/O in __init__
+    ds = task.build_dataset("train", img_size=64)        # items: {"image": [3,H,W] float32, ...targets}
+    head = task.build_head(backbone_info)                # tokens [B, N, C] -> pred dict
+    task.loss(pred, batch)["loss"]                       # scalar
+    task.score(pred, batch)                              # {metric: [B]} per sample, in the metric's unit
+
+``score`` is ``score_arrays(predictions(pred, batch))``: what is saved per sample (``pred/<name>``,
+``gt/<name>`` numpy arrays) is exactly what is scored, so ``cpcbench score --task NAME --predictions
+FILE.npz`` re-scores a run without a model and gets the same numbers.
+
+Real-benchmark tasks read their data from ``root`` (``--data-root`` or ``$CPCBENCH_DATA``); when it is
+missing, ``build_dataset`` raises a ``DataError`` that says what to download and where to put it
+(``data_hint``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from harness.errors import CpcbenchError, DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from tasks.protocols import Protocol
+
+Split = Literal["train", "test"]
+DATA_ENV = "CPCBENCH_DATA"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a task reports: ``name`` (key of ``score``), ``unit`` ("mm", "%", "", ...), direction."""
+
+    name: str
+    unit: str
+    higher_is_better: bool
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FinetuneDefaults:
+    """The fine-tuning schedule every backbone gets on a task (``--steps`` etc. override per run).
+
+    base_lr is per 256 samples (the loop scales it by batch_size / 256); layer_decay is the layer-wise LR
+    decay of the ``finetune`` protocol (BEiT/MAE fine-tuning); img_size is the square input resolution.
+    """
+
+    steps: int
+    batch_size: int
+    base_lr: float
+    weight_decay: float
+    layer_decay: float
+    warmup_steps: int
+    img_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Task:
+    """Base class of every benchmark. Subclasses set the ClassVars and implement the five methods.
+
+    ``synthetic`` tasks read the embedded synthetic world (no data root needed) and make up the
+    ``--task body`` / ``--task hand`` groups of ``cpcbench eval``.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    domain: ClassVar[Literal["body", "hand"]] = "body"
+    citation: ClassVar[str] = ""
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    protocol: ClassVar[Protocol | None] = None
+    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
+        steps=300, batch_size=32, base_lr=1e-3, weight_decay=0.05, layer_decay=0.75, warmup_steps=20, img_size=64)
+    data_hint: ClassVar[str] = ""
+    synthetic: ClassVar[bool] = False
+    #: the metric a sweep or table sorts by (default: the first one)
+    primary_metric: ClassVar[str] = ""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root: Path | None = resolve_data_root(root)
+
+    # ------------------------------------------------------------------ metadata
+    @classmethod
+    def metric(cls, name: str) -> MetricSpec:
+        for m in cls.metrics:
+            if m.name == name:
+                return m
+        raise CpcbenchError(f"task {cls.name!r} has no metric {name!r}; it reports "
+                            f"{', '.join(m.name for m in cls.metrics)}")
+
+    @classmethod
+    def primary(cls) -> MetricSpec:
+        return cls.metric(cls.primary_metric) if cls.primary_metric else cls.metrics[0]
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        """The ``task`` block of a result record."""
+        proto = cls.protocol
+        return {
+            "name": cls.name, "version": str(cls.version), "domain": cls.domain, "citation": cls.citation,
+            "protocol": proto.name if proto is not None else "",
+            "protocol_spec": proto.to_dict() if proto is not None else {},
+            "defaults": cls.defaults.to_dict(), "synthetic": cls.synthetic,
+        }
+
+    def data_status(self) -> dict[str, str]:
+        """``{"data": "found"|"missing", "where": ...}`` for ``cpcbench ls tasks``. Must be cheap: no parsing."""
+        if self.synthetic:
+            return {"data": "synthetic", "where": "rendered on first use (cpcbench data synth)"}
+        if self.root is None:
+            return {"data": "missing", "where": f"set --data-root or ${DATA_ENV}; {self.data_hint}"}
+        return {"data": "found" if self.root.exists() else "missing", "where": str(self.root)}
+
+    def require_root(self, *parts: str) -> Path:
+        """``root / parts`` if it exists, else a ``DataError`` that says what to download and where."""
+        if self.root is None:
+            raise DataError(f"task {self.name!r} needs its data: pass --data-root DIR or set ${DATA_ENV}. "
+                            f"{self.data_hint}")
+        path = self.root.joinpath(*parts)
+        if not path.exists():
+            raise DataError(f"task {self.name!r}: {path} not found. {self.data_hint}")
+        return path
+
+    # ------------------------------------------------------------------ the contract
+    def build_dataset(self, split: Split, img_size: int, limit: int | None = None) -> Dataset:
+        """A map-style dataset of dict items: ``image`` [3, H, W] float32 (ImageNet-normalised) + targets.
+
+        ``limit`` keeps the first ``limit`` items (smoke runs). Missing data -> ``DataError``.
+        """
+        raise NotImplementedError
+
+    def build_head(self, backbone_info: Mapping[str, Any]) -> nn.Module:
+        """The task head: tokens [B, prefix + N, C] -> pred dict. ``backbone_info`` has embed_dim,
+        num_prefix_tokens, grid_size, patch_size, img_size."""
+        raise NotImplementedError
+
+    def loss(self, pred: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": scalar, <parts>: scalar}`` (parts are logged)."""
+        raise NotImplementedError
+
+    def predictions(self, pred: Mapping[str, torch.Tensor],
+                    batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Per-sample arrays to save, keys ``pred/<name>`` and ``gt/<name>`` (first axis = sample)."""
+        raise NotImplementedError
+
+    def score_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-sample metric values ``{metric: [B]}`` (in the metric's unit) from ``predictions`` arrays."""
+        raise NotImplementedError
+
+    def score(self, pred: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-sample metric values ``{metric: [B]}``; by construction equal to re-scoring saved predictions."""
+        import numpy as np
+        import torch
+
+        out = self.score_arrays(self.predictions(pred, batch))
+        return {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
+
+    def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
+        """Write the benchmark's official submission file from saved predictions (None: the task has none)."""
+        return None
+
+    def mean_baseline(self, train_arrays: Mapping[str, np.ndarray],
+                      test_arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Per-sample metric values of a trivial predictor (the training mean / majority class), or None."""
+        return None
+
+
+def resolve_data_root(root: str | Path | None) -> Path | None:
+    """``root`` if given, else ``$CPCBENCH_DATA``, else None. Never touches the disk."""
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV, "")
+    return Path(env).expanduser() if env else None
+
+
+# ---------------------------------------------------------------------- image helpers shared by tasks
+def square_box(bbox: Any, scale: float = 1.2) -> tuple[float, float, float]:
+    """(cx, cy, side) of the square crop around ``bbox`` = (x, y, w, h), enlarged by ``scale``."""
+    x, y, w, h = (float(v) for v in bbox)
+    return x + w / 2, y + h / 2, max(w, h, 1.0) * scale
+
+
+def crop_affine(bbox: Any, img_size: int, scale: float = 1.2) -> np.ndarray:
+    """The 2x3 affine that maps image pixels into the ``img_size`` square crop around ``bbox``."""
+    import numpy as np
+
+    cx, cy, side = square_box(bbox, scale)
+    s = img_size / side
+    return np.array([[s, 0.0, img_size / 2 - s * cx], [0.0, s, img_size / 2 - s * cy]], dtype=np.float32)
+
+
+def crop_image(rgb: np.ndarray, bbox: Any | None, img_size: int, scale: float = 1.2,
+               resample: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """Crop a square around ``bbox`` (whole image when None) and resize to ``img_size``.
+
+    rgb: [H, W, C] uint8 (or [H, W] label map with ``resample="nearest"``). Returns (crop [S, S, C],
+    affine [2, 3] image -> crop pixels). Out-of-image areas are zero.
+    """
+    import numpy as np
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if bbox is None:
+        bbox = (0.0, 0.0, float(w), float(h))
+        scale = 1.0
+    a = crop_affine(bbox, img_size, scale)
+    inv = np.linalg.inv(np.vstack([a, [0, 0, 1]]))[:2]  # crop -> image, what PIL's AFFINE wants
+    method = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[resample]
+    img = Image.fromarray(rgb)
+    out = img.transform((img_size, img_size), Image.AFFINE, data=tuple(inv.ravel()), resample=method)
+    return np.asarray(out), a
+
+
+def to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float32 [3, H, W], normalised with ``humans.frames.IMAGENET_MEAN/STD``."""
+    import numpy as np
+    import torch
+    from humans.frames import IMAGENET_MEAN, IMAGENET_STD
+
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DataError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
+    x = rgb.astype(np.float32) / 255.0
+    x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """points: [..., 2] pixels -> [..., 2] through a 2x3 affine."""
+    return points @ affine[:, :2].T + affine[:, 2]
