@@ -36,7 +36,7 @@ def _unknown(key: str, known: Iterable[str], where: str) -> ConfigError:
     known = sorted(known)
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown config key {where}{key!r}.{hint} Known keys: {', '.join(known)}")
+    return ConfigError(f"unknown config key {where + key!r}.{hint} Known keys: {', '.join(known)}")
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -154,10 +154,11 @@ def with_overrides(cfg: C, overrides: Iterable[str] | Mapping[str, Any]) -> C:
         node = data
         for i, part in enumerate(path[:-1]):
             if not isinstance(node.get(part), dict):
-                raise _unknown(part, [k for k, v in node.items() if isinstance(v, dict)], ".".join(path[:i]))
+                sections = [k for k, v in node.items() if isinstance(v, dict)]
+                raise _unknown(part, sections, "".join(p + "." for p in path[:i]))
             node = node[part]
         if path[-1] not in node:
-            raise _unknown(path[-1], node, ".".join(path[:-1]) + ("." if len(path) > 1 else ""))
+            raise _unknown(path[-1], node, "".join(p + "." for p in path[:-1]))
         node[path[-1]] = value
     return from_dict(type(cfg), data)
 
