@@ -1,0 +1,97 @@
+"""Reader of 3DPW (von Marcard et al., "Recovering Accurate 3D Human Pose in the Wild Using IMUs and a Moving
+Camera", ECCV 2018) in its published layout::
+
+    3dpw/sequenceFiles/{train,validation,test}/<seq>.pkl     Python 2 pickles (read with encoding="latin1")
+    3dpw/imageFiles/<seq>/image_%05d.jpg
+
+Sequence keys (official readme; nkolot/SPIN ``datasets/preprocess/pw3d.py``): ``sequence``, ``betas`` (per actor,
+10+), ``poses`` (per actor, N x 72), ``trans`` (per actor, N x 3), ``genders`` ('m'/'f'), ``poses2d`` (per actor,
+N x 3 x 18, all zeros when fewer than 6 joints were detected), ``campose_valid`` (per actor, N bools),
+``cam_poses`` (N x 4 x 4, world -> camera), ``cam_intrinsics`` (3 x 3), ``img_frame_ids`` (N).
+
+Frame filter: ``campose_valid`` and a non-zero ``poses2d`` (the official challenge's ``check_valid_inds``,
+aymenmir1/3dpw-eval ``evaluate.py``; SPIN's preprocessing needs the same detections for its bbox). The global
+orientation is rotated into the camera, ``R_cam @ R(pose[:3])``, as SPIN does; ``trans`` is not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DataError
+from tasks.real.common import BodyFrames, as_array, bbox_from_points, gender_name, require_keys, rotate_orient
+from tasks.real.safe_pickle import load_pickle
+
+PW3D_KEYS = ("sequence", "betas", "poses", "genders", "poses2d", "campose_valid", "cam_poses", "cam_intrinsics",
+             "img_frame_ids")
+PW3D_SPLITS = ("train", "validation", "test")
+
+
+def read_pw3d_sequence(path: Path) -> dict[str, Any]:
+    """One 3DPW sequence pickle, validated: arrays with the documented shapes, or ``DataError``."""
+    d = load_pickle(path)
+    src = str(path)
+    require_keys(d, PW3D_KEYS, src, "a 3DPW sequence")
+    n_act = len(d["poses"])
+    for k in ("betas", "genders", "poses2d", "campose_valid"):
+        if len(d[k]) != n_act:
+            raise DataError(f"{src}: {k} has {len(d[k])} actors but poses has {n_act}")
+    if n_act == 0:
+        raise DataError(f"{src}: no actors")
+    frame_ids = as_array(d["img_frame_ids"], "img_frame_ids", src, (None,), np.int64)
+    n = frame_ids.shape[0]
+    out: dict[str, Any] = {
+        "sequence": str(d["sequence"]),
+        "img_frame_ids": frame_ids,
+        "cam_poses": as_array(d["cam_poses"], "cam_poses", src, (n, 4, 4)),
+        "cam_intrinsics": as_array(d["cam_intrinsics"], "cam_intrinsics", src, (3, 3)),
+        "poses": [as_array(p, f"poses[{i}]", src, (n, 72)) for i, p in enumerate(d["poses"])],
+        "betas": [as_array(b, f"betas[{i}]", src, (None,))[:10] for i, b in enumerate(d["betas"])],
+        "genders": [gender_name(g, src) for g in d["genders"]],
+        "poses2d": [as_array(p, f"poses2d[{i}]", src, (n, 3, 18)) for i, p in enumerate(d["poses2d"])],
+        "campose_valid": [as_array(v, f"campose_valid[{i}]", src, (n,), bool)
+                          for i, v in enumerate(d["campose_valid"])],
+    }
+    for i, b in enumerate(out["betas"]):
+        if b.shape[0] < 10:
+            raise DataError(f"{src}: betas[{i}] has {b.shape[0]} values, expected at least 10")
+    return out
+
+
+def pw3d_frames(seq: dict[str, Any], image_dir: Path) -> BodyFrames:
+    """The frames of one parsed sequence that pass the filter (campose_valid and non-zero poses2d)."""
+    parts = []
+    name = seq["sequence"]
+    for a, (pose, valid, p2d) in enumerate(zip(seq["poses"], seq["campose_valid"], seq["poses2d"], strict=True)):
+        detected = (p2d[:, 2, :] > 0).any(axis=1)
+        keep = np.flatnonzero(valid & detected)
+        if keep.size == 0:
+            continue
+        R = seq["cam_poses"][keep, :3, :3]
+        orient = rotate_orient(pose[keep, :3], R)
+        boxes = np.stack([bbox_from_points(p2d[f, :2][:, p2d[f, 2] > 0].T) for f in keep])
+        parts.append(BodyFrames(
+            images=[image_dir / name / f"image_{int(f):05d}.jpg" for f in keep], bbox=boxes,
+            global_orient=orient, body_pose=pose[keep, 3:].astype(np.float32),
+            betas=np.repeat(seq["betas"][a][None], keep.size, 0).astype(np.float32),
+            gender=[seq["genders"][a]] * keep.size,
+            K=np.repeat(seq["cam_intrinsics"][None], keep.size, 0).astype(np.float32),
+            sequence=[name] * keep.size, frame=keep.astype(np.int64), actor=np.full(keep.size, a, np.int64)))
+    return BodyFrames.concat(parts) if parts else BodyFrames.empty()
+
+
+def read_pw3d(data_dir: Path, split: str = "test") -> BodyFrames:
+    """All kept frames of a 3DPW split (sequences in sorted order). ``data_dir`` holds sequenceFiles/, imageFiles/."""
+    if split not in PW3D_SPLITS:
+        raise DataError(f"unknown 3DPW split {split!r}; one of {', '.join(PW3D_SPLITS)}")
+    seq_dir = data_dir / "sequenceFiles" / split
+    files = sorted(seq_dir.glob("*.pkl"))
+    if not files:
+        raise DataError(f"no 3DPW sequence pickles in {seq_dir}; extract sequenceFiles.zip of the 3DPW download there")
+    frames = BodyFrames.concat([pw3d_frames(read_pw3d_sequence(f), data_dir / "imageFiles") for f in files])
+    if len(frames) == 0:
+        raise DataError(f"3DPW {split}: no frame passes the filter (campose_valid and detected 2D pose) in {seq_dir}")
+    return frames
