@@ -13,7 +13,7 @@ import typer
 
 from harness import __version__
 
-COMMAND_MODULES = ["ls"]
+COMMAND_MODULES = ["ls", "data", "tables"]
 
 app = typer.Typer(
     name="cpcbench",

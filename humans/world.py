@@ -1,0 +1,470 @@
+"""The embedded synthetic world: subjects x motions x camera rigs, rendered into a frame set.
+
+A frame set (``humans/frames.py``) of domain ``body`` (SMPL-format bodies through smplx), ``hand``
+(MANO-format right hands; label = gesture class) or ``objects`` (textured primitives, ``humans/objects.py``).
+Each *sequence* is one subject performing one motion of ``seq_len`` frames, filmed by ``cameras`` cameras
+placed around it (varied azimuth, elevation, distance; all looking at the subject) in one scene (room or
+backdrop, lighting). This gives the two pair kinds of CroCo-Man (Armando et al., CVPR 2024): cross-view
+pairs (same instant, two cameras) and cross-pose pairs (same camera, two instants).
+
+Camera model: every rig camera is a pinhole camera with known extrinsics (world -> camera, OpenCV axes).
+The stored image is a person-centred square crop; the crop is built into the intrinsics (``K`` of the
+stored image = the rig camera's K shifted and scaled to the crop), never resampled, so
+``K @ joints3d`` projects exactly onto ``joints2d``. Pixel centres are at integer coordinates.
+
+Splits: every fifth subject (``subject % 5 == 2``) is a test subject; test motions are drawn from an rng
+stream disjoint from the train motions' stream, so no subject and no motion appears in both splits.
+
+Determinism: every random choice of a sequence comes from ``SeedSequence([seed, domain, stream, id])``, so
+frames do not depend on worker count or order. One shard per sequence; re-running completes missing
+shards only (and a larger ``frames`` adds sequences to an existing set of the same config).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DataError
+
+log = logging.getLogger("cpcbench.data")
+
+WORLD_VERSION = 1
+DOMAINS = ("body", "hand", "objects")
+_DOMAIN_ID = {"body": 1, "hand": 2, "objects": 3}
+# rng streams
+_SUBJECT, _TRAIN_MOTION, _TEST_MOTION, _SCENE = 0, 1, 2, 3
+TEST_EVERY, TEST_OFFSET = 5, 2
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """What a frame set is made of. Everything but ``frames`` defines the content of each shard."""
+
+    domain: str = "body"
+    frames: int = 1024
+    size: int = 128
+    seed: int = 0
+    cameras: int = 4
+    seq_len: int = 16
+    motions_per_subject: int = 2
+    margin: float = 1.2  # crop side / longest side of the projected subject's bbox
+    version: int = WORLD_VERSION
+
+    @property
+    def frames_per_sequence(self) -> int:
+        return self.cameras * self.seq_len
+
+    @property
+    def num_sequences(self) -> int:
+        return max(1, math.ceil(self.frames / self.frames_per_sequence))
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine shard contents (``frames`` only decides how many shards)."""
+        d = asdict(self)
+        d.pop("frames")
+        return d
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "body": {"cameras": 4, "seq_len": 16, "motions_per_subject": 2},
+    "hand": {"cameras": 4, "seq_len": 8, "motions_per_subject": 2},
+    "objects": {"cameras": 3, "seq_len": 4, "motions_per_subject": 1},
+}
+
+
+def make_config(domain: str, frames: int, size: int = 128, seed: int = 0, **overrides: Any) -> WorldConfig:
+    """A :class:`WorldConfig` with the domain's defaults, validated."""
+    if domain not in DOMAINS:
+        raise DataError(f"unknown synthetic domain {domain!r}; choose one of {', '.join(DOMAINS)}")
+    kw = {**DEFAULTS[domain], **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = WorldConfig(domain=domain, frames=int(frames), size=int(size), seed=int(seed), **kw)
+    if cfg.frames < 1 or cfg.size < 16 or cfg.cameras < 1 or cfg.seq_len < 1 or cfg.motions_per_subject < 1:
+        raise DataError(f"bad synthetic-world config {cfg}: need frames >= 1, size >= 16, cameras, seq_len, "
+                        "motions_per_subject >= 1")
+    return cfg
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """The plan of one sequence (cheap to compute, no rendering): ids, split and rng seeds."""
+
+    index: int
+    sequence: str
+    subject: int
+    motion: str
+    split: str
+    subject_seed: tuple[int, ...]
+    motion_seed: tuple[int, ...]
+    scene_seed: tuple[int, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(cfg: WorldConfig) -> list[SequenceSpec]:
+    """The sequences of a frame set: sequence ``i`` is motion ``i % motions_per_subject`` of subject
+    ``i // motions_per_subject``; test subjects are every fifth; motions are unique per sequence."""
+    dom = _DOMAIN_ID[cfg.domain]
+    specs = []
+    for i in range(cfg.num_sequences):
+        subject = i // cfg.motions_per_subject
+        test = subject % TEST_EVERY == TEST_OFFSET
+        stream = _TEST_MOTION if test else _TRAIN_MOTION
+        tag = "t" if test else "m"
+        specs.append(SequenceSpec(
+            index=i, sequence=f"{cfg.domain[0]}{i:06d}", subject=subject, motion=f"{tag}{i:06d}",
+            split="test" if test else "train",
+            subject_seed=(cfg.seed, dom, _SUBJECT, subject), motion_seed=(cfg.seed, dom, stream, i),
+            scene_seed=(cfg.seed, dom, _SCENE, i)))
+    return specs
+
+
+def rng_of(seed: tuple[int, ...]) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(list(seed)))
+
+
+# -- cameras ----------------------------------------------------------------------------------------------
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0]),
+            roll: float = 0.0) -> np.ndarray:
+    """World->camera extrinsics [4, 4] (OpenCV: x right, y down, z forward) of a camera at ``eye``
+    looking at ``target`` with world ``up`` pointing up in the image, rolled by ``roll`` radians."""
+    z = target - eye
+    z = z / np.linalg.norm(z)
+    x = np.cross(z, -up)  # OpenCV: y points down, so "up" is -y
+    if np.linalg.norm(x) < 1e-6:
+        x = np.cross(z, np.array([0.0, 0.0, 1.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world coords
+    c, s = math.cos(roll), math.sin(roll)
+    R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ R
+    E = np.eye(4)
+    E[:3, :3] = R
+    E[:3, 3] = -R @ eye
+    return E
+
+
+def rig(rng: np.random.Generator, n: int, target: np.ndarray, dist: tuple[float, float],
+        elev_deg: tuple[float, float], jitter: float = 0.2) -> list[np.ndarray]:
+    """``n`` cameras around ``target``: azimuths spread evenly (random start and jitter), random elevation
+    and distance, slight roll, each looking at a point near ``target``.  -> list of extrinsics [4, 4]"""
+    start = rng.uniform(0, 2 * np.pi)
+    out = []
+    for k in range(n):
+        az = start + 2 * np.pi * k / n + rng.uniform(-0.35, 0.35) * 2 * np.pi / n
+        el = np.radians(rng.uniform(*elev_deg))
+        d = rng.uniform(*dist)
+        eye = target + d * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+        aim = target + rng.normal(0, jitter * d * 0.05, 3)
+        out.append(look_at(eye, aim, roll=np.radians(rng.normal(0, 3))))
+    return out
+
+
+def to_camera(points: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
+    """points: [..., 3] world -> [..., 3] camera coords."""
+    return points @ extrinsics[:3, :3].T + extrinsics[:3, 3]
+
+
+def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pinhole projection.  points_cam: [..., 3] (z > 0); K: [3, 3] -> [..., 2] pixels."""
+    p = points_cam @ K.T
+    return p[..., :2] / p[..., 2:3]
+
+
+def crop_intrinsics(verts_cam: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """Intrinsics of a square ``size`` px crop centred on the projected ``verts_cam`` [V, 3], whose side is
+    ``margin`` x the longer side of their bounding box. The rig camera's focal length cancels out, so a
+    unit focal length is used: K = [[f, 0, cx], [0, f, cy], [0, 0, 1]] of the crop.  -> [3, 3]"""
+    uv = verts_cam[:, :2] / verts_cam[:, 2:3]  # normalised image coordinates (focal 1)
+    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    centre = (lo + hi) / 2
+    side = margin * float(max(hi - lo))
+    a = size / side
+    K = np.array([[a, 0.0, (side / 2 - centre[0]) * a - 0.5],
+                  [0.0, a, (side / 2 - centre[1]) * a - 0.5],
+                  [0.0, 0.0, 1.0]])
+    return K
+
+
+def bbox_of(uv: np.ndarray) -> np.ndarray:
+    """Tight box (x, y, w, h) of pixel points [N, 2].  -> [4] float32"""
+    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], np.float32)
+
+
+def film(renderer: Any, cfg: WorldConfig, verts_world: np.ndarray, cameras: list[np.ndarray],
+         per_frame: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]],
+         parts: bool = True) -> list[dict[str, np.ndarray]]:
+    """Render every (time, camera) of a sequence with an actor already set on ``renderer``.
+
+    verts_world: [T, V, 3]. ``per_frame(t, c, K, E, verts_cam)`` returns the domain's annotations for
+    that frame. Returns frames in (time-major, camera-minor) order.
+    """
+    frames = []
+    for t in range(len(verts_world)):
+        renderer.update_actor(verts_world[t])
+        for c, E in enumerate(cameras):
+            vc = to_camera(verts_world[t], E)
+            if (vc[:, 2] <= 0.05).any():
+                raise DataError(f"camera {c} of a {cfg.domain} sequence sees the subject from too close; "
+                                "this is a bug in the rig parameters")
+            K = crop_intrinsics(vc, cfg.size, cfg.margin)
+            img = renderer.render(K, E, parts=parts)
+            f = {"rgb": img["rgb"], "mask": img["mask"]}
+            if parts and "parts" in img:
+                f["parts"] = img["parts"]
+            f.update(per_frame(t, c, K, E, vc))
+            f["K"] = K.astype(np.float32)
+            f["extrinsics"] = E.astype(np.float32)
+            f["bbox"] = bbox_of(project(vc, K))
+            frames.append(f)
+    return frames
+
+
+# -- the worker side --------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(size: int) -> None:
+    """Per process: one renderer (reused for every sequence), single-threaded torch."""
+    import torch
+
+    torch.set_num_threads(1)
+    from humans.render import Renderer
+
+    _WORKER["renderer"] = Renderer(size)
+
+
+def render_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list[dict[str, np.ndarray]]:
+    """All frames of one sequence (time-major, camera-minor), each a dict of arrays (frame contract)."""
+    if cfg.domain == "body":
+        from humans.bodies import render_body_sequence
+
+        return render_body_sequence(cfg, spec, renderer)
+    if cfg.domain == "hand":
+        from humans.bodies import render_hand_sequence
+
+        return render_hand_sequence(cfg, spec, renderer)
+    if cfg.domain == "objects":
+        from humans.objects import render_object_sequence
+
+        return render_object_sequence(cfg, spec, renderer)
+    raise DataError(f"unknown synthetic domain {cfg.domain!r}")
+
+
+def _rows(cfg: WorldConfig, spec: SequenceSpec, bboxes: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
+    rows = []
+    k = 0
+    for t in range(cfg.seq_len):
+        for c in range(cfg.cameras):
+            x, y, w, h = (float(v) for v in bboxes[k])
+            rows.append({"sequence": spec.sequence, "camera": f"c{c}", "frame": t, "subject": f"s{spec.subject:05d}",
+                         "motion": spec.motion, "split": spec.split, "image": "", "bbox_x": x, "bbox_y": y,
+                         "bbox_w": w, "bbox_h": h, "label": int(labels[k])})
+            k += 1
+    return rows
+
+
+def _shard_path(root: Path, index: int) -> Path:
+    from humans.frames import FrameWriter
+
+    return root / "shards" / FrameWriter.shard_name(index)
+
+
+def write_shard(path: Path, frames: list[dict[str, np.ndarray]]) -> None:
+    """Stack frames (same keys) into one compressed npz, written atomically (the FrameWriter shard format)."""
+    from harness.io import atomic_write
+
+    keys = frames[0].keys()
+    arrays = {k: np.stack([f[k] for f in frames]) for k in keys}
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    atomic_write(path, write)
+
+
+def _do_sequence(args: tuple[WorldConfig, SequenceSpec, str]) -> tuple[int, np.ndarray, np.ndarray]:
+    cfg, spec, root = args
+    if "renderer" not in _WORKER:
+        _worker_init(cfg.size)
+    frames = render_sequence(cfg, spec, _WORKER["renderer"])
+    if len(frames) != cfg.frames_per_sequence:
+        raise DataError(f"sequence {spec.sequence} rendered {len(frames)} frames, expected {cfg.frames_per_sequence}")
+    write_shard(_shard_path(Path(root), spec.index), frames)
+    return spec.index, np.stack([f["bbox"] for f in frames]), np.stack([f.get("label", np.int64(-1)) for f in frames])
+
+
+def _read_shard_rows(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """bbox and label arrays of an existing shard, or None if it is unreadable (it will be re-rendered)."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            labels = z["label"] if "label" in z.files else np.full(len(z["bbox"]), -1)
+            return z["bbox"], labels
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        log.warning("shard %s is unreadable (%s); rendering it again", path, e)
+        return None
+
+
+# -- the parent side --------------------------------------------------------------------------------------
+def model_source(domain: str) -> str:
+    """Where the body/hand model comes from (recorded in meta.json; a change invalidates a frame set)."""
+    if domain == "objects":
+        return "primitives"
+    try:
+        from humans import models
+    except ImportError:
+        return "unknown"
+    kind = "smpl" if domain == "body" else "mano"
+    fn = getattr(models, "model_source", None)
+    return str(fn(kind)) if callable(fn) else "procedural"
+
+
+def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str | Path | None = None,
+             workers: int = 1, progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Path:
+    """Render a frame set (or complete a partial one) and return its directory.
+
+    ``overrides``: ``cameras``, ``seq_len``, ``motions_per_subject``, ``margin``. ``progress(done, total)``
+    is called with frame counts. The number of frames is rounded up to whole sequences.
+    """
+    cfg = make_config(domain, frames, size, seed, **overrides)
+    root = Path(out) if out is not None else default_dir(domain, size, seed)
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    identity = {**cfg.identity(), "model": model_source(domain)}
+    ident_path = root / "shards" / "generator.json"
+    if ident_path.is_file():
+        try:
+            old = json.loads(ident_path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old != identity:
+            raise DataError(f"{root} holds frames made with another generator config ({old}); choose another "
+                            "--out directory or delete this one")
+    else:
+        from harness.io import atomic_write_json
+
+        atomic_write_json(ident_path, identity)
+    specs = plan(cfg)
+    done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for s in specs:
+        p = _shard_path(root, s.index)
+        if p.is_file():
+            got = _read_shard_rows(p)
+            if got is not None:
+                done[s.index] = got
+    todo = [s for s in specs if s.index not in done]
+    total = len(specs) * cfg.frames_per_sequence
+    if progress:
+        progress(len(done) * cfg.frames_per_sequence, total)
+    if todo:
+        log.info("rendering %d of %d %s sequences (%d frames each) into %s with %d worker(s)", len(todo),
+                 len(specs), domain, cfg.frames_per_sequence, root, workers)
+        args = [(cfg, s, str(root)) for s in todo]
+        for index, bboxes, labels in _run(args, workers, cfg.size):
+            done[index] = (bboxes, labels)
+            if progress:
+                progress(len(done) * cfg.frames_per_sequence, total)
+    _write_manifest(cfg, root, specs, done, identity)
+    return root
+
+
+def _run(args: list[tuple[WorldConfig, SequenceSpec, str]], workers: int, size: int):
+    """Yield per-sequence results, in this process (workers <= 1) or in a spawn pool."""
+    if workers <= 1:
+        for a in args:
+            yield _do_sequence(a)
+        return
+    import multiprocessing as mp
+
+    from humans.render import choose_platform
+
+    choose_platform()  # decided once; children inherit PYOPENGL_PLATFORM
+    env_before = os.environ.get("LP_NUM_THREADS")
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # llvmpipe threads per worker: the workers are the parallelism
+    try:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_worker_init, initargs=(size,)) as pool:
+            yield from pool.imap_unordered(_do_sequence, args)
+    finally:
+        if env_before is None:
+            os.environ.pop("LP_NUM_THREADS", None)
+
+
+def _write_manifest(cfg: WorldConfig, root: Path, specs: list[SequenceSpec],
+                    done: dict[int, tuple[np.ndarray, np.ndarray]], identity: dict[str, Any]) -> None:
+    from humans.frames import FrameWriter
+
+    writer = FrameWriter(root, meta=meta_for(cfg, identity), shard_size=cfg.frames_per_sequence)
+    for s in specs:
+        bboxes, labels = done[s.index]
+        for row in _rows(cfg, s, bboxes, labels):
+            writer.add_row(row)
+    writer.close()
+
+
+def meta_for(cfg: WorldConfig, identity: dict[str, Any]) -> dict[str, Any]:
+    """meta.json of a synthetic frame set: domain, size, joints, model kind, generator config, seed."""
+    info: dict[str, Any] = {"joint_names": [], "model": None, "labels": []}
+    if cfg.domain == "body":
+        from humans.bodies import body_meta
+
+        info = body_meta()
+    elif cfg.domain == "hand":
+        from humans.bodies import hand_meta
+
+        info = hand_meta()
+    elif cfg.domain == "objects":
+        from humans.objects import CLASSES
+
+        info["labels"] = list(CLASSES)
+    else:
+        raise DataError(f"unknown synthetic domain {cfg.domain!r}")
+    return {"domain": cfg.domain, "size": cfg.size, "seed": cfg.seed, "source": "synthetic",
+            "generator": {**asdict(cfg), "model": identity.get("model")}, **info}
+
+
+def default_dir(domain: str, size: int, seed: int) -> Path:
+    """``$CPCBENCH_DATA_CACHE/<domain>-<size>-<seed>`` or ``runs/data/<domain>-<size>-<seed>``."""
+    base = os.environ.get("CPCBENCH_DATA_CACHE")
+    if base:
+        return Path(base) / f"{domain}-{size}-{seed}"
+    from harness.io import ROOT
+
+    return ROOT / "runs" / "data" / f"{domain}-{size}-{seed}"
+
+
+def is_complete(root: Path, cfg: WorldConfig) -> bool:
+    """True if ``root`` holds exactly the frame set ``cfg`` describes (meta matches, every shard present)."""
+    meta_path = root / "meta.json"
+    if not (meta_path.is_file() and (root / "manifest.csv").is_file()):
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        return False
+    gen = dict(meta.get("generator") or {})
+    gen.pop("model", None)
+    if gen != asdict(cfg) or meta.get("generator", {}).get("model") != model_source(cfg.domain):
+        return False
+    return all(_shard_path(root, s.index).is_file() for s in plan(cfg))
+
+
+def ensure_frames(domain: str, frames: int, size: int = 128, seed: int = 0, out: str | Path | None = None,
+                  workers: int = 1, **overrides: Any) -> Path:
+    """The directory of a synthetic frame set, generated (or completed) if absent. What pretraining and tasks
+    call to get data with nothing to download."""
+    cfg = make_config(domain, frames, size, seed, **overrides)
+    root = Path(out) if out is not None else default_dir(domain, size, seed)
+    if is_complete(root, cfg):
+        return root
+    return generate(domain, frames, size, seed, out=root, workers=workers, **overrides)
