@@ -1,0 +1,591 @@
+"""Comparable tables from result records: cells, rows selected by filters, significance, table specs.
+
+``cpcbench tables`` turns the append-only records of ``results/`` (``harness.results``) into tables that
+compare backbones honestly (STYLE.md 8-9: tables are derived by one command and never edited):
+
+- A **cell** is one (row, column): column = (task, task version, task protocol, eval protocol, data
+  fraction, smoke limit, metric). Records that differ in any of these never share a cell. Records of the
+  same cell pool their per-seed values (a sweep writes one record per seed, ``cpcbench eval --seeds 3`` one
+  record with three seeds); a seed measured twice keeps its newest record. The cell shows the mean and the
+  std (ddof=1) over seeds, as ``harness.results.summarize`` defines them.
+- A **row** is a set of records chosen by a filter on record fields (dotted paths into the record, e.g.
+  ``{method: cpc, backbone.pretrain.pair_mix: 1.0}``). Records of one row with different weights (another
+  pretraining run) are split into separate rows, never averaged together.
+- **Best** per column (by the metric's direction) is bold. Another row's cell is marked † only when a
+  paired t-test over the per-seed values matched by seed (``scipy.stats.ttest_rel``, two-sided, >= 3 common
+  seeds) rejects equality with the best at level ``alpha``; otherwise it is unmarked and the notes say why.
+- **Published** reference numbers (``leaderboards/published.yaml``: other methods' papers) appear only in
+  rows marked "published" with their citation; they never take part in best/significance.
+- Records from ``--limit`` runs (``smoke``) never enter a paper table; main tables show them only when
+  asked (``include_smoke``), in their own tables labelled as smoke runs.
+
+Table layouts of the paper (CroCo-Man, CVPR 2024: pretraining comparison on body and on hand tasks, the
+cross-view / cross-pose ablation, human-aware vs uniform masking, data efficiency) are declarative YAML
+specs (``TableSpec``) in ``leaderboards/specs/``; see ``leaderboards/specs/README.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.config import ConfigError, from_dict, load_yaml
+from harness.errors import CpcbenchError
+
+METHOD_ORDER = ("cpc", "mae", "dino", "supervised", "scratch")
+TASK_ORDER = ("synth-body-mesh", "synth-body-meshfree", "synth-body-2d", "synth-body-parts", "3dpw", "emdb",
+              "h36m-p1", "h36m-p2", "synth-hand-mesh", "synth-hand-gesture", "freihand", "ho3d")
+DOMAIN_ORDER = ("body", "hand")
+_NAME_DOMAINS = {"3dpw": "body", "emdb": "body", "h36m-p1": "body", "h36m-p2": "body", "freihand": "hand",
+                 "ho3d": "hand"}
+SHORTCUTS = {"task": "task.name", "backbone": "backbone.name", "weights": "backbone.weights_sha256"}
+_MISSING = object()
+METRIC_NAMES = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pa_pve": "PA-PVE", "pa_mpvpe": "PA-MPVPE",
+                "f5": "F@5", "f15": "F@15", "auc": "AUC", "pck05": "PCK@0.05", "pck10": "PCK@0.1",
+                "miou": "mIoU", "top1": "Top-1"}
+
+
+def metric_name(metric: str) -> str:
+    """Display name of a metric key (``pa_mpjpe`` -> ``PA-MPJPE``)."""
+    return METRIC_NAMES.get(metric, metric)
+
+
+class TableError(CpcbenchError, ValueError):
+    """A table spec or published-numbers file that does not follow its schema, or nothing to tabulate."""
+
+
+# ---------------------------------------------------------------------------------------------- record fields
+def task_domain(rec: Mapping[str, Any]) -> str:
+    """``body`` | ``hand`` | ``other``: the record's ``task.domain``, else known from the task name."""
+    task = rec["task"]
+    if task.get("domain"):
+        return str(task["domain"])
+    name = str(task["name"])
+    if name in _NAME_DOMAINS:
+        return _NAME_DOMAINS[name]
+    for dom in DOMAIN_ORDER:
+        if dom in name:
+            return dom
+    return "other"
+
+
+def get_field(rec: Mapping[str, Any], path: str) -> Any:
+    """The value at dotted ``path`` (``backbone.pretrain.pair_mix``) or ``_MISSING``; ``domain`` is derived."""
+    if path == "domain":
+        return task_domain(rec)
+    node: Any = rec
+    for part in SHORTCUTS.get(path, path).split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return str(a) == str(b) if isinstance(a, str) or isinstance(b, str) else a == b
+
+
+_OPS = ("eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "exists")
+
+
+def _match_value(value: Any, cond: Any, where: str) -> bool:
+    if isinstance(cond, Mapping):
+        unknown = [k for k in cond if k not in _OPS]
+        if unknown:
+            raise TableError(f"filter on {where!r}: unknown operator(s) {unknown}; use {', '.join(_OPS)}")
+        ok = True
+        for op, arg in cond.items():
+            if op == "exists":
+                ok &= (value is not _MISSING and value is not None) == bool(arg)
+            elif value is _MISSING or value is None:
+                ok &= op in ("ne", "not_in")
+            elif op == "eq":
+                ok &= _equal(value, arg)
+            elif op == "ne":
+                ok &= not _equal(value, arg)
+            elif op == "in":
+                ok &= any(_equal(value, a) for a in arg)
+            elif op == "not_in":
+                ok &= not any(_equal(value, a) for a in arg)
+            elif op in ("gt", "ge", "lt", "le"):
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    return False
+                ok &= {"gt": value > arg, "ge": value >= arg, "lt": value < arg, "le": value <= arg}[op]
+            else:
+                raise TableError(f"filter operator {op!r} is not implemented")
+        return ok
+    if isinstance(cond, list | tuple):
+        return any(_match_value(value, c, where) for c in cond)
+    if cond is None:
+        return value is _MISSING or value is None
+    return value is not _MISSING and _equal(value, cond)
+
+
+def matches(rec: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    """Whether ``rec`` satisfies every ``path: condition`` of ``where``.
+
+    A condition is a value (equality; numbers compared with a tiny tolerance), a list (any of), ``null``
+    (absent) or an operator mapping ``{gt: 0, lt: 1}`` with operators eq, ne, in, not_in, gt, ge, lt, le,
+    exists. Paths are dotted keys into the record; ``task``/``backbone``/``weights`` are short for
+    ``task.name``/``backbone.name``/``backbone.weights_sha256`` and ``domain`` is the task's domain.
+    """
+    return all(_match_value(get_field(rec, k), v, k) for k, v in where.items())
+
+
+# ---------------------------------------------------------------------------------------------- the model
+@dataclass(frozen=True, order=True)
+class ColumnKey:
+    """What makes two measurements comparable. ``limit`` is None except for smoke runs."""
+
+    task: str
+    version: str
+    task_protocol: str
+    protocol: str
+    fraction: float
+    limit: int | None
+    metric: str
+
+    @property
+    def group(self) -> tuple[str, str, str, str, float, int | None]:
+        return self.task, self.version, self.task_protocol, self.protocol, self.fraction, self.limit
+
+
+@dataclass(frozen=True)
+class Column:
+    key: ColumnKey
+    unit: str
+    higher_is_better: bool
+    decimals: int
+    measured: bool = True  # False: a column declared by a spec only to hold published numbers
+
+
+@dataclass
+class Cell:
+    """``per_seed``: seed -> value; mean/std over seeds (std ddof=1, None for one seed)."""
+
+    per_seed: dict[int, float]
+    mean: float
+    std: float | None
+    best: bool = False
+    worse: bool = False  # significantly worse than the best row (paired test)
+    p_value: float | None = None
+    tested: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+
+@dataclass
+class Row:
+    label: str
+    cells: list[Cell | None]
+    source: Literal["measured", "published"] = "measured"
+    backbone: str = ""
+    weights_sha256: str = ""
+    citation: str = ""
+    color_key: str = ""
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+    plot: Literal["none", "bars", "curve"] = "none"
+    alpha: float = 0.05
+    smoke: bool = False
+    shared_in_title: bool = False  # the title already names the shared protocol/fraction
+
+
+    @property
+    def measured_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.source == "measured"]
+
+    @property
+    def published_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.source == "published"]
+
+    def shared(self, attr: str) -> Any:
+        """The value of a column-key attribute when every measured column shares it, else _MISSING."""
+        values = {getattr(c.key, attr) for c in self.columns if c.measured}
+        return values.pop() if len(values) == 1 else _MISSING
+
+
+# ---------------------------------------------------------------------------------------------- specs
+@dataclass(frozen=True)
+class RowSpec:
+    label: str
+    where: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Columns for ``task`` (or every task of ``domain``); all metrics found unless ``metrics`` names them;
+    ``fractions`` restricts (and orders) the data fractions. A column named with explicit ``metrics`` and
+    no records still appears when a published row has numbers for it."""
+
+    task: str = ""
+    domain: str = ""
+    metrics: tuple[str, ...] = ()
+    fractions: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One paper table layout (a YAML file in ``leaderboards/specs/``)."""
+
+    name: str
+    title: str
+    rows: tuple[RowSpec, ...]
+    columns: tuple[ColumnSpec, ...]
+    caption: str = ""
+    where: dict[str, Any] = field(default_factory=dict)
+    published: tuple[str, ...] = ()
+    plot: Literal["none", "bars", "curve"] = "none"
+    alpha: float = 0.05
+    decimals: int | None = None
+
+
+def load_spec(path: str | Path) -> TableSpec:
+    path = Path(path)
+    data = load_yaml(path)
+    data.setdefault("name", path.stem)
+    try:
+        spec = from_dict(TableSpec, data)
+    except ConfigError as e:
+        raise TableError(f"table spec {path}: {e}") from None
+    for c in spec.columns:
+        if bool(c.task) == bool(c.domain):
+            raise TableError(f"table spec {path}: each column needs exactly one of task or domain, got {c}")
+    if not spec.rows:
+        raise TableError(f"table spec {path}: no rows")
+    for r in [spec.where, *(row.where for row in spec.rows)]:
+        for k, v in r.items():  # validate operators early: a typo must not silently select nothing
+            _match_value(_MISSING, v, k)
+    return spec
+
+
+def load_specs(directory: str | Path) -> list[TableSpec]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TableError(f"table spec directory {directory} not found; pass --specs DIR")
+    specs = [load_spec(p) for p in sorted(directory.glob("*.yaml"))]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TableError(f"table specs in {directory} share names {dupes}; names become file names")
+    return specs
+
+
+@dataclass(frozen=True)
+class Published:
+    """Reference numbers of another method from its paper: never measured here."""
+
+    id: str
+    label: str
+    citation: str
+    source: str
+    results: dict[str, dict[str, float]]  # task -> metric -> value
+    units: dict[str, str]
+    higher_is_better: dict[str, bool]
+
+
+def load_published(path: str | Path) -> dict[str, Published]:
+    """``published.yaml``: ``metrics: {name: {unit, higher_is_better}}``, ``entries: [{id, label, citation,
+    source, results: {task: {metric: value}}}]``."""
+    path = Path(path)
+    data = load_yaml(path)
+    metrics = data.get("metrics", {})
+    out: dict[str, Published] = {}
+    for i, e in enumerate(data.get("entries", [])):
+        missing = [k for k in ("id", "label", "citation", "source", "results") if k not in e]
+        if missing:
+            raise TableError(f"{path}: entry #{i} lacks {missing}")
+        for task, vals in e["results"].items():
+            for m, v in vals.items():
+                if m not in metrics:
+                    raise TableError(f"{path}: entry {e['id']!r} reports {task}/{m} but metrics: has no {m!r} "
+                                     "(give its unit and higher_is_better)")
+                if not isinstance(v, int | float) or not math.isfinite(v):
+                    raise TableError(f"{path}: entry {e['id']!r} {task}/{m} = {v!r} is not a number")
+        if e["id"] in out:
+            raise TableError(f"{path}: duplicate entry id {e['id']!r}")
+        out[e["id"]] = Published(
+            id=e["id"], label=e["label"], citation=e["citation"], source=e["source"],
+            results={t: {m: float(v) for m, v in vals.items()} for t, vals in e["results"].items()},
+            units={m: str(s.get("unit", "")) for m, s in metrics.items()},
+            higher_is_better={m: bool(s["higher_is_better"]) for m, s in metrics.items()})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- building
+def _decimals(unit: str) -> int:
+    return {"mm": 1, "%": 1, "px": 2, "cm": 2}.get(unit, 3)
+
+
+def _task_rank(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
+def _backbone_rank(name: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+
+
+def _group_of(rec: Mapping[str, Any]) -> tuple[str, str, str, str, float, int | None]:
+    t = rec["task"]
+    return (str(t["name"]), str(t["version"]), str(t.get("protocol", "")), str(rec["protocol"]),
+            float(rec["fraction"]), rec["limit"])
+
+
+def _columns_for(records: Sequence[Mapping[str, Any]], sel: ColumnSpec | None, decimals: int | None,
+                 metric_order: dict[tuple[str, str], list[str]]) -> list[Column]:
+    """Columns of ``records`` chosen by ``sel`` (None: all), with unit/direction read from the records."""
+    found: dict[ColumnKey, tuple[str, bool]] = {}
+    for rec in records:
+        if sel is not None:
+            if sel.task and rec["task"]["name"] != sel.task:
+                continue
+            if sel.domain and task_domain(rec) != sel.domain:
+                continue
+            if sel.fractions and not any(_equal(rec["fraction"], f) for f in sel.fractions):
+                continue
+        g = _group_of(rec)
+        for m, spec in rec["metrics"].items():
+            if sel is not None and sel.metrics and m not in sel.metrics:
+                continue
+            key = ColumnKey(*g, metric=m)
+            unit, hib = str(spec["unit"]), bool(spec["higher_is_better"])
+            if key in found and found[key] != (unit, hib):
+                raise TableError(f"records of {g[0]} v{g[1]} disagree on the unit/direction of {m!r} "
+                                 f"({found[key]} vs {(unit, hib)}): bump the task version when a metric changes")
+            found[key] = (unit, hib)
+
+    def rank(k: ColumnKey) -> tuple:
+        order = sel.metrics if sel is not None and sel.metrics else metric_order.get((k.task, k.version), [])
+        m_rank = order.index(k.metric) if k.metric in order else len(order)
+        f_rank = (next(i for i, f in enumerate(sel.fractions) if _equal(f, k.fraction))
+                  if sel is not None and sel.fractions else 0)
+        return (*_task_rank(k.task), k.version, k.task_protocol, k.protocol, f_rank, k.fraction,
+                -1 if k.limit is None else k.limit, m_rank, k.metric)
+
+    return [Column(k, u, h, decimals if decimals is not None else _decimals(u))
+            for k, (u, h) in sorted(found.items(), key=lambda kv: rank(kv[0]))]
+
+
+def _metric_order(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    order: dict[tuple[str, str], list[str]] = {}
+    for rec in records:
+        lst = order.setdefault((rec["task"]["name"], str(rec["task"]["version"])), [])
+        lst.extend(m for m in rec["metrics"] if m not in lst)
+    return order
+
+
+def _pool(records: Sequence[Mapping[str, Any]], key: ColumnKey) -> tuple[Cell | None, int]:
+    """Pool the per-seed values of ``records`` for column ``key``; returns (cell, seeds superseded)."""
+    by_seed: dict[int, tuple[tuple[str, str], float]] = {}
+    superseded = 0
+    for rec in records:
+        if _group_of(rec) != key.group or key.metric not in rec["metrics"]:
+            continue
+        m = rec["metrics"][key.metric]
+        seeds, values = list(rec["seeds"]), m["per_seed"]
+        if values is None or len(values) != len(seeds):
+            raise TableError(f"record {rec.get('_path', rec['run_id'])}: metric {key.metric!r} has "
+                             f"{0 if values is None else len(values)} per-seed values for seeds {seeds}")
+        stamp = (str(rec.get("created", "")), str(rec["run_id"]))
+        for s, v in zip(seeds, values, strict=True):
+            if s in by_seed:
+                superseded += 1
+                if by_seed[s][0] > stamp:
+                    continue
+            by_seed[int(s)] = (stamp, float(v))
+    if not by_seed:
+        return None, 0
+    per_seed = {s: v for s, (_, v) in sorted(by_seed.items())}
+    vals = list(per_seed.values())
+    mean = math.fsum(vals) / len(vals)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+    return Cell(per_seed, mean, std), superseded
+
+
+def paired_p(a: Mapping[int, float], b: Mapping[int, float], min_seeds: int = 3) -> tuple[int, float | None]:
+    """(common seeds, two-sided p of a paired t-test over values matched by seed); p None if < min_seeds
+    common seeds or the test is undefined (identical values)."""
+    common = sorted(set(a) & set(b))
+    if len(common) < min_seeds:
+        return len(common), None
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue)
+    return len(common), (p if math.isfinite(p) else None)
+
+
+def mark_best(table: Table) -> None:
+    """Bold the best measured cell(s) per column and mark † where a paired test separates another row."""
+    untested = 0
+    for j, col in enumerate(table.columns):
+        cells = [r.cells[j] for r in table.measured_rows if r.cells[j] is not None]
+        if not cells:
+            continue
+        best_val = (max if col.higher_is_better else min)(c.mean for c in cells)
+        best = [c for c in cells if math.isclose(c.mean, best_val, rel_tol=1e-12, abs_tol=1e-12)]
+        for c in best:
+            c.best = True
+        if len(best) != 1:
+            continue
+        for c in cells:
+            if c.best:
+                continue
+            _, p = paired_p(best[0].per_seed, c.per_seed)
+            c.tested, c.p_value = p is not None, p
+            c.worse = p is not None and p < table.alpha
+            untested += p is None
+    n_rows = len([r for r in table.measured_rows if any(c is not None for c in r.cells)])
+    if n_rows > 1:
+        table.notes.append(
+            f"Bold: best mean per column. †: worse than the bold cell by a paired t-test over per-seed values "
+            f"matched by seed (two-sided, p < {table.alpha:g}, no correction for multiple comparisons); "
+            f"unmarked cells are not significantly different" + (
+                f", or could not be tested ({untested} cell(s): fewer than 3 seeds in common with the best "
+                "row, or identical values)." if untested else "."))
+
+
+def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequence[Column],
+               ) -> tuple[list[Row], int]:
+    """One row per backbone variant (name, weights sha256) among ``records``; labels disambiguated."""
+    variants: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for rec in records:
+        bb = rec["backbone"]
+        variants.setdefault((str(bb["name"]), str(bb.get("weights_sha256", ""))), []).append(rec)
+    names = {n for n, _ in variants}
+    rows, superseded = [], 0
+    for (name, sha), recs in sorted(variants.items(), key=lambda kv: (_backbone_rank(kv[0][0]), kv[0][1])):
+        cells = []
+        for col in columns:
+            cell, sup = _pool(recs, col.key) if col.measured else (None, 0)
+            cells.append(cell)
+            superseded += sup
+        if len(variants) == 1:
+            text = label
+        elif len(names) == len(variants):
+            text = f"{label} ({name})" if label != name else name
+        else:
+            text = f"{label} [{sha[:8] or 'no weights'}]"
+        rows.append(Row(text, cells, backbone=name, weights_sha256=sha, color_key=name))
+    return rows, superseded
+
+
+def _finish(table: Table, superseded: int) -> Table:
+    if superseded:
+        table.notes.append(f"{superseded} seed value(s) measured twice: the newest record's value is used.")
+    protos = sorted({(c.key.task, c.key.version, c.key.task_protocol) for c in table.columns if c.measured})
+    if protos:
+        table.notes.append("Task versions and protocols: " + "; ".join(
+            f"{t} v{v}" + (f" ({p})" if p else "") for t, v, p in protos) + ".")
+    mark_best(table)
+    return table
+
+
+def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = False) -> list[Table]:
+    """One table per (domain, eval protocol, fraction[, smoke limit]); rows = backbones, columns = task x metric."""
+    recs = [r for r in records if include_smoke or not r["smoke"]]
+    order = _metric_order(recs)
+    groups: dict[tuple[str, str, float, int | None], list[Mapping[str, Any]]] = {}
+    for rec in recs:
+        groups.setdefault((task_domain(rec), str(rec["protocol"]), float(rec["fraction"]), rec["limit"]),
+                          []).append(rec)
+
+    def grank(k: tuple[str, str, float, int | None]) -> tuple:
+        dom, proto, frac, limit = k
+        return (DOMAIN_ORDER.index(dom) if dom in DOMAIN_ORDER else len(DOMAIN_ORDER), dom, proto != "finetune",
+                proto, -frac, -1 if limit is None else limit)
+
+    tables = []
+    for key in sorted(groups, key=grank):
+        dom, proto, frac, limit = key
+        grecs = groups[key]
+        columns = _columns_for(grecs, None, None, order)
+        name = f"main-{dom}-{proto}" + ("" if frac == 1.0 else f"-frac{frac:g}") + (
+            "" if limit is None else f"-smoke{limit}")
+        title = f"{dom.capitalize()} tasks: {proto} protocol, {_pct(frac)} of the training set"
+        if limit is not None:
+            title = f"SMOKE RUN (--limit {limit}, not a benchmark result): " + title
+        table = Table(name, title, columns, [], plot="bars", smoke=limit is not None, shared_in_title=True,
+                      caption="Rows: backbones (every backbone with records); mean ± std over seeds.")
+        superseded = 0
+        for bname in sorted({str(r["backbone"]["name"]) for r in grecs}, key=_backbone_rank):
+            rows, sup = _rows_from([r for r in grecs if r["backbone"]["name"] == bname], bname, columns)
+            table.rows.extend(rows)
+            superseded += sup
+        tables.append(_finish(table, superseded))
+    return tables
+
+
+def _pct(frac: float) -> str:
+    return f"{frac * 100:g}%"
+
+
+def spec_table(spec: TableSpec, records: Sequence[Mapping[str, Any]],
+               published: Mapping[str, Published] | None = None) -> Table:
+    """The table a spec lays out, from full (non-smoke) records only; published rows appended, marked."""
+    published = published or {}
+    recs = [r for r in records if not r["smoke"] and matches(r, spec.where)]
+    row_recs = [[r for r in recs if matches(r, row.where)] for row in spec.rows]
+    chosen = [r for rs in row_recs for r in rs]
+    order = _metric_order(chosen)
+    missing_pub = [p for p in spec.published if p not in published]
+    if missing_pub:
+        raise TableError(f"table spec {spec.name!r} asks for published entries {missing_pub} that "
+                         "published.yaml does not have")
+    pubs = [published[p] for p in spec.published]
+    columns: list[Column] = []
+    for sel in spec.columns:
+        cols = _columns_for(chosen, sel, spec.decimals, order)
+        if not cols and sel.task and sel.metrics:  # a declared column that only published numbers fill
+            for m in sel.metrics:
+                if any(m in p.results.get(sel.task, {}) for p in pubs):
+                    p0 = next(p for p in pubs if m in p.results.get(sel.task, {}))
+                    unit = p0.units.get(m, "")
+                    dec = _decimals(unit) if spec.decimals is None else spec.decimals
+                    columns.append(Column(ColumnKey(sel.task, "", "", "", 1.0, None, m), unit,
+                                          p0.higher_is_better[m], dec, measured=False))
+        columns.extend(c for c in cols if c not in columns)
+    table = Table(spec.name, spec.title, columns, [], caption=spec.caption, plot=spec.plot, alpha=spec.alpha)
+    superseded = 0
+    empty = []
+    for row, rs in zip(spec.rows, row_recs, strict=True):
+        rows, sup = _rows_from(rs, row.label, columns)
+        superseded += sup
+        if not rows:
+            empty.append(row.label)
+            rows = [Row(row.label, [None] * len(columns))]
+        table.rows.extend(rows)
+    if empty:
+        table.notes.append(f"No records yet for: {', '.join(empty)} (–).")
+    for p in pubs:
+        cells: list[Cell | None] = []
+        for col in columns:
+            v = p.results.get(col.key.task, {}).get(col.key.metric)
+            cells.append(None if v is None else Cell({}, v, None))
+        table.rows.append(Row(p.label, cells, source="published", citation=f"{p.citation} (source: {p.source})"))
+    return _finish(table, superseded)
+
+
+def split_records(records: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(full runs, smoke runs)."""
+    return [r for r in records if not r["smoke"]], [r for r in records if r["smoke"]]
