@@ -276,6 +276,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     last_ckpt = ckpt_dir
     bar = _progress(desc, loop.steps, step) if rank == 0 else None
     t_window, steps_window = time.perf_counter(), 0
+    t_loop, first_step = t_window, step
 
     def checkpoint() -> Path | None:
         rngs = all_gather_object(rng_state())
@@ -300,7 +301,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
             for items in loader:
                 items = _to_device(items, device)
                 if loop.count_flops and not flops:
+                    t0 = time.perf_counter()
                     flops = count_flops(raw, items, amp, device.type) * world
+                    t_window += time.perf_counter() - t0  # not part of the step's throughput
                 lr = lr_at(step, loop.steps, optim.warmup_steps, base_lr, optim.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_scale"]
@@ -362,14 +365,18 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                         with open(run_dir / "log.jsonl", "a") as f:
                             f.write(json.dumps(entry) + "\n")
                         if bar is None:
-                            log.info("%s step %d/%d loss %.4f lr %.2e %.1f img/s %.1f GFLOP/s", desc, step,
-                                     loop.steps, entry["loss"], lr, entry["img_per_s"], entry["gflops_per_s"])
+                            eta = (loop.steps - step) * (time.perf_counter() - t_loop) / max(step - first_step, 1)
+                            log.info("%s step %d/%d loss %.4f lr %.2e %.1f img/s %.1f GFLOP/s eta %s", desc, step,
+                                     loop.steps, entry["loss"], lr, entry["img_per_s"], entry["gflops_per_s"],
+                                     _hms(eta))
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=step, loss=f"{vals[0]:.4f}",
                                speed=f"{history[-1]['img_per_s']:.1f} img/s" if history else "")
                 if loop.ckpt_every > 0 and step % loop.ckpt_every == 0 and step < loop.steps:
+                    t0 = time.perf_counter()
                     last_ckpt = checkpoint() or last_ckpt
                     saved_step = step
+                    t_window += time.perf_counter() - t0
         if step != saved_step or ckpt_dir is None:
             last_ckpt = checkpoint() or last_ckpt
     finally:
@@ -379,6 +386,11 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     return TrainResult(steps=step, history=history, final_loss=final, wall_time_s=time.perf_counter() - t_start,
                        flops_per_step=flops, run_dir=run_dir, checkpoint=last_ckpt if rank == 0 else None,
                        evals=[{"step": h["step"], **h["eval"]} for h in history if "eval" in h])
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _truncate_log(path: Path, step: int) -> None:
