@@ -39,6 +39,14 @@ def _colors(table: Table) -> list[str]:
     return out
 
 
+def _short(label: str) -> str:
+    """A checkpoint path as a row label becomes its run directory's name (``runs/x/final.safetensors`` -> x)."""
+    if "/" in label and "." in label.rsplit("/", 1)[-1]:
+        parent = label.rsplit("/", 2)
+        return parent[-2] if len(parent) > 1 and parent[-2] else label
+    return label
+
+
 def _ylabel(col: Column) -> str:
     name = metric_name(col.key.metric)
     return f"{name}" + (f" [{col.unit}]" if col.unit else "") + (" (higher is better)" if col.higher_is_better
@@ -69,15 +77,17 @@ def bars(table: Table) -> dict[str, bytes]:
     for j, col in enumerate(table.columns):
         if col.measured:
             groups.setdefault(col.key.group, []).append(j)
-    rows = table.measured_rows
-    colors = _colors(table)
+    all_rows = table.measured_rows
+    all_colors = _colors(table)
     out: dict[str, bytes] = {}
     for group, idx in groups.items():
-        if not any(r.cells[j] is not None for r in rows for j in idx):
+        keep = [i for i, r in enumerate(all_rows) if any(r.cells[j] is not None for j in idx)]
+        if not keep:
             continue
         task, version, _, protocol, fraction, limit = group
+        rows, colors = [all_rows[i] for i in keep], [all_colors[i] for i in keep]
 
-        def draw(axes: Any, idx: list[int] = idx) -> None:
+        def draw(axes: Any, idx: list[int] = idx, rows: list = rows, colors: list[str] = colors) -> None:
             for ax, j in zip(axes, idx, strict=True):
                 col = table.columns[j]
                 xs = list(range(len(rows)))
@@ -87,7 +97,7 @@ def bars(table: Table) -> dict[str, bytes]:
                 for x, r in zip(xs, rows, strict=True):
                     if r.cells[j] is None:
                         ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7)
-                ax.set_xticks(xs, [r.label for r in rows], rotation=30, ha="right")
+                ax.set_xticks(xs, [_short(r.label) for r in rows], rotation=30, ha="right")
                 ax.set_ylabel(_ylabel(col))
 
         title = f"{task} v{version} ({protocol}, {fraction * 100:g}% data" + (
@@ -119,12 +129,12 @@ def curves(table: Table) -> dict[str, bytes]:
                 if not pts:
                     continue
                 ax.errorbar([f for f, _ in pts], [c.mean for _, c in pts], yerr=[c.std or 0.0 for _, c in pts],
-                            label=r.label, color=color, marker="o", markersize=3, capsize=3, linewidth=1.2)
+                            label=_short(r.label), color=color, marker="o", markersize=3, capsize=3, linewidth=1.2)
             fracs = [table.columns[j].key.fraction for j in idx]
             ax.set_xscale("log")
             ax.set_xticks(fracs, [f"{f * 100:g}%" for f in fracs])
             ax.minorticks_off()
-            ax.set_xlabel(f"fraction of the {task} training set")
+            ax.set_xlabel("fraction of the training set")
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
             ax.set_title(f"{task} v{version} ({protocol})")
         axes[0].legend(loc="best")

@@ -1,0 +1,230 @@
+"""Tables: golden files, byte-for-byte regeneration, pooling, significance, filters, specs, HTML in a browser.
+
+Golden files: ``tests/golden/records/`` (fixed records, rebuilt by ``tests/golden/make_records.py``) ->
+``tests/golden/expected/`` (README.md and every table as md/csv/tex) with the shipped specs and published
+numbers of ``leaderboards/``. After an intended change, regenerate with
+``CPCBENCH_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_tables.py`` and review the diff by eye.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.leaderboard import build_leaderboard, generate, to_markdown
+from harness.results import load_records
+from harness.tables import TableError, load_spec, main_tables, matches, paired_p, spec_table
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = REPO / "tests" / "golden"
+RECORDS = GOLDEN / "records"
+SPECS = REPO / "leaderboards" / "specs"
+PUBLISHED = REPO / "leaderboards" / "published.yaml"
+UPDATE = os.environ.get("CPCBENCH_UPDATE_GOLDEN") == "1"
+
+
+def _gen(out: Path, paper: bool = True) -> object:
+    return generate(RECORDS, out, paper=paper, specs_dir=SPECS, published_path=PUBLISHED)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lb")
+    _gen(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return load_records(RECORDS)
+
+
+def test_golden_tables(board_dir: Path) -> None:
+    expected = GOLDEN / "expected"
+    got = {k: v for k, v in _tree(board_dir).items() if k.endswith((".md", ".csv", ".tex"))}
+    if UPDATE:
+        shutil.rmtree(expected, ignore_errors=True)
+        for name, data in got.items():
+            (expected / name).parent.mkdir(parents=True, exist_ok=True)
+            (expected / name).write_bytes(data)
+    want = _tree(expected)
+    assert sorted(got) == sorted(want), "set of generated tables changed; review and regenerate the golden files"
+    for name in want:
+        assert got[name].decode() == want[name].decode(), f"{name} differs from tests/golden/expected/{name}"
+
+
+def test_regenerates_byte_for_byte(board_dir: Path, tmp_path: Path) -> None:
+    """Deleting the generated files and re-running gives identical bytes (PNG and HTML included); --out too."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _gen(a)
+    first = _tree(a)
+    shutil.rmtree(a)
+    _gen(a)
+    _gen(b)
+    assert _tree(a) == first == _tree(b) == _tree(board_dir)
+    assert any(k.endswith(".png") for k in first) and "index.html" in first
+
+
+def test_stale_generated_files_removed_inputs_kept(tmp_path: Path) -> None:
+    out = tmp_path / "lb"
+    (out / "specs").mkdir(parents=True)
+    (out / "specs" / "keep.yaml").write_text("title: x\n")
+    (out / "tables").mkdir()
+    (out / "tables" / "old-table.md").write_text("stale")
+    (out / "tables" / "notes.txt").write_text("not ours")
+    _gen(out, paper=False)
+    assert not (out / "tables" / "old-table.md").exists()
+    assert (out / "tables" / "notes.txt").exists() and (out / "specs" / "keep.yaml").exists()
+    assert not (out / "tables" / "body-pretraining.md").exists()  # no --paper
+    assert (out / "tables" / "main-body-finetune.md").exists()
+
+
+def test_pooling_newest_seed_and_versions(records: list[dict]) -> None:
+    body = next(t for t in main_tables(records) if t.name == "main-body-finetune")
+    mae = next(r for r in body.rows if r.label == "mae")
+    j = next(i for i, c in enumerate(body.columns) if c.key.task == "synth-body-mesh" and c.key.metric == "mpjpe")
+    cell = mae.cells[j]
+    # seed 0 was measured twice: the newer record (88.0) wins over the older (99.0); seeds 1, 2 from own records
+    assert cell.per_seed == {0: 88.0, 1: 89.0, 2: 87.5}
+    assert math.isclose(cell.mean, (88.0 + 89.0 + 87.5) / 3)
+    assert math.isclose(cell.std, 0.7637626158259734)
+    # two versions of synth-body-2d: separate columns, never one cell
+    versions = {c.key.version for c in body.columns if c.key.task == "synth-body-2d"}
+    assert versions == {"1", "2"}
+    # smoke records never enter a table; the linear protocol gets its own table
+    names = [t.name for t in main_tables(records)]
+    assert not any("smoke" in n for n in names) and "main-body-linear" in names
+    hand = next(t for t in main_tables(records) if t.name == "main-hand-finetune")
+    cpc = next(r for r in hand.rows if r.label == "cpc")
+    assert all(c is None or c.n == 3 for c in cpc.cells)  # the limit=8 run (pa_mpjpe 1.0) is not pooled in
+
+
+def test_smoke_tables_only_on_request(records: list[dict]) -> None:
+    smoke = [t for t in main_tables(records, include_smoke=True) if t.smoke]
+    assert [t.name for t in smoke] == ["main-hand-finetune-smoke8"]
+    assert smoke[0].title.startswith("SMOKE RUN")
+
+
+def test_significance_marks(records: list[dict]) -> None:
+    body = next(t for t in main_tables(records) if t.name == "main-body-finetune")
+    col = {c.key.metric: i for i, c in enumerate(body.columns) if c.key.task == "synth-body-mesh"}
+    row = {r.label: r for r in body.rows}
+    assert row["cpc"].cells[col["mpjpe"]].best
+    assert row["mae"].cells[col["mpjpe"]].worse  # 8 mm worse on every seed
+    assert not row["mae"].cells[col["pve"]].worse  # differences of both signs: not significant
+    dino = row["dino"].cells[col["mpjpe"]]
+    assert not dino.worse and not dino.tested and dino.p_value is None  # only 2 seeds
+    assert "could not be tested" in " ".join(body.notes)
+
+
+def test_paired_p() -> None:
+    assert paired_p({0: 1.0, 1: 2.0}, {0: 1.5, 1: 2.5}) == (2, None)
+    n, p = paired_p({0: 1.0, 1: 2.0, 2: 3.0, 3: 9.0}, {0: 2.0, 1: 3.1, 2: 3.9, 7: 0.0})
+    assert n == 3 and p is not None and p < 0.01
+    from scipy.stats import ttest_rel
+
+    assert math.isclose(p, ttest_rel([1.0, 2.0, 3.0], [2.0, 3.1, 3.9]).pvalue)
+    assert paired_p({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.0, 1: 2.0, 2: 3.0}) == (3, None)  # identical: undefined
+
+
+def test_filters() -> None:
+    rec = {"task": {"name": "synth-hand-mesh", "version": "1"}, "method": "cpc", "fraction": 0.5,
+           "backbone": {"name": "cpc", "pretrain": {"pair_mix": 1.0, "mask_strategy": "human"}}}
+    assert matches(rec, {"method": "cpc", "backbone.pretrain.pair_mix": 1.0, "domain": "hand"})
+    assert matches(rec, {"backbone.pretrain.pair_mix": {"gt": 0.5}, "task": ["x", "synth-hand-mesh"]})
+    assert not matches(rec, {"backbone.pretrain.pair_mix": {"gt": 0.0, "lt": 1.0}})
+    assert matches(rec, {"backbone.pretrain.missing": None, "fraction": 0.5000000000001})
+    assert not matches(rec, {"backbone.pretrain.missing": "x"})
+    assert matches(rec, {"backbone.weights": {"exists": False}})
+    with pytest.raises(TableError, match="unknown operator"):
+        matches(rec, {"fraction": {"greater": 0}})
+
+
+def test_spec_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: t\nrows: [{label: a}]\ncolumns: [{task: x}]\nwhere: {fraction: {bigger: 1}}\n")
+    with pytest.raises(TableError, match="unknown operator"):
+        load_spec(bad)
+    bad.write_text("title: t\nrows: [{label: a}]\ncolums: [{task: x}]\n")
+    with pytest.raises(TableError, match=r"bad.yaml.*colums"):
+        load_spec(bad)
+    bad.write_text("title: t\nrows: [{label: a}]\ncolumns: [{task: x, domain: body}]\n")
+    with pytest.raises(TableError, match="exactly one of task or domain"):
+        load_spec(bad)
+
+
+def test_shipped_specs_and_published_block(records: list[dict]) -> None:
+    from harness.tables import load_published
+
+    pub = load_published(PUBLISHED)
+    assert pub["hmr2.0-mega"].results["3dpw"] == {"pve": 84.1, "mpjpe": 70.0, "pa_mpjpe": 44.5}
+    t = spec_table(load_spec(SPECS / "body-pretraining.yaml"), records, pub)
+    published = t.published_rows
+    assert [r.label for r in published][:2] == ["CLIFF (HRNet-w48)", "HMR2.0 (ViT-H)"]
+    assert all("MEGA" in r.citation for r in published)
+    assert not any(c.best for r in published for c in r.cells if c is not None)  # never compared
+    # published numbers only in their own columns, measured rows stay empty there
+    j = next(i for i, c in enumerate(t.columns) if c.key.task == "3dpw" and c.key.metric == "pve")
+    assert all(r.cells[j] is None for r in t.measured_rows)
+    md = to_markdown(t)
+    assert "*published (not measured here)*" in md and "Published by others, not measured by cpcbench" in md
+    abl = spec_table(load_spec(SPECS / "ablation-pairs.yaml"), records, pub)
+    labels = [r.label for r in abl.rows]
+    assert labels == ["CPC cross-view only", "CPC cross-pose only", "CPC both", "MAE (no pairs)"]
+
+
+def test_empty_and_smoke_only(tmp_path: Path, records: list[dict]) -> None:
+    with pytest.raises(TableError, match="no result records"):
+        build_leaderboard([])
+    with pytest.raises(TableError, match="smoke runs"):
+        build_leaderboard([r for r in records if r["smoke"]])
+
+
+def test_cli_tables(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    res = CliRunner().invoke(app, ["tables", "--paper", "--results", str(RECORDS), "--out", str(tmp_path / "o"),
+                                   "--specs", str(SPECS), "--published", str(PUBLISHED), "--json"])
+    assert res.exit_code == 0, res.output
+    files = json.loads(res.output)["files"]
+    assert any(f.endswith("index.html") for f in files)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(app, ["tables", "--results", str(empty), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "no result records" in res.output
+
+
+def test_html_self_contained(board_dir: Path) -> None:
+    page = (board_dir / "index.html").read_text()
+    assert "<table" in page and "data:image/png;base64," in page
+    for bad in ('src="http', "href=\"http", "<script", "<link"):
+        assert bad not in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium is not installed (apt-get install chromium) - cannot load the page in a browser")
+def test_html_in_headless_chromium(board_dir: Path, tmp_path: Path) -> None:
+    page = board_dir / "index.html"
+    cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom",
+           page.as_uri()]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    dom = res.stdout
+    assert dom.count('<table class="lb">') >= 8
+    assert "Body tasks: finetune protocol, 100% of the training set" in dom
+    assert "<td>cpc</td>" in dom and "HMR2.0 (ViT-H)" in dom
+    errors = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert not errors, errors
