@@ -149,18 +149,24 @@ def _clean(x: Any, w: Any | None) -> Any:
     return xp.where(w[..., None] > 0, x, xp.zeros_like(x))
 
 
+def _require_valid(w: Any | None, what: str) -> None:
+    """Raise if some sample has no valid joint (w: [B, J] float mask or None)."""
+    if w is None:
+        return
+    n = w.sum(-1)
+    if bool((n <= 0).any()):
+        first = int(np.flatnonzero(np.asarray((n <= 0).cpu() if _is_torch(n) else n <= 0))[0])
+        raise CpcbenchError(f"{what}: sample {first} has no valid joints; drop such samples (frame filter) first")
+
+
 def _masked_mean(err: Any, w: Any | None, what: str) -> Any:
     """err: [B, J] -> [B]: mean over joints with w > 0."""
     if err.shape[-1] == 0:
         raise CpcbenchError(f"{what}: there are no joints/points to score (shape {tuple(err.shape)})")
     if w is None:
         return err.mean(-1)
-    n = w.sum(-1)
-    if bool((n <= 0).any()):
-        xp = _xp(err)
-        first = int(xp.nonzero(n <= 0)[0][0]) if not _is_torch(err) else int((n <= 0).nonzero()[0, 0])
-        raise CpcbenchError(f"{what}: sample {first} has no valid joints; drop such samples (frame filter) first")
-    return (err * w).sum(-1) / n
+    _require_valid(w, what)
+    return (err * w).sum(-1) / w.sum(-1)
 
 
 def _norm(x: Any) -> Any:
@@ -206,6 +212,7 @@ def similarity_transform(pred: Array, gt: Array, allow_reflection: bool = False,
     """
     _check_pair(pred, gt, "procrustes")
     w = _mask(valid, tuple(pred.shape[:2]), _float(pred))
+    _require_valid(w, "procrustes")
     _check_finite(pred, "prediction", w)
     _check_finite(gt, "ground truth", w)
     return _similarity(pred, gt, allow_reflection, w)
@@ -388,6 +395,7 @@ def pa_mpjpe(pred: Array, gt: Array, allow_reflection: bool = False, valid: Arra
     w = _mask(valid, tuple(p.shape[:2]), p)
     if p.shape[0] == 0:
         return _out_dtype_like(p.sum((1, 2)) if not _is_torch(p) else p.sum(dim=(1, 2)), p)
+    _require_valid(w, "pa_mpjpe")
     _check_finite(p, "prediction", w)
     _check_finite(gt, "ground truth", w)
     s, R, t = _similarity(pred, gt, allow_reflection, w)
