@@ -717,22 +717,26 @@ def miou_from_counts(inter: Array, union: Array) -> tuple[float, np.ndarray]:
     return float(np.nanmean(iou)), iou
 
 
-def miou(pred_labels: Array, gt_labels: Array, num_classes: int, ignore_index: int | None = 255) -> Array:
+def miou(pred_labels: Array, gt_labels: Array, num_classes: int, ignore_index: int | None = 255,
+         ignore_background: bool = False) -> Array:
     """Per-sample mIoU: for each sample, the mean IoU over classes present in its prediction or GT. [B, ...] -> [B].
 
-    Note: the mean of per-sample mIoU is not the dataset-level mIoU of segmentation papers; for that sum
-    ``intersection_union`` over the data set and use ``miou_from_counts`` (or ``confusion_matrix``).
-    A sample whose pixels are all ignored scores 1 only if nothing was predicted either; it raises instead.
+    ignore_background: leave class 0 out of the mean over classes (part segmentation: mean over parts); its pixels
+    still count, a background pixel predicted as part k enlarges k's union. A sample in which no (scored) class
+    occurs in prediction or GT has nothing to get wrong and scores 1.0. The mean of per-sample mIoU is not the
+    dataset-level mIoU of segmentation papers; for that sum ``intersection_union`` over the data set and use
+    ``miou_from_counts`` (or ``confusion_matrix``).
     """
     inter, union = intersection_union(pred_labels, gt_labels, num_classes, ignore_index)
     xp = _xp(inter)
     present = union > 0
-    if bool((present.sum(-1) == 0).any()):
-        raise CpcbenchError("miou: a sample has no labelled pixels (all ignored); drop it before scoring")
+    if ignore_background:
+        present[:, 0] = False
+    n = present.sum(-1)
     fi = inter * 1.0
     fu = xp.where(present, union * 1.0, xp.ones_like(fi))
-    iou = fi / fu
-    return (iou * present).sum(-1) / present.sum(-1)
+    total = (fi / fu * present).sum(-1)
+    return xp.where(n > 0, total / xp.where(n > 0, n, xp.ones_like(n)), xp.ones_like(total))
 
 
 def confusion_matrix(pred_labels: Array, gt_labels: Array, num_classes: int,

@@ -365,6 +365,12 @@ def test_miou_and_accuracy(rng):
     assert miou_ds == pytest.approx(iou_cm.mean())
     per_t = M.miou(torch.from_numpy(pred), torch.from_numpy(gt), 4)
     np.testing.assert_allclose(per_t.numpy(), per)
+    # part segmentation: background left out of the class mean, but its pixels still count
+    p1 = np.array([[[0, 1], [1, 2]]])
+    g1 = np.array([[[0, 0], [1, 2]]])
+    assert M.miou(p1, g1, 3, ignore_background=True)[0] == pytest.approx((1 / 2 + 1) / 2)
+    assert M.miou(p1, g1, 3)[0] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
+    assert M.miou(np.zeros((1, 2, 2), int), np.zeros((1, 2, 2), int), 3, ignore_background=True)[0] == 1.0
 
     logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.3, 0.2, 0.5]])
     labels = np.array([1, 1, 1])
