@@ -267,3 +267,189 @@ def test_imagefolder_reader_refuses_malformed(tmp_path: Path, bad: str, split: s
     classes = None if split == "train" else ["fist", "open", "point"]
     with pytest.raises(DataError, match=msg):
         read_image_folder(tmp_path / "imagefolder", split, classes)
+
+
+# ---------------------------------------------------------------------------------------------- tasks: missing data
+
+REAL_TASKS = {"3dpw": "3DPW", "emdb": "EMDB", "h36m-p1": "Human3.6M", "h36m-p2": "Human3.6M",
+              "freihand": "FreiHAND", "ho3d": "HO3D", "imagefolder": "imagefolder"}
+SUBDIR = {"3dpw": "3dpw", "emdb": "emdb", "h36m-p1": "h36m", "h36m-p2": "h36m", "freihand": "freihand",
+          "ho3d": "ho3d", "imagefolder": "imagefolder"}
+
+
+def _task(name: str, root: Path | None):
+    import tasks.real  # noqa: F401
+    from harness.registry import TASKS
+
+    return TASKS.get(name)(root=root)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TASKS))
+def test_missing_data_root_says_what_to_download_and_where(name: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("CPCBENCH_DATA", raising=False)
+    task = _task(name, None)
+    assert task.data_status()["data"] == "missing"
+    with pytest.raises(DataError) as err:
+        task.build_dataset("test", 32)
+    msg = str(err.value)
+    assert "--data-root" in msg and "$CPCBENCH_DATA" in msg and REAL_TASKS[name] in msg
+    assert f"$CPCBENCH_DATA/{SUBDIR[name]}" in msg and "\n" not in msg
+    task = _task(name, tmp_path)  # a data root without this data set
+    assert task.data_status()["data"] == "missing"
+    with pytest.raises(DataError, match=f"{tmp_path}.*{REAL_TASKS[name]}"):
+        task.build_dataset("test", 32)
+
+
+# ---------------------------------------------------------------------------------------------- tasks: body
+
+INFO = {"embed_dim": 16, "num_prefix_tokens": 1, "grid_size": (2, 2), "patch_size": 16, "img_size": 32}
+
+
+@pytest.fixture(scope="module")
+def smpl_dir(tmp_path_factory) -> Path:
+    """A $CPCBENCH_MODELS with SMPL-format files (the generated bodies stand in for the real ones) + H36M regressor."""
+    import os
+    import shutil
+
+    from humans.models import model_file, read_model_file
+
+    saved = os.environ.pop("CPCBENCH_MODELS", None)
+    try:
+        out = tmp_path_factory.mktemp("models")
+        (out / "smpl").mkdir()
+        for g in ("neutral", "male", "female"):
+            src = model_file("smpl", g)
+            shutil.copy(src, out / "smpl" / f"SMPL_{g.upper()}.pkl")
+        np.save(out / "smpl" / "J_regressor_h36m.npy", read_model_file(src)["J_regressor_h36m"])
+    finally:
+        if saved is not None:
+            os.environ["CPCBENCH_MODELS"] = saved
+    return out
+
+
+def _batch(ds, n: int | None = None) -> dict:
+    from torch.utils.data import default_collate
+
+    return default_collate([ds[i] for i in range(n or len(ds))])
+
+
+def _tokens(b: int):
+    import torch
+
+    return torch.randn(b, 5, 16, generator=torch.Generator().manual_seed(0))
+
+
+def test_body_tasks_need_the_real_smpl(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("CPCBENCH_MODELS", raising=False)
+    make_pw3d(tmp_path)
+    with pytest.raises(DataError, match=r"real SMPL model .*smpl.is.tue.mpg.de"):
+        _task("3dpw", tmp_path).build_dataset("test", 32)
+
+
+def test_pw3d_task_items_gt_and_scores(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from humans.models import forward, load_model
+
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    kept = make_pw3d(tmp_path)
+    task = _task("3dpw", tmp_path)
+    assert task.data_status()["data"] == "found"
+    ds = task.build_dataset("test", 32)
+    assert len(ds) == len(kept)
+    item = ds[0]
+    assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
+    assert item["verts"].shape == (6890, 3) and item["joints3d"].shape == (24, 3)
+    assert item["joints_h36m"].shape == (17, 3) and item["K"].shape == (3, 3) and item["gender"] == 1  # male
+    assert torch.allclose(item["joints3d"][0], torch.zeros(3), atol=1e-6)  # root-relative to SMPL joint 0
+    # GT = the gendered SMPL with the camera-frame orientation: rotating it back gives the world-frame mesh
+    i = kept.index(("courtyard_a_00", 1, 3))
+    it = ds[i]
+    assert it["gender"] == 2  # actor 1 is female
+    from tasks.real.pw3d import read_pw3d_sequence
+
+    seq = read_pw3d_sequence(tmp_path / "3dpw/sequenceFiles/test/courtyard_a_00.pkl")
+    world = forward("smpl", {"global_orient": seq["poses"][1][3:4, :3], "body_pose": seq["poses"][1][3:4, 3:],
+                             "betas": seq["betas"][1][None]}, model=load_model("smpl", "female"))
+    v = world["verts"][0].numpy() - world["joints"][0, :1].numpy()
+    R = seq["cam_poses"][3, :3, :3]
+    assert np.allclose(it["verts"].numpy(), v @ R.T, atol=1e-4)
+    male = forward("smpl", {"global_orient": seq["poses"][1][3:4, :3], "body_pose": seq["poses"][1][3:4, 3:],
+                            "betas": seq["betas"][1][None]}, model=load_model("smpl", "male"))
+    assert not np.allclose(male["verts"][0].numpy(), world["verts"][0].numpy(), atol=1e-3)
+    assert Rotation.from_rotvec(it["global_orient"].numpy()).magnitude() >= 0
+    # head, loss, predictions and scores
+    batch = _batch(ds, 3)
+    head = task.build_head(INFO)
+    pred = head(_tokens(3))
+    assert pred["verts"].shape == (3, 6890, 3) and pred["joints_h36m"].shape == (3, 17, 3)
+    loss = task.loss(pred, batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None for p in head.parameters())
+    arrays = task.predictions({k: v.detach() for k, v in pred.items()}, batch)
+    scores = task.score_arrays(arrays)
+    assert set(scores) == {"mpjpe", "pa_mpjpe", "pve"} and all(v.shape == (3,) for v in scores.values())
+    perfect = {**arrays, "pred/joints_h36m": arrays["gt/joints_h36m"] + 0.5, "pred/verts": arrays["gt/verts"] + 0.5}
+    assert all(np.allclose(v, 0, atol=1e-3) for v in task.score_arrays(perfect).values())
+    # hand-computed case: every predicted joint/vertex off by 10 mm along x -> MPJPE = PVE = 10 mm
+    off = {**arrays, "pred/joints_h36m": arrays["gt/joints_h36m"].copy(), "pred/verts": arrays["gt/verts"].copy()}
+    off["pred/joints_h36m"][:, 1:, 0] += 0.010
+    off["pred/verts"][..., 0] += 0.010
+    s = task.score_arrays(off)
+    assert np.allclose(s["pve"], 10.0, atol=1e-3)  # pelvis (joint 0) not moved: every vertex 10 mm off
+    assert np.allclose(s["mpjpe"], 10.0, atol=1e-3)  # the 14 LSP joints exclude the pelvis
+
+
+def test_pw3d_task_limit_and_train_split(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    make_pw3d(tmp_path, split="train")
+    task = _task("3dpw", tmp_path)
+    ds = task.build_dataset("train", 16, limit=3)
+    assert len(ds) == 3 and ds[2]["frame_id"] != 2  # spread over the split
+    with pytest.raises(DataError, match="no 3DPW sequence pickles"):
+        task.build_dataset("test", 16)
+
+
+def test_emdb_task(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    kept = make_emdb(tmp_path)
+    task = _task("emdb", tmp_path)
+    ds = task.build_dataset("test", 32)
+    assert len(ds) == len(kept) and ds[0]["gender"] == 2
+    batch = _batch(ds, 2)
+    arrays = {"pred/joints3d": batch["joints3d"].numpy() * 1.1, "pred/verts": batch["verts"].numpy() * 1.1,
+              "gt/joints3d": batch["joints3d"].numpy(), "gt/verts": batch["verts"].numpy()}
+    s = task.score_arrays(arrays)
+    assert set(s) == {"mpjpe", "pa_mpjpe", "pve", "pa_pve"}
+    assert (s["mpjpe"] > 1).all() and np.allclose(s["pa_mpjpe"], 0, atol=1e-3)  # a pure scaling: PA removes it
+    assert np.allclose(s["pa_pve"], 0, atol=1e-3)
+    with pytest.raises(DataError, match="3DPW training split"):  # EMDB fine-tunes on 3DPW train
+        task.build_dataset("train", 32)
+
+
+@pytest.mark.parametrize("name,protocol", [("h36m-p1", 1), ("h36m-p2", 2)])
+def test_h36m_task(tmp_path: Path, smpl_dir: Path, monkeypatch, name: str, protocol: int) -> None:
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    j17 = make_h36m(tmp_path, protocol)
+    task = _task(name, tmp_path)
+    assert task.data_status()["data"] == "found"
+    ds = task.build_dataset("test", 32)
+    batch = _batch(ds)
+    assert np.allclose(batch["joints_h36m"].numpy(), j17, atol=1e-6) and batch["image"].shape == (4, 3, 32, 32)
+    pred = task.build_head(INFO)(_tokens(4))
+    assert np.isfinite(task.loss(pred, batch)["loss"].item())
+    arrays = task.predictions({k: v.detach() for k, v in pred.items()}, batch)
+    arrays["pred/joints_h36m"] = arrays["gt/joints_h36m"] + np.array([0.003, 0.0, 0.004])  # 5 mm, but a shift
+    s = task.score_arrays(arrays)
+    assert np.allclose(s["mpjpe"], 0, atol=1e-4) and np.allclose(s["pa_mpjpe"], 0, atol=1e-4)
+    with pytest.raises(DataError, match="h36m_train.npz"):
+        task.build_dataset("train", 32)
+    make_h36m(tmp_path, protocol, train=True)
+    assert len(task.build_dataset("train", 32)) == 4
+
+
+def test_h36m_task_refuses_malformed(tmp_path: Path) -> None:
+    make_h36m(tmp_path, 1, malformed="keys")
+    with pytest.raises(DataError, match=r"missing keys \['S'\]"):
+        _task("h36m-p1", tmp_path).build_dataset("test", 32)

@@ -45,6 +45,16 @@ def dataset_dir(root: Path | None, sub: str, marker: str, hint: str, task: str) 
     raise DataError(f"task {task!r}: no {sub} data under {root} (looked for {root / sub / marker}). {hint}")
 
 
+def data_status(root: Path | None, sub: str, marker: str, hint: str) -> dict[str, str]:
+    """``cpcbench ls tasks`` status of one data set (cheap: existence checks only)."""
+    if root is None:
+        return {"data": "missing", "where": f"set --data-root or $CPCBENCH_DATA. {hint}"}
+    for cand in (root / sub, root):
+        if (cand / marker).exists():
+            return {"data": "found", "where": str(cand)}
+    return {"data": "missing", "where": f"{root / sub}: {hint}"}
+
+
 def models_dir() -> Path | None:
     env = os.environ.get(MODELS_ENV, "")
     return Path(env).expanduser() if env else None
@@ -208,13 +218,18 @@ class CropDataset:
 
     images: N image paths; bboxes: [N, 4] (x, y, w, h) or None (whole image); targets(i) -> dict of arrays
     for item i (called lazily, e.g. to run SMPL for the GT mesh). Items: ``image`` [3, S, S] float32
-    (ImageNet-normalised), ``bbox`` [4], ``index`` (int64), ``K`` [3, 3] of the crop when the target has ``K``,
-    plus the targets as tensors.
+    (ImageNet-normalised), ``bbox`` [4], ``index`` (int64, position in this dataset), ``frame_id`` (int64,
+    position in the full split: differs from ``index`` under ``--limit``), ``K`` [3, 3] of the crop when the
+    target has ``K``, plus the targets as tensors.
     """
 
     def __init__(self, images: Sequence[Path], bboxes: np.ndarray | None, img_size: int,
-                 targets: Callable[[int], dict[str, Any]], bbox_scale: float = 1.2) -> None:
+                 targets: Callable[[int], dict[str, Any]], bbox_scale: float = 1.2,
+                 frame_ids: np.ndarray | None = None) -> None:
         self.images = list(images)
+        self.frame_ids = np.arange(len(self.images)) if frame_ids is None else np.asarray(frame_ids, np.int64)
+        if len(self.frame_ids) != len(self.images):
+            raise ValueError("frame_ids must have one entry per image")
         self.bboxes = bboxes
         self.img_size = int(img_size)
         self.targets = targets
@@ -233,7 +248,8 @@ class CropDataset:
         rgb = load_rgb(self.images[i])
         bbox = None if self.bboxes is None else self.bboxes[i]
         crop, affine = crop_image(rgb, bbox, self.img_size, scale=self.bbox_scale)
-        item: dict[str, Any] = {"image": to_tensor_image(crop), "index": torch.tensor(i, dtype=torch.int64)}
+        item: dict[str, Any] = {"image": to_tensor_image(crop), "index": torch.tensor(i, dtype=torch.int64),
+                                "frame_id": torch.tensor(int(self.frame_ids[i]), dtype=torch.int64)}
         h, w = rgb.shape[:2]
         item["bbox"] = torch.as_tensor(np.asarray(bbox if bbox is not None else (0, 0, w, h), np.float32))
         for k, v in self.targets(i).items():

@@ -16,13 +16,28 @@ the projected joints ``kp2d``), enlarged 1.2x.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.errors import DataError
-from tasks.real.common import BodyFrames, as_array, bbox_from_points, gender_name, require_keys, rotate_orient
+from harness.registry import TASKS
+from tasks import metrics
+from tasks.base import FinetuneDefaults, MetricSpec
+from tasks.protocols import PROTOCOLS, Protocol
+from tasks.real.body import SMPL_HINT, RealBodyTask
+from tasks.real.common import (
+    BodyFrames,
+    as_array,
+    bbox_from_points,
+    data_status,
+    dataset_dir,
+    gender_name,
+    require_keys,
+    rotate_orient,
+)
 from tasks.real.safe_pickle import load_pickle
 
 EMDB_KEYS = ("gender", "name", "emdb1", "n_frames", "good_frames_mask", "camera", "smpl", "kp2d", "bboxes")
@@ -96,3 +111,53 @@ def read_emdb(data_dir: Path, subset: str = "emdb1") -> BodyFrames:
     if len(frames) == 0:
         raise DataError(f"EMDB: no sequence under {data_dir} has emdb1 == True with good frames")
     return frames
+
+
+# ---------------------------------------------------------------------------------------------- the task
+EMDB_HINT = ("Download EMDB (eth-ait.github.io/emdb, after registration) and extract it into $CPCBENCH_DATA/emdb/ "
+             "(giving emdb/P0/<seq>/P0_<seq>_data.pkl and images/). EMDB has no training split: fine-tuning uses "
+             "the 3DPW training sequences ($CPCBENCH_DATA/3dpw/sequenceFiles/train).")
+
+
+@TASKS.register("emdb")
+class EMDBTask(RealBodyTask):
+    """EMDB1: MPJPE / PA-MPJPE on 24 SMPL joints (hip-midpoint root), MVE / MVE-PA (mm); trained on 3DPW train."""
+
+    name: ClassVar[str] = "emdb"
+    version: ClassVar[str] = "1"
+    citation: ClassVar[str] = ("Kaufmann et al., EMDB: The Electromagnetic Database of Global 3D Human Pose and Shape "
+                               "in the Wild, ICCV 2023; protocol of eth-ait/emdb evaluation_metrics.py")
+    protocol: ClassVar[Protocol] = PROTOCOLS["emdb-smpl24-hipmid"]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("mpjpe", "mm", False, "24 SMPL joints, hip midpoint subtracted"),
+        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
+        MetricSpec("pve", "mm", False, "MVE: vertices centred on each mesh's hip midpoint"),
+        MetricSpec("pa_pve", "mm", False, "MVE-PA: the joints' similarity transform applied to the vertices"),
+    )
+    primary_metric: ClassVar[str] = "pa_mpjpe"
+    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
+        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
+        img_size=224)
+    data_hint: ClassVar[str] = EMDB_HINT + " " + SMPL_HINT
+
+    def data_status(self) -> dict[str, str]:
+        return data_status(self.root, "emdb", "P0", self.data_hint)
+
+    def body_frames(self, split: str) -> BodyFrames:
+        if split == "train":
+            from tasks.real.pw3d import PW3D_HINT, read_pw3d
+
+            return read_pw3d(dataset_dir(self.root, "3dpw", "sequenceFiles", PW3D_HINT + " (EMDB fine-tunes on "
+                                         "the 3DPW training split.)", self.name), "train")
+        return read_emdb(dataset_dir(self.root, "emdb", "P0", self.data_hint, self.name))
+
+    def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        s = self.protocol.scale
+        root = list(self.protocol.root_indices())
+        pj, gj = a["pred/joints3d"] * s, a["gt/joints3d"] * s
+        rp, rg = pj[:, root].mean(1), gj[:, root].mean(1)
+        pjc, gjc = pj - rp[:, None], gj - rg[:, None]
+        pv, gv = a["pred/verts"] * s - rp[:, None], a["gt/verts"] * s - rg[:, None]
+        return {"mpjpe": metrics.mpjpe(pjc, gjc), "pa_mpjpe": metrics.pa_mpjpe(pjc, gjc, allow_reflection=False),
+                "pve": metrics.pve(pv, gv),
+                "pa_pve": metrics.pa_pve(pv, gv, allow_reflection=False, transform_from=(pjc, gjc))}

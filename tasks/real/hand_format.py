@@ -137,7 +137,7 @@ def read_hand_submission(path: Path) -> tuple[np.ndarray, np.ndarray]:
 HO3D_SPLITS = {"train": ("train", "train.txt"), "test": ("evaluation", "evaluation.txt")}
 
 
-def _list_file(path: Path) -> list[str]:
+def read_frame_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"missing {path} (the HO3D frame list); extract the HO3D download there")
     names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -194,7 +194,7 @@ def read_ho3d(data_dir: Path, split: str) -> HandFrames:
     if split not in HO3D_SPLITS:
         raise DataError(f"unknown HO3D split {split!r}; one of {', '.join(HO3D_SPLITS)}")
     sub, list_name = HO3D_SPLITS[split]
-    names = _list_file(data_dir / list_name)
+    names = read_frame_list(data_dir / list_name)
     split_dir = data_dir / sub
     images, Ks, joints, manos, boxes, roots, ids = [], [], [], [], [], [], []
     for name in names:

@@ -16,13 +16,28 @@ orientation is rotated into the camera, ``R_cam @ R(pose[:3])``, as SPIN does; `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.errors import DataError
-from tasks.real.common import BodyFrames, as_array, bbox_from_points, gender_name, require_keys, rotate_orient
+from harness.registry import TASKS
+from tasks import metrics
+from tasks.base import FinetuneDefaults, MetricSpec
+from tasks.protocols import PROTOCOLS, Protocol
+from tasks.real.body import SMPL_HINT, RealBodyTask
+from tasks.real.common import (
+    BodyFrames,
+    as_array,
+    bbox_from_points,
+    data_status,
+    dataset_dir,
+    gender_name,
+    require_keys,
+    rotate_orient,
+)
 from tasks.real.safe_pickle import load_pickle
 
 PW3D_KEYS = ("sequence", "betas", "poses", "genders", "poses2d", "campose_valid", "cam_poses", "cam_intrinsics",
@@ -95,3 +110,45 @@ def read_pw3d(data_dir: Path, split: str = "test") -> BodyFrames:
     if len(frames) == 0:
         raise DataError(f"3DPW {split}: no frame passes the filter (campose_valid and detected 2D pose) in {seq_dir}")
     return frames
+
+
+# ---------------------------------------------------------------------------------------------- the task
+PW3D_HINT = ("Download 3DPW (virtualhumans.mpi-inf.mpg.de/3DPW: sequenceFiles.zip and imageFiles.zip) and extract "
+             "both into $CPCBENCH_DATA/3dpw/ (giving 3dpw/sequenceFiles/test/*.pkl and 3dpw/imageFiles/<seq>/).")
+
+
+@TASKS.register("3dpw")
+class PW3DTask(RealBodyTask):
+    """3DPW test split: MPJPE / PA-MPJPE on the 14 LSP joints (H36M regressor, H36M pelvis root) and PVE (mm)."""
+
+    name: ClassVar[str] = "3dpw"
+    version: ClassVar[str] = "1"
+    citation: ClassVar[str] = ("von Marcard et al., Recovering Accurate 3D Human Pose in the Wild Using IMUs and a "
+                               "Moving Camera, ECCV 2018; protocol of nkolot/SPIN eval.py")
+    protocol: ClassVar[Protocol] = PROTOCOLS["3dpw-lsp14-h36m-pelvis"]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("mpjpe", "mm", False, "14 LSP joints from J_regressor_h36m, H36M pelvis subtracted"),
+        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
+        MetricSpec("pve", "mm", False, "6890 SMPL vertices, each mesh centred on its H36M pelvis"),
+    )
+    primary_metric: ClassVar[str] = "pa_mpjpe"
+    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
+        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
+        img_size=224)
+    data_hint: ClassVar[str] = PW3D_HINT + " " + SMPL_HINT
+
+    def data_dir(self) -> Path:
+        return dataset_dir(self.root, "3dpw", "sequenceFiles", self.data_hint, self.name)
+
+    def data_status(self) -> dict[str, str]:
+        return data_status(self.root, "3dpw", "sequenceFiles", self.data_hint)
+
+    def body_frames(self, split: str) -> BodyFrames:
+        return read_pw3d(self.data_dir(), split)
+
+    def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        s = self.protocol.scale
+        out = self.protocol.evaluate_joints(a["pred/joints_h36m"], a["gt/joints_h36m"])
+        out["pve"] = metrics.pve(a["pred/verts"] * s, a["gt/verts"] * s, root_pred=a["pred/joints_h36m"][:, 0] * s,
+                                 root_gt=a["gt/joints_h36m"][:, 0] * s)
+        return out

@@ -1,0 +1,170 @@
+"""FreiHAND (Zimmermann et al., "FreiHAND: A Dataset for Markerless Capture of Hand Pose and Shape from Single RGB
+Images", ICCV 2019): the evaluation split with the hand protocol of lmb-freiburg/freihand ``eval.py``.
+
+Layout and file formats: ``tasks.real.hand_format``. Test = the 3960 evaluation frames (their ``evaluation_xyz.json``
+and ``evaluation_verts.json`` are public); train = the 32560 training frames x 4 versions (gs, hom, sample, auto).
+Images are already 224 x 224 hand crops and are used whole.
+
+Metrics (protocol ``freihand``; lengths in mm, the official script prints cm): PA-MPJPE on the 21 keypoints and
+PA-MPVPE on the 778 vertices, each aligned on itself with a similarity transform that may reflect
+(``align_w_scale``); F@5 mm and F@15 mm of the aligned mesh; AUC of the aligned keypoints' PCK over 0-50 mm
+(100 thresholds, trapezoidal). Predictions are root-relative (wrist = keypoint 0) from the right-hand MANO model,
+which must be the real one (``$CPCBENCH_MODELS``) for vertex metrics to mean anything.
+
+Side product: ``write_submission`` writes the official ``pred.json`` = ``[xyz_list, verts_list]`` (metres) in
+evaluation order. The predictions are root-relative (the model predicts no absolute depth), so the server's
+*aligned* numbers are the meaningful ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.errors import DataError
+from harness.registry import TASKS
+from tasks import metrics
+from tasks.base import FinetuneDefaults, MetricSpec, Task
+from tasks.protocols import PROTOCOLS, Protocol
+from tasks.real.common import CropDataset, data_status, dataset_dir, limit_indices, read_json_list
+from tasks.real.hand_format import read_freihand, write_hand_submission
+
+log = logging.getLogger("cpcbench.tasks")
+
+MANO_HINT = ("Download the MANO hand model (mano.is.tue.mpg.de: MANO_RIGHT.pkl) into $CPCBENCH_MODELS/mano/.")
+FREIHAND_HINT = ("Download FreiHAND v2 (lmb.informatik.uni-freiburg.de/projects/freihand: FreiHAND_pub_v2.zip and "
+                 "the evaluation set with annotations) and extract it into $CPCBENCH_DATA/freihand/ (giving "
+                 "freihand/training_xyz.json, freihand/evaluation_xyz.json, freihand/evaluation/rgb/...).")
+
+
+def require_real_mano() -> None:
+    from humans.models import real_model_file
+
+    if real_model_file("mano", "right") is None:
+        raise DataError(f"the real hand benchmarks need the real MANO model: none under $CPCBENCH_MODELS. {MANO_HINT}")
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def hand_joint_scores(pred: np.ndarray, gt: np.ndarray, protocol: Protocol) -> dict[str, np.ndarray]:
+    """PA-MPJPE [B] and AUC [B] of keypoints pred, gt [B, 21, 3] (metres in, ``protocol.units_out`` out)."""
+    s = protocol.scale
+    pj, gj = pred * s, gt * s
+    err = np.linalg.norm(np.asarray(metrics.procrustes_align(pj, gj, allow_reflection=True)) - gj, axis=-1)
+    lo, hi, steps = protocol.auc_mm
+    return {"pa_mpjpe": err.mean(1), "auc": metrics.auc(err, lo, hi, steps)}
+
+
+def hand_scores(a: Mapping[str, np.ndarray], protocol: Protocol) -> dict[str, np.ndarray]:
+    """The FreiHAND/HO3D metrics from ``pred/joints3d`` [B, 21, 3], ``pred/verts`` [B, 778, 3] and ``gt/...`` (m)."""
+    s = protocol.scale
+    pv, gv = a["pred/verts"] * s, a["gt/verts"] * s
+    aligned_v = metrics.procrustes_align(pv, gv, allow_reflection=True)
+    out = hand_joint_scores(a["pred/joints3d"], a["gt/joints3d"], protocol)
+    return {"pa_mpjpe": out["pa_mpjpe"], "pa_mpvpe": np.linalg.norm(np.asarray(aligned_v) - gv, axis=-1).mean(1),
+            "f5": metrics.f_score(aligned_v, gv, 5.0), "f15": metrics.f_score(aligned_v, gv, 15.0),
+            "auc": out["auc"]}
+
+
+def build_hand_head(backbone_info: Mapping[str, Any]):
+    """ParamMeshHead + right-hand MANO decoding: tokens -> {verts [B, 778, 3], joints3d [B, 21, 3], ...}
+    (root-relative to the wrist, FreiHAND keypoint order)."""
+    from tasks import heads
+    from tasks.synthetic import MeshRegressor
+
+    require_real_mano()
+    dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
+    decoder = heads.ModelDecoder("mano")
+    return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints), decoder)
+
+
+def ordered(preds: Mapping[str, np.ndarray], key: str) -> np.ndarray:
+    """``preds[key]`` sorted by ``gt/frame_id`` (the dataset order), checking every index appears once."""
+    idx = np.asarray(preds["gt/frame_id"]).astype(np.int64)
+    if len(np.unique(idx)) != len(idx):
+        raise DataError("predictions hold a frame twice; cannot write a submission")
+    return np.asarray(preds[key])[np.argsort(idx, kind="stable")]
+
+
+HAND_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, similarity-aligned (reflections allowed)"),
+    MetricSpec("pa_mpvpe", "mm", False, "778 vertices, aligned on themselves"),
+    MetricSpec("f5", "", True, "F-score at 5 mm of the aligned mesh"),
+    MetricSpec("f15", "", True, "F-score at 15 mm of the aligned mesh"),
+    MetricSpec("auc", "", True, "AUC of the aligned keypoints' PCK over 0-50 mm (100 steps)"),
+)
+
+
+@TASKS.register("freihand")
+class FreiHANDTask(Task):
+    """FreiHAND evaluation split: PA-MPJPE, PA-MPVPE, F@5, F@15, AUC; writes the official pred.json."""
+
+    name: ClassVar[str] = "freihand"
+    version: ClassVar[str] = "1"
+    domain: ClassVar[str] = "hand"
+    citation: ClassVar[str] = ("Zimmermann et al., FreiHAND, ICCV 2019; protocol of lmb-freiburg/freihand eval.py")
+    protocol: ClassVar[Protocol] = PROTOCOLS["freihand"]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = HAND_METRICS
+    primary_metric: ClassVar[str] = "pa_mpjpe"
+    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
+        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
+        img_size=224)
+    data_hint: ClassVar[str] = FREIHAND_HINT + " " + MANO_HINT
+
+    def data_dir(self) -> Path:
+        return dataset_dir(self.root, "freihand", "evaluation_K.json", self.data_hint, self.name)
+
+    def data_status(self) -> dict[str, str]:
+        return data_status(self.root, "freihand", "evaluation_K.json", self.data_hint)
+
+    def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
+        frames = read_freihand(self.data_dir(), split)
+        idx = limit_indices(len(frames), limit)
+        root = frames.joints3d[:, :1]
+        joints = (frames.joints3d - root)[idx]
+        verts = (frames.verts - root)[idx] if frames.verts is not None else None
+        K = frames.K[idx]
+
+        def targets(i: int) -> dict[str, Any]:
+            out = {"joints3d": joints[i], "K": K[i]}
+            if verts is not None:
+                out["verts"] = verts[i]
+            return out
+
+        return CropDataset([frames.images[i] for i in idx], None, img_size, targets, bbox_scale=1.0, frame_ids=idx)
+
+    def build_head(self, backbone_info: Mapping[str, Any]):
+        return build_hand_head(backbone_info)
+
+    def loss(self, pred, batch):
+        lj = (pred["joints3d"] - batch["joints3d"]).abs().mean()
+        out = {"loss_joints": lj}
+        if "verts" in batch:
+            out["loss_verts"] = (pred["verts"] - batch["verts"]).abs().mean()
+        out["loss"] = sum(out.values())
+        return out
+
+    def predictions(self, pred, batch) -> dict[str, np.ndarray]:
+        return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]),
+                "gt/joints3d": _np(batch["joints3d"]), "gt/verts": _np(batch["verts"]),
+                "gt/frame_id": batch["frame_id"].cpu().numpy()}
+
+    def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return hand_scores(a, self.protocol)
+
+    def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
+        """``out_dir/pred.json`` (the official format) when ``preds`` cover the whole evaluation split, else
+        ``pred-partial.json`` (a ``--limit`` run; the server would reject it)."""
+        xyz, verts = ordered(preds, "pred/joints3d"), ordered(preds, "pred/verts")
+        n_eval = len(read_json_list(self.data_dir() / "evaluation_K.json", (3, 3), "K"))  # 3960 in FreiHAND v2
+        full = len(xyz) == n_eval and np.array_equal(np.sort(preds["gt/frame_id"]), np.arange(n_eval))
+        if not full:
+            log.warning("freihand: %d of %d evaluation frames predicted; writing pred-partial.json, not a "
+                        "submission", len(xyz), n_eval)
+        return write_hand_submission(Path(out_dir) / ("pred.json" if full else "pred-partial.json"), xyz, verts)

@@ -1,0 +1,128 @@
+"""HO3D v2/v3 (Hampali et al., "HOnnotate: A method for 3D Annotation of Hand and Object Poses", CVPR 2020): hand
+pose and shape under object interaction, in its published layout (``tasks.real.hand_format``).
+
+The evaluation split's 3D labels are **hidden** (its meta pickles hold only the root joint and the hand box): this
+task cannot score it locally. ``score_arrays`` returns no metric for the test split, the class says so
+(``hidden_test_labels = True``), and ``write_submission`` writes the file the HO3D CodaLab server expects:
+``pred.json`` = ``[xyz_list, verts_list]`` in evaluation.txt order, metres, OpenGL camera coordinates (hand along
+-z; shreyashampali/ho3d ``pred.py``). The predictions are root-relative, so the published root joint of each
+evaluation frame is added to place them in the camera, as that joint is given for this purpose. The server reports
+the metrics of protocol ``ho3d`` (listed in ``metrics``).
+
+Training: the annotated frames of train.txt (3D keypoints; HO3D's MANO parameters follow its own MANO convention, so
+the loss uses the keypoints only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.errors import DataError
+from harness.registry import TASKS
+from tasks.base import FinetuneDefaults, MetricSpec, Task
+from tasks.protocols import PROTOCOLS, Protocol
+from tasks.real.common import CropDataset, data_status, dataset_dir, limit_indices
+from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_joint_scores, ordered
+from tasks.real.hand_format import OPENGL_TO_OPENCV, read_frame_list, read_ho3d, write_hand_submission
+
+log = logging.getLogger("cpcbench.tasks")
+
+HO3D_HINT = ("Download HO3D v2 or v3 (github.com/shreyashampali/ho3d, via its registration form) and extract it "
+             "into $CPCBENCH_DATA/ho3d/ (giving ho3d/train.txt, ho3d/evaluation.txt, ho3d/train/<seq>/{rgb,meta}/ "
+             "and ho3d/evaluation/<seq>/{rgb,meta}/).")
+SUBMIT_NOTE = ("HO3D test labels are hidden: upload the written pred.json (zipped) to the HO3D CodaLab competition "
+               "to get PA-MPJPE, PA-MPVPE, F@5, F@15 and AUC.")
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+@TASKS.register("ho3d")
+class HO3DTask(Task):
+    """HO3D evaluation split (labels hidden): writes the server's pred.json; no local metric for the test split."""
+
+    name: ClassVar[str] = "ho3d"
+    version: ClassVar[str] = "1"
+    domain: ClassVar[str] = "hand"
+    citation: ClassVar[str] = ("Hampali et al., HOnnotate, CVPR 2020; submission format of shreyashampali/ho3d "
+                               "pred.py")
+    protocol: ClassVar[Protocol] = PROTOCOLS["ho3d"]
+    metrics: ClassVar[tuple[MetricSpec, ...]] = HAND_METRICS  # computed by the evaluation server
+    primary_metric: ClassVar[str] = "pa_mpjpe"
+    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
+        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
+        img_size=224)
+    data_hint: ClassVar[str] = HO3D_HINT + " " + MANO_HINT
+    #: the test split has no public 3D labels: eval records carry no metric and point to the submission
+    hidden_test_labels: ClassVar[bool] = True
+    submission_note: ClassVar[str] = SUBMIT_NOTE
+    bbox_scale: ClassVar[float] = 1.5
+
+    def data_dir(self) -> Path:
+        return dataset_dir(self.root, "ho3d", "evaluation.txt", self.data_hint, self.name)
+
+    def data_status(self) -> dict[str, str]:
+        return data_status(self.root, "ho3d", "evaluation.txt", self.data_hint)
+
+    def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
+        frames = read_ho3d(self.data_dir(), split)
+        idx = limit_indices(len(frames), limit)
+        K = frames.K[idx]
+        if split == "train":
+            joints = (frames.joints3d - frames.joints3d[:, :1])[idx]
+
+            def targets(i: int) -> dict[str, Any]:
+                return {"joints3d": joints[i], "K": K[i]}
+        else:
+            roots = frames.root[idx]
+
+            def targets(i: int) -> dict[str, Any]:
+                return {"root": roots[i], "K": K[i]}
+
+        return CropDataset([frames.images[i] for i in idx], frames.bbox[idx], img_size, targets,
+                           bbox_scale=self.bbox_scale, frame_ids=idx)
+
+    def build_head(self, backbone_info: Mapping[str, Any]):
+        return build_hand_head(backbone_info)
+
+    def loss(self, pred, batch):
+        if "joints3d" not in batch:
+            raise DataError("ho3d: the evaluation split has no 3D labels to train on; fine-tune on split 'train'")
+        lj = (pred["joints3d"] - batch["joints3d"]).abs().mean()
+        return {"loss": lj, "loss_joints": lj}
+
+    def predictions(self, pred, batch) -> dict[str, np.ndarray]:
+        out = {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]),
+               "gt/frame_id": batch["frame_id"].cpu().numpy()}
+        if "joints3d" in batch:
+            out["gt/joints3d"] = _np(batch["joints3d"])
+        if "root" in batch:
+            out["gt/root"] = _np(batch["root"])
+        return out
+
+    def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """No metric where the labels are hidden (the test split): ``{}``. Train-split keypoints (a sanity check
+        on training data) are scored with the joint metrics only."""
+        if "gt/joints3d" not in a:
+            return {}
+        return hand_joint_scores(a["pred/joints3d"], a["gt/joints3d"], self.protocol)
+
+    def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
+        """``out_dir/pred.json`` for the HO3D server (``pred-partial.json`` when frames are missing)."""
+        if "gt/root" not in preds:
+            raise DataError("ho3d: a submission needs predictions on the evaluation split (with its root joints)")
+        root = ordered(preds, "gt/root")[:, None]
+        xyz = (ordered(preds, "pred/joints3d") + root) @ OPENGL_TO_OPENCV.T  # diag(1,-1,-1) is its own inverse
+        verts = (ordered(preds, "pred/verts") + root) @ OPENGL_TO_OPENCV.T
+        n_eval = len(read_frame_list(self.data_dir() / "evaluation.txt"))
+        full = len(xyz) == n_eval and np.array_equal(np.sort(preds["gt/frame_id"]), np.arange(n_eval))
+        if not full:
+            log.warning("ho3d: %d of %d evaluation frames predicted; writing pred-partial.json, not a submission",
+                        len(xyz), n_eval)
+        return write_hand_submission(Path(out_dir) / ("pred.json" if full else "pred-partial.json"), xyz, verts)
