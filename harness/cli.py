@@ -13,7 +13,7 @@ import typer
 
 from harness import __version__
 
-COMMAND_MODULES = ["ls", "data", "tables"]
+COMMAND_MODULES = ["ls", "data", "tables", "pretrain", "score"]
 
 app = typer.Typer(
     name="cpcbench",

@@ -1,0 +1,54 @@
+"""``cpcbench pretrain body|hand``: pretrain a backbone (cpc, mae, dino, supervised) and export it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.cli_util import emit_json, user_errors
+
+EPILOG = ("Examples:  cpcbench pretrain body  |  cpcbench pretrain hand --method mae --steps 500  |  "
+          "cpcbench pretrain body --set cpc.mask_strategy=human --set data.pair_mix=1.0  |  "
+          "cpcbench pretrain body --preset paper  (ViT-B/16, 224 px, GPUs)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pretrain", epilog=EPILOG)
+    @user_errors
+    def pretrain(
+        domain: str = typer.Argument(..., help="body | hand"),
+        method: str | None = typer.Option(None, "--method", "-m", help="cpc | mae | dino | supervised [cpc]."),
+        arch: str | None = typer.Option(None, "--arch", help="vit_tiny | vit_small | vit_base | vit_large [vit_tiny]."),
+        img_size: int | None = typer.Option(None, "--img-size", help="Input side in pixels, a multiple of 16 [128]."),
+        steps: int | None = typer.Option(None, "--steps", help="Optimizer steps [300]."),
+        epochs: float | None = typer.Option(None, "--epochs", help="Passes over the training frames (sets the steps)."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size [32]."),
+        data: str | None = typer.Option(None, "--data", help="synth (generated world) | a frame-set dir | "
+                                                             "(supervised) an ImageFolder root [synth]."),
+        out: Path | None = typer.Option(None, "--out",
+                                        help="Run directory [runs/pretrain/<domain>-<method>-<arch>-<time>]."),
+        resume: bool = typer.Option(False, "--resume", help="Continue --out (or the newest unfinished run)."),
+        preset: list[str] = typer.Option([], "--preset", help="Named preset(s), e.g. paper (ViT-B/16, 224 px, "
+                                                                "full schedule; for GPUs)."),
+        overrides: list[str] = typer.Option([], "--set", help="Config override key=value (repeatable), e.g. "
+                                                              "cpc.mask_ratio=0.75, optim.base_lr=1e-3."),
+        json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    ) -> None:
+        """Pretrain a ViT by cross-view/cross-pose completion (cpc) or a baseline, and export its backbone."""
+        from harness.pretrain import build_config
+        from harness.pretrain import pretrain as run
+
+        flags = {"method": method, "arch": arch, "img_size": img_size, "loop.steps": steps, "epochs": epochs,
+                 "loop.batch_size": batch_size, "data.source": data}
+        cfg = build_config(domain, preset, overrides, **flags)
+        summary = run(cfg, out=out, resume=resume)
+        if json_out:
+            emit_json(summary)
+            return
+        held = (f"; held-out loss {summary['heldout_loss']:.4f}" if "heldout_loss" in summary else "") + (
+            f" (predict-the-patch-mean baseline {summary['heldout_baseline']:.4f})" if "heldout_baseline" in summary
+            else "")
+        typer.echo(f"{cfg.method} backbone for {cfg.domain}: {summary['backbone']} ({summary['steps']} steps, "
+                   f"final train loss {summary['final_loss']:.4f}{held}). Use it: cpcbench eval --backbone "
+                   f"{cfg.method} --task <task>")

@@ -1,0 +1,337 @@
+"""Pretraining runs: config -> data -> objective -> ``harness.train.train`` -> exported backbone + pictures.
+
+A run directory ``<runs>/pretrain/<domain>-<method>-<arch>-<run_id>/`` (``<runs>`` = ``$CPCBENCH_RUNS`` or
+``./runs``) ends up holding:
+
+    backbone.safetensors (+ .json)  the encoder to fine-tune (what ``resolve_backbone("<method>", domain)`` finds)
+    config.yaml                     the resolved PretrainConfig
+    log.jsonl                       the loop's log: train loss and parts, lr, img/s, GFLOP/s; held-out evals
+    curve.png                       train loss, held-out loss and the predict-the-patch-mean baseline
+    reconstruction.png              (cpc, mae) masked input | reference | reconstruction | target
+    checkpoints/                    resumable training state
+
+Held-out evaluation (every ``eval_every`` steps and at the end): the objective's loss on ``data.eval_items``
+fixed items of the test split (fixed pairs, crops and masks), and for cpc/mae the loss of predicting each
+hidden patch's mean, i.e. 0 in normalised-pixel units, whose value is ``((D-1)/D) * var/(var+1e-6)`` per
+patch (D = 768): 0.9987 on textured patches and 0 on flat ones (``pretraining.patches``).
+
+Default schedule (``PretrainConfig``): ViT-Tiny/16 at 128 px, batch 32, 300 steps. One CPC step (forward +
+backward of 32 pairs) takes about 0.7-1 s on 2 CPU cores, so the run takes about 4-6 minutes plus data
+generation; the LR is scaled up from the paper's 1.5e-4 per 256 (CroCo, MAE) to 1.5e-3 per 256 because a
+300-step run needs larger steps than a 400-epoch one (``--preset paper`` restores the paper's values).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import to_dict, with_overrides
+from harness.errors import CpcbenchError
+from harness.train import LoopConfig, OptimConfig
+from pretraining.cpc import CPCConfig
+from pretraining.data import DataConfig
+from pretraining.dino import DINOConfig
+from pretraining.mae import MAEConfig
+from pretraining.supervised import SupervisedConfig
+
+log = logging.getLogger("cpcbench.pretrain")
+DOMAINS = ("body", "hand")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """One pretraining run. Defaults: the CPU run of ``cpcbench pretrain body`` (see module docstring)."""
+
+    domain: str = "body"
+    method: str = "cpc"
+    arch: str = "vit_tiny"
+    img_size: int = 128
+    pos_embed: str = "rope"  # rope (CroCo v2) | sincos (CroCo v1, MAE) | learned
+    class_token: bool = True
+    drop_path_rate: float = 0.0
+    epochs: float = 0.0  # > 0: loop.steps = ceil(epochs * items / batch_size)
+    warmup_epochs: float = 0.0  # > 0 (with epochs): optim.warmup_steps from epochs
+    eval_every: int = 50
+    run_id: str = ""  # "" = UTC time stamp
+    data: DataConfig = field(default_factory=DataConfig)
+    cpc: CPCConfig = field(default_factory=CPCConfig)
+    mae: MAEConfig = field(default_factory=MAEConfig)
+    dino: DINOConfig = field(default_factory=DINOConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(base_lr=1.5e-3, warmup_steps=30))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, batch_size=32, log_every=10))
+
+    def objective_config(self) -> Any:
+        if self.method == "cpc":
+            return self.cpc
+        if self.method == "mae":
+            return self.mae
+        if self.method == "dino":
+            return self.dino
+        if self.method == "supervised":
+            return self.supervised
+        raise CpcbenchError(f"unknown pretraining method {self.method!r}; choose cpc, mae, dino or supervised")
+
+
+# Named presets: dotted overrides applied before the user's --set/flags.
+PRESETS: dict[str, dict[str, Any]] = {
+    "body": {"domain": "body"},
+    "hand": {"domain": "hand", "data.max_gap": 6},
+    # paper scale (CroCo / CroCo v2 recipe; protocols-and-formats D3): ViT-B/16 at 224 px, batch 512 (64 x 8 GPUs),
+    # 400 epochs with 40 warmup, blr 1.5e-4; DINO head 65536-d with 8 local 96 px crops (D2). For GPUs.
+    "paper": {"arch": "vit_base", "img_size": 224, "epochs": 400, "warmup_epochs": 40, "loop.batch_size": 512,
+              "loop.ckpt_every": 1000, "loop.num_workers": 8, "optim.base_lr": 1.5e-4, "data.synth_frames": 200_000,
+              "dino.out_dim": 65536, "dino.hidden_dim": 2048, "dino.bottleneck_dim": 256, "dino.local_crops": 8,
+              "dino.momentum_teacher": 0.996, "eval_every": 1000, "data.eval_items": 512},
+}
+
+
+def build_config(domain: str = "body", presets: list[str] | tuple[str, ...] = (), overrides: list[str] = (),
+                 **flags: Any) -> PretrainConfig:
+    """Defaults, then the domain preset, then named presets, then ``key=value`` overrides, then CLI flags."""
+    if domain not in DOMAINS:
+        raise CpcbenchError(f"unknown pretraining domain {domain!r}; choose body or hand")
+    cfg = with_overrides(PretrainConfig(), PRESETS[domain])
+    for name in presets:
+        if name not in PRESETS:
+            raise CpcbenchError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        cfg = with_overrides(cfg, PRESETS[name])
+    cfg = with_overrides(cfg, list(overrides))
+    return with_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+
+
+# --- data ----------------------------------------------------------------------------------------------------
+def build_datasets(cfg: PretrainConfig, data_kind: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(train dataset, held-out dataset or None, data info) for an objective's ``data_kind``."""
+    from pathlib import Path
+
+    from pretraining import data as D
+
+    dc, size, seed = cfg.data, cfg.img_size, cfg.loop.seed
+    if data_kind == "labelled" and dc.source != "synth" and not (Path(dc.source) / "manifest.csv").is_file():
+        train = D.ImageFolderData(dc.source, size, dc, seed)
+        return train, None, {"num_classes": train.num_classes, "source": str(dc.source), "kind": "imagefolder"}
+    domain = "objects" if data_kind == "labelled" and dc.source == "synth" else cfg.domain
+    store = D.open_frames(dc.source, domain, dc, size)
+    info = {"source": str(store.root), "domain": domain, "frames": len(store)}
+    train_store, test_store = (D.CachedFrames(store.select(split=s)) for s in ("train", "test"))
+    if data_kind == "pairs":
+        make = lambda s, sd: D.PairDataset(s, dc, size, sd)  # noqa: E731
+    elif data_kind == "images":
+        make = lambda s, sd: D.ImageDataset(s, dc, size, sd)  # noqa: E731
+    elif data_kind == "multicrop":
+        dn = cfg.dino
+        p = 16
+        local = dn.local_size or max(p, round(size * 96 / 224 / p) * p)
+        make = lambda s, sd: D.MultiCropDataset(s, dc, size, local, dn.local_crops, dn.global_scale,  # noqa: E731
+                                                dn.local_scale, sd)
+        info["local_size"] = local
+    elif data_kind == "labelled":
+        labels = store.manifest["label"].to_numpy()
+        info["num_classes"] = int(labels.max()) + 1 if len(labels) else 0
+        make = lambda s, sd: D.LabelledFrames(s, dc, size, sd, info["num_classes"])  # noqa: E731
+    else:
+        raise CpcbenchError(f"unknown data kind {data_kind!r}")
+    train = make(train_store, seed)
+    held = make(test_store, seed + 12345) if len(test_store) else None
+    return train, held, info
+
+
+def eval_batches(dataset: Any, n_items: int, batch_size: int, model: Any) -> list[dict[str, Any]]:
+    """Fixed held-out batches (epoch 0, first items), with fixed masks for masked objectives."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from pretraining.masking import num_hidden
+
+    n = min(n_items, len(dataset))
+    batches = []
+    gen = torch.Generator().manual_seed(1234)
+    for start in range(0, n, batch_size):
+        batch = default_collate([dataset[i] for i in range(start, min(n, start + batch_size))])
+        if hasattr(model, "mask_for"):
+            img = batch.get("img1", batch.get("image"))
+            b, _, h, w = img.shape
+            p = model.backbone.patch_size
+            cfg = model.cfg
+            if cfg.mask_strategy == "uniform":
+                scores = torch.rand(b, (h // p) * (w // p), generator=gen)
+                k = num_hidden(scores.shape[1], cfg.mask_ratio)
+                mask = torch.zeros_like(scores, dtype=torch.bool)
+                mask.scatter_(1, scores.topk(k, dim=1).indices, True)
+                batch["mask"] = mask
+            else:
+                torch.manual_seed(1234 + start)
+                batch["mask"] = model.mask_for(batch)
+        batches.append(batch)
+    return batches
+
+
+def make_eval_fn(batches: list[dict[str, Any]]) -> Any:
+    """``eval_fn(model, step)`` of the loop: mean held-out loss (+ parts, + the patch-mean baseline)."""
+    import torch
+
+    from pretraining.cpc import PAIR_KINDS
+
+    def eval_fn(model: Any, step: int) -> dict[str, float]:
+        dev = next(model.parameters()).device
+        tot, base, n = 0.0, 0.0, 0
+        kinds: dict[str, list[float]] = {}
+        for batch in batches:
+            b = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            out = model(b)
+            m = len(next(v for v in b.values() if isinstance(v, torch.Tensor)))
+            tot += float(out["loss"]) * m
+            n += m
+            if hasattr(model, "baseline_loss"):
+                base += float(model.baseline_loss(b).sum())
+            for name in PAIR_KINDS:
+                if f"loss_{name}" in out:
+                    sel = int((b["kind"] == PAIR_KINDS.index(name)).sum())
+                    kinds.setdefault(name, []).extend([float(out[f"loss_{name}"])] * sel)
+        res = {"heldout_loss": tot / max(n, 1)}
+        if hasattr(model, "baseline_loss"):
+            res["heldout_baseline"] = base / max(n, 1)
+        for name, vals in kinds.items():
+            res[f"heldout_loss_{name}"] = sum(vals) / len(vals)
+        return res
+
+    return eval_fn
+
+
+# --- run -----------------------------------------------------------------------------------------------------
+def run_dir_for(cfg: PretrainConfig, out: str | Path | None, resume: bool) -> Path:
+    from harness.backbones import runs_root
+
+    if out:
+        return Path(out)
+    base = runs_root() / "pretrain"
+    prefix = f"{cfg.domain}-{cfg.method}-{cfg.arch}-"
+    if resume:
+        unfinished = [p for p in base.glob(prefix + "*") if (p / "checkpoints" / "latest.json").is_file()
+                      and not (p / "backbone.safetensors").is_file()]
+        if not unfinished:
+            raise CpcbenchError(f"--resume: no unfinished {prefix}* run under {base}; pass --out RUN_DIR")
+        return max(unfinished, key=lambda p: p.stat().st_mtime)
+    return base / (prefix + (cfg.run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())))
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run one pretraining job; returns a summary (run_dir, backbone path, losses, throughput)."""
+    import pretraining  # noqa: F401  (fills the registries)
+    from harness.checkpoints import save_weights
+    from harness.config import save_yaml
+    from harness.registry import BACKBONES, METHODS
+    from harness.train import train
+
+    method_cls = METHODS.get(cfg.method)
+    backbone = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed, class_token=cfg.class_token,
+                                       drop_path_rate=cfg.drop_path_rate)
+    train_ds, held_ds, data_info = build_datasets(cfg, method_cls.data_kind)
+    try:
+        model = method_cls(backbone, cfg.objective_config(), data_info=data_info)
+    except ValueError as e:
+        raise CpcbenchError(f"cannot build the {cfg.method} objective: {e}") from None
+    if cfg.epochs > 0:
+        steps = max(1, math.ceil(cfg.epochs * len(train_ds) / cfg.loop.batch_size))
+        over = {"loop.steps": steps}
+        if cfg.warmup_epochs > 0:
+            over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
+        cfg = with_overrides(cfg, over)
+    run_dir = run_dir_for(cfg, out, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml")
+    sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
+               "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
+               "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
+    batches = eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size, model) if held_ds is not None else []
+    eval_fn = make_eval_fn(batches) if batches else None
+    log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
+             len(train_ds), cfg.loop.steps, run_dir)
+    result = train(model, train_ds, cfg.loop, cfg.optim, run_dir, resume=resume, config=sidecar,
+                   desc=f"pretrain {cfg.domain} {cfg.method}", eval_fn=eval_fn, eval_every=cfg.eval_every)
+    model = model.cpu().eval()
+    exported = model.export_backbone() if hasattr(model, "export_backbone") else model.backbone
+    last_eval = result.evals[-1] if result.evals else {}
+    speeds = [h["img_per_s"] for h in result.history[1:]] or [h["img_per_s"] for h in result.history]
+    summary = {"run_dir": str(run_dir), "backbone": str(run_dir / "backbone.safetensors"), "method": cfg.method,
+               "domain": cfg.domain, "arch": cfg.arch, "steps": result.steps, "final_loss": result.final_loss,
+               "wall_time_s": result.wall_time_s, "img_per_s": sum(speeds) / max(len(speeds), 1),
+               "flops_per_step": result.flops_per_step, **last_eval}
+    save_weights(run_dir / "backbone.safetensors", exported.state_dict(), sidecar,
+                 **{k: v for k, v in summary.items() if k not in ("backbone", "run_dir")})
+    write_curve(result.history, run_dir / "curve.png", f"{cfg.domain} {cfg.method} {cfg.arch}")
+    if hasattr(model, "reconstruct") and batches:
+        write_reconstruction(model, batches[0], run_dir / "reconstruction.png")
+    return summary
+
+
+# --- pictures ------------------------------------------------------------------------------------------------
+def _to_rgb(img: Any) -> Any:
+    """[3, H, W] ImageNet-normalised tensor -> [H, W, 3] numpy in [0, 1]."""
+    import torch
+
+    from humans.frames import IMAGENET_MEAN, IMAGENET_STD
+
+    x = img.float().cpu() * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def write_reconstruction(model: Any, batch: dict[str, Any], path: Path, rows: int = 4) -> None:
+    """A grid: one row per item; columns = the objective's pictures (masked input, reference, reconstruction,
+    target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.io import atomic_write
+
+    small = {k: v[:rows] for k, v in batch.items()}
+    pics = model.reconstruct(small)
+    n = len(next(iter(pics.values())))
+    fig, axes = plt.subplots(n, len(pics), figsize=(2.2 * len(pics), 2.2 * n), squeeze=False)
+    for r in range(n):
+        for c, (name, imgs) in enumerate(pics.items()):
+            ax = axes[r][c]
+            ax.imshow(_to_rgb(imgs[r]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
+    plt.close(fig)
+
+
+def write_curve(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Train loss, held-out loss and the patch-mean baseline against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.io import atomic_write
+
+    if not history:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train loss")
+    ev = [h for h in history if "eval" in h]
+    if ev:
+        ax.plot([h["step"] for h in ev], [h["eval"]["heldout_loss"] for h in ev], "o-", label="held-out loss")
+        if "heldout_baseline" in ev[0]["eval"]:
+            ax.plot([h["step"] for h in ev], [h["eval"]["heldout_baseline"] for h in ev], "--",
+                    label="predict patch mean")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"))
+    plt.close(fig)
