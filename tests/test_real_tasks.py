@@ -307,7 +307,7 @@ INFO = {"embed_dim": 16, "num_prefix_tokens": 1, "grid_size": (2, 2), "patch_siz
 
 @pytest.fixture(scope="module")
 def smpl_dir(tmp_path_factory) -> Path:
-    """A $CPCBENCH_MODELS with SMPL-format files (the generated bodies stand in for the real ones) + H36M regressor."""
+    """A $CPCBENCH_MODELS with SMPL/MANO-format files (generated models stand in for the real ones) + H36M regressor."""
     import os
     import shutil
 
@@ -321,6 +321,8 @@ def smpl_dir(tmp_path_factory) -> Path:
             src = model_file("smpl", g)
             shutil.copy(src, out / "smpl" / f"SMPL_{g.upper()}.pkl")
         np.save(out / "smpl" / "J_regressor_h36m.npy", read_model_file(src)["J_regressor_h36m"])
+        (out / "mano").mkdir()
+        shutil.copy(model_file("mano", "right"), out / "mano" / "MANO_RIGHT.pkl")
     finally:
         if saved is not None:
             os.environ["CPCBENCH_MODELS"] = saved
@@ -453,3 +455,100 @@ def test_h36m_task_refuses_malformed(tmp_path: Path) -> None:
     make_h36m(tmp_path, 1, malformed="keys")
     with pytest.raises(DataError, match=r"missing keys \['S'\]"):
         _task("h36m-p1", tmp_path).build_dataset("test", 32)
+
+
+# ---------------------------------------------------------------------------------------------- tasks: hands
+
+
+def test_freihand_task_and_official_submission(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    import json
+
+    import torch
+
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    ev = make_freihand(tmp_path)
+    task = _task("freihand", tmp_path)
+    ds = task.build_dataset("test", 32)
+    assert len(ds) == 3
+    batch = _batch(ds)
+    assert batch["joints3d"].shape == (3, 21, 3) and batch["verts"].shape == (3, 778, 3)
+    assert np.allclose(batch["joints3d"].numpy(), ev["xyz"] - ev["xyz"][:, :1], atol=1e-6)  # wrist-relative
+    assert len(task.build_dataset("train", 32)) == 8
+    head = task.build_head(INFO)
+    pred = head(_tokens(3))
+    assert pred["joints3d"].shape == (3, 21, 3) and pred["verts"].shape == (3, 778, 3)
+    loss = task.loss(pred, batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    arrays = task.predictions({k: v.detach() for k, v in pred.items()}, batch)
+    s = task.score_arrays(arrays)
+    assert set(s) == {m.name for m in task.metrics} and all(v.shape == (3,) for v in s.values())
+    # hand-computed: a mirrored, scaled, shifted GT is aligned exactly by the FreiHAND alignment (reflections allowed)
+    mirror = np.array([-1.0, 1.0, 1.0])
+    perfect = {**arrays, "pred/joints3d": arrays["gt/joints3d"] * mirror * 2 + 0.1,
+               "pred/verts": arrays["gt/verts"] * mirror * 2 + 0.1}
+    sp = task.score_arrays(perfect)
+    assert np.allclose(sp["pa_mpjpe"], 0, atol=1e-3) and np.allclose(sp["pa_mpvpe"], 0, atol=1e-3)
+    assert np.allclose(sp["f5"], 1.0) and np.allclose(sp["auc"], 1.0, atol=1e-2)
+    # the official submission: pred.json = [xyz_list, verts_list], evaluation order (predictions arrive shuffled)
+    order = np.array([2, 0, 1])
+    shuffled = {k: v[order] for k, v in arrays.items()}
+    path = task.write_submission(shuffled, tmp_path / "out")
+    assert path.name == "pred.json"
+    xyz, verts = json.loads(path.read_text())
+    assert np.asarray(xyz).shape == (3, 21, 3) and np.asarray(verts).shape == (3, 778, 3)
+    assert np.allclose(xyz, arrays["pred/joints3d"], atol=1e-6) and np.allclose(verts, arrays["pred/verts"], atol=1e-6)
+    part = task.write_submission({k: v[:2] for k, v in arrays.items()}, tmp_path / "out")
+    assert part.name == "pred-partial.json"
+
+
+def test_ho3d_task_hidden_labels_and_submission(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    make_ho3d(tmp_path)
+    task = _task("ho3d", tmp_path)
+    assert task.hidden_test_labels and "CodaLab" in task.submission_note
+    train = task.build_dataset("train", 32)
+    tb = _batch(train)
+    assert tb["joints3d"].shape == (2, 21, 3) and (tb["joints3d"][:, 0] == 0).all()
+    head = task.build_head(INFO)
+    assert np.isfinite(task.loss(head(_tokens(2)), tb)["loss"].item())
+    test = task.build_dataset("test", 32)
+    batch = _batch(test)
+    assert "joints3d" not in batch and batch["root"].shape == (2, 3)
+    pred = {k: v.detach() for k, v in head(_tokens(2)).items()}
+    with pytest.raises(DataError, match="no 3D labels"):
+        task.loss(pred, batch)
+    arrays = task.predictions(pred, batch)
+    assert task.score_arrays(arrays) == {}  # hidden labels: no local metric
+    path = task.write_submission(arrays, tmp_path / "out")
+    xyz, verts = (np.asarray(a) for a in json.loads(path.read_text()))
+    assert path.name == "pred.json" and xyz.shape == (2, 21, 3) and verts.shape == (2, 778, 3)
+    # root added back, then OpenCV -> OpenGL: the hand lies at -z like the published root joint
+    want = (arrays["pred/joints3d"] + arrays["gt/root"][:, None]) * np.array([1, -1, -1])
+    assert np.allclose(xyz, want, atol=1e-6) and (xyz[..., 2] < 0).all()
+    assert np.allclose(xyz[0, 0], [0.01, 0.02, -0.5], atol=1e-6)  # the wrist of a root-relative prediction
+
+
+def test_imagefolder_task(tmp_path: Path) -> None:
+    import torch
+
+    make_imagefolder(tmp_path)
+    task = _task("imagefolder", tmp_path)
+    assert task.data_status()["data"] == "found"
+    ds = task.build_dataset("train", 32)
+    batch = _batch(ds)
+    assert batch["image"].shape == (6, 3, 32, 32) and batch["label"].tolist() == [0, 0, 1, 1, 2, 2]
+    head = task.build_head(INFO)
+    pred = head(_tokens(6))
+    assert pred["logits"].shape == (6, 3)
+    loss = task.loss(pred, batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    arrays = task.predictions({"logits": torch.eye(3)[[0, 1, 1, 1, 2, 0]]}, batch)
+    assert task.score_arrays(arrays)["top1"].tolist() == [100, 0, 100, 100, 100, 0]
+    assert np.allclose(task.mean_baseline(arrays, arrays)["top1"].mean(), 100 / 3)
+    make_imagefolder(tmp_path / "bad", malformed="extra")
+    with pytest.raises(DataError, match="wave"):
+        _task("imagefolder", tmp_path / "bad").build_dataset("test", 32)
