@@ -13,7 +13,7 @@ import typer
 
 from harness import __version__
 
-COMMAND_MODULES = ["ls", "data", "tables", "pretrain", "score"]
+COMMAND_MODULES = ["ls", "data", "tables", "pretrain", "score", "eval"]
 
 app = typer.Typer(
     name="cpcbench",

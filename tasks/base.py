@@ -175,10 +175,30 @@ class Task:
         """Write the benchmark's official submission file from saved predictions (None: the task has none)."""
         return None
 
-    def mean_baseline(self, train_arrays: Mapping[str, np.ndarray],
-                      test_arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-        """Per-sample metric values of a trivial predictor (the training mean / majority class), or None."""
+    def ground_truth(self, batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray] | None:
+        """The ``gt/<name>`` arrays of ``predictions`` alone (used for the trivial baseline), or None."""
         return None
+
+    def baseline_predictions(self, train_gt: Mapping[str, np.ndarray],
+                             test_pred: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """A trivial predictor in the shape of ``test_pred``: for each ``pred/<name>`` with a ``gt/<name>`` in the
+        training ground truth, the training mean (float targets: the mean pose, mean keypoints) or the per-element
+        mode (integer targets: majority class / label map). None when nothing matches."""
+        import numpy as np
+
+        out: dict[str, np.ndarray] = {}
+        for key, pred in test_pred.items():
+            gt = train_gt.get("gt/" + key.split("/", 1)[1])
+            if gt is None or gt.shape[1:] != pred.shape[1:]:
+                continue
+            if gt.dtype.kind == "f":
+                m = gt.astype(np.float64).mean(0)
+            else:
+                from scipy.stats import mode
+
+                m = mode(gt, axis=0, keepdims=False).mode
+            out[key] = np.broadcast_to(m, pred.shape).astype(pred.dtype)
+        return out or None
 
 
 def resolve_data_root(root: str | Path | None) -> Path | None:
@@ -231,6 +251,7 @@ def to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> float32 [3, H, W], normalised with ``humans.frames.IMAGENET_MEAN/STD``."""
     import numpy as np
     import torch
+
     from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 
     if rgb.ndim != 3 or rgb.shape[2] != 3:

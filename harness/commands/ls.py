@@ -27,7 +27,7 @@ def list_kind(kind: str) -> list[dict[str, Any]]:
     if kind in ("tasks", "datasets"):
         rows = []
         for n in TASKS.names():
-            task = TASKS.get(n)
+            task = TASKS.get(n)()  # a Task class; the instance reads $CPCBENCH_DATA (no I/O)
             status = task.data_status() if hasattr(task, "data_status") else {}
             row = {"name": n, "version": str(getattr(task, "version", "")), "about": _summary(task), **status}
             rows.append(row)

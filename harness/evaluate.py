@@ -1,0 +1,370 @@
+"""The evaluation protocol runner behind ``cpcbench eval``: fine-tune or linear-probe a backbone on a task, score,
+write a result record and per-sample predictions.
+
+Protocols (the same for every backbone, so numbers are comparable; VTAB / MAE fine-tuning recipes):
+
+- ``finetune``: all weights train, with layer-wise learning-rate decay (BEiT; MAE fine-tuning) from the task's
+  ``FinetuneDefaults`` (steps, batch, base LR per 256 samples, weight decay, warmup).
+- ``linear``: the backbone is frozen (eval mode, no gradients) and only the task head trains. For the
+  structured-output tasks the "probe" is the task's standard head on frozen tokens (as in dense linear probing
+  of DINOv2/MAE), not a single linear layer.
+
+Per seed: the backbone is rebuilt from its spec, the head initialised with the seed, the training set reduced to
+``fraction`` (a subset drawn deterministically from the seed), trained with the one loop (``harness.train``),
+then the test split is predicted and scored per sample by ``task.score_arrays``. ``harness.results.summarize``
+aggregates over seeds; the record also carries the score of a trivial predictor (training mean / majority class)
+as ``baseline_mean`` so every number can be read against "no image information".
+
+``limit`` makes a smoke run: at most ``limit`` training and test samples and ``limit`` steps; the record is marked
+``smoke`` and never enters a paper table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from harness.errors import CpcbenchError
+
+log = logging.getLogger("cpcbench.eval")
+PROTOCOL_NAMES = ("finetune", "linear")
+GROUPS = ("body", "hand")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation (a backbone on a task under a protocol); stored in full in the record."""
+
+    backbone: str
+    task: str
+    protocol: str = "finetune"
+    seeds: int = 1
+    first_seed: int = 0
+    fraction: float = 1.0
+    limit: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    base_lr: float | None = None
+    img_size: int | None = None
+    data_root: str | None = None
+    device: str = "auto"
+    num_workers: int = 0
+    eval_batch_size: int = 64
+
+    def check(self) -> None:
+        if self.protocol not in PROTOCOL_NAMES:
+            raise CpcbenchError(f"unknown protocol {self.protocol!r}; use one of {', '.join(PROTOCOL_NAMES)}")
+        if self.seeds < 1:
+            raise CpcbenchError(f"--seeds must be >= 1, got {self.seeds}")
+        if not 0.0 < self.fraction <= 1.0:
+            raise CpcbenchError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if self.limit is not None and self.limit < 1:
+            raise CpcbenchError(f"--limit must be >= 1, got {self.limit}")
+        if self.steps is not None and self.steps < 1:
+            raise CpcbenchError(f"--steps must be >= 1, got {self.steps}")
+
+
+def resolve_tasks(spec: str) -> list[str]:
+    """``synth-body-mesh``, a comma list, or a group: ``body`` / ``hand`` = the synthetic tasks of that domain.
+
+    Groups hold only the embedded synthetic tasks, so ``--task body`` means the same thing on every machine; real
+    benchmarks are named explicitly (``--task 3dpw,emdb``).
+    """
+    from harness.registry import TASKS
+
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part in GROUPS:
+            group = [n for n in TASKS.names() if getattr(TASKS.get(n), "synthetic", False)
+                     and TASKS.get(n).domain == part]
+            names += [n for n in group if n not in names]
+        else:
+            TASKS.get(part)  # unknown names raise with suggestions
+            if part not in names:
+                names.append(part)
+    if not names:
+        raise CpcbenchError(f"no task selected by {spec!r}; see `cpcbench ls tasks`")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- model
+class TaskModel(nn.Module):
+    """backbone + task head; ``forward(batch) -> task.loss(...)``, ``predict(image) -> pred dict``.
+
+    With ``frozen=True`` (linear protocol) the backbone has no gradients and stays in eval mode.
+    """
+
+    def __init__(self, backbone: Any, head: Any, task: Any, frozen: bool) -> None:
+        super().__init__()
+        self.backbone, self.head, self.frozen = backbone, head, frozen
+        self._task = task  # plain attribute: not a module
+        if frozen:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TaskModel:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def predict(self, image: Any) -> dict[str, Any]:
+        import torch
+
+        if self.frozen:
+            with torch.no_grad():
+                tokens = self.backbone.forward_features(image)
+        else:
+            tokens = self.backbone.forward_features(image)
+        return self.head(tokens)
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        pred = self.predict(batch["image"])
+        return self._task.loss(pred, batch)
+
+
+def _resolve_backbone(spec: str, domain: str, img_size: int | None) -> tuple[Any, dict[str, Any]]:
+    """``harness.backbones.resolve_backbone`` (one indirection, so tests can substitute a tiny backbone)."""
+    from harness.backbones import resolve_backbone
+
+    return resolve_backbone(spec, domain, img_size)
+
+
+def backbone_info(backbone: Any, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts a head needs, read from the backbone module (the contract of ``harness.backbones``)."""
+    img = getattr(backbone, "img_size", info.get("img_size"))
+    img = int(img if isinstance(img, int) else img[0])
+    patch = backbone.patch_size
+    patch = int(patch if isinstance(patch, int) else patch[0])
+    grid = getattr(backbone, "grid_size", (img // patch, img // patch))
+    return {"embed_dim": int(backbone.embed_dim), "num_prefix_tokens": int(backbone.num_prefix_tokens),
+            "grid_size": tuple(int(g) for g in grid), "patch_size": patch, "img_size": img}
+
+
+def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
+    """A deterministic ``fraction`` of ``range(n)`` (at least one item), drawn from ``seed``, in sorted order."""
+    import numpy as np
+
+    k = max(1, int(math.floor(n * fraction + 1e-9)))
+    if k >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False).tolist())
+
+
+def _loader(ds: Any, batch_size: int, num_workers: int) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def _concat(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    import numpy as np
+
+    if not chunks:
+        raise CpcbenchError("nothing to concatenate: the split is empty")
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, num_workers: int) -> dict[str, Any]:
+    """Run ``model`` over ``ds``; ``task.predictions`` arrays concatenated over the split (first axis = sample)."""
+    import torch
+
+    from harness.train import _to_device
+
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for batch in _loader(ds, batch_size, num_workers):
+            batch = _to_device(batch, device)
+            chunks.append(task.predictions(model.predict(batch["image"]), batch))
+    return _concat(chunks)
+
+
+def ground_truth_split(task: Any, ds: Any, batch_size: int) -> dict[str, Any] | None:
+    """``task.ground_truth`` over a split (None when the task does not expose ground truth separately)."""
+    if not hasattr(task, "ground_truth"):
+        return None
+    chunks = []
+    for batch in _loader(ds, batch_size, 0):
+        gt = task.ground_truth(batch)
+        if gt is None:
+            return None
+        chunks.append(gt)
+    return _concat(chunks)
+
+
+def _check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]:
+    import numpy as np
+
+    expected = [m.name for m in task.metrics]
+    if sorted(scores) != sorted(expected):
+        raise CpcbenchError(f"task {task.name!r} scored {sorted(scores)}, but declares metrics {expected}")
+    out = {}
+    for k, v in scores.items():
+        a = np.asarray(v, dtype=np.float64)
+        if a.shape != (n,):
+            raise CpcbenchError(f"task {task.name!r}: metric {k!r} gave shape {a.shape}, expected one value per "
+                                f"sample ({n},)")
+        out[k] = a
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the protocol
+def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: str | Path | None = None,
+             visualize: bool = False) -> dict[str, Any]:
+    """Fine-tune/probe, score and write the record + predictions for one task. Returns the record (with
+    ``_path``)."""
+    import numpy as np
+    import torch
+    from torch.utils.data import Subset
+
+    from harness.registry import TASKS
+    from harness.results import build_record, new_run_id, record_path, summarize, write_record
+    from harness.runtime import get_device, seed_everything
+    from harness.train import LoopConfig, OptimConfig, train
+
+    cfg.check()
+    t0 = time.perf_counter()
+    task = TASKS.get(cfg.task)(cfg.data_root)
+    d = task.defaults
+    steps = cfg.steps or d.steps
+    if cfg.limit is not None:
+        steps = min(steps, cfg.limit)
+    batch_size = cfg.batch_size or d.batch_size
+    base_lr = cfg.base_lr or d.base_lr
+    run_id = new_run_id()
+    runs_root = Path(runs_root or os.environ.get("CPCBENCH_RUNS", "runs"))
+    try:
+        device = get_device(cfg.device)
+    except (RuntimeError, ValueError) as e:
+        raise CpcbenchError(str(e)) from None
+
+    # data first: a missing data root fails before any backbone is built
+    probe_backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, cfg.img_size)
+    img_size = backbone_info(probe_backbone, binfo)["img_size"]
+    del probe_backbone
+    train_full = task.build_dataset("train", img_size, cfg.limit)
+    test_ds = task.build_dataset("test", img_size, cfg.limit)
+    n_test = len(test_ds)
+    if len(train_full) == 0 or n_test == 0:
+        raise CpcbenchError(f"task {task.name!r}: empty train ({len(train_full)}) or test ({n_test}) split")
+
+    per_seed: dict[str, list[Any]] = {m.name: [] for m in task.metrics}
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    preds_out: dict[str, Any] = {}
+    seed_info = []
+    train_subset = None
+    for k, seed in enumerate(seeds):
+        seed_everything(seed)
+        backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, img_size)
+        info = backbone_info(backbone, binfo)
+        head = task.build_head(info)
+        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear")
+        idx = fraction_subset(len(train_full), cfg.fraction, seed)
+        train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
+        loop = LoopConfig(steps=steps, batch_size=min(batch_size, len(train_subset)), num_workers=cfg.num_workers,
+                          log_every=max(1, steps // 10), seed=seed, device=str(device), count_flops=False)
+        optim = OptimConfig(base_lr=base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
+                            layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
+        run_dir = runs_root / "eval" / task.name / _safe(cfg.backbone) / run_id / f"seed{seed}"
+        log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
+                 cfg.protocol, seed, len(train_subset), n_test, steps)
+        res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
+                    desc=f"{task.name} seed {seed}")
+        arrays = predict_split(model, task, test_ds, device, cfg.eval_batch_size, cfg.num_workers)
+        scores = _check_scores(task, task.score_arrays(arrays), n_test)
+        for name, v in scores.items():
+            per_seed[name].append(v)
+        seed_info.append({"seed": seed, "final_loss": res.final_loss, "train_wall_time_s": res.wall_time_s,
+                          "n_train": len(train_subset), "run_dir": str(run_dir)})
+        for key, v in arrays.items():
+            if key.startswith("gt/"):
+                if k == 0:
+                    preds_out[key] = v
+            else:
+                preds_out[key if k == 0 else f"seed{seed}/{key}"] = v
+        for name, v in scores.items():
+            preds_out[f"score/{name}" if k == 0 else f"seed{seed}/score/{name}"] = v.astype(np.float32)
+        if visualize and k == 0:
+            from harness.visualize import render_predictions
+
+            png = Path(results_root) / _safe(task.name) / _safe(binfo.get("name", cfg.backbone)) / f"{run_id}.png"
+            render_predictions(task, test_ds, arrays, png)
+            log.info("wrote %s", png)
+        del model, backbone, head
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    metrics = {}
+    for spec in task.metrics:
+        metrics[spec.name] = {**summarize(per_seed[spec.name]), "unit": spec.unit,
+                              "higher_is_better": spec.higher_is_better}
+    extra: dict[str, Any] = {"per_seed": seed_info, "predictions": f"{run_id}.predictions.npz"}
+    baseline = mean_baseline(task, train_subset, preds_out, n_test, cfg.eval_batch_size)
+    if baseline is not None:
+        extra["baseline_mean"] = baseline
+    config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
+              "defaults": d.to_dict(), "weight_decay": d.weight_decay,
+              "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
+              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full)}
+    bb = {**{k: v for k, v in binfo.items() if k != "pretrain"}, "spec": cfg.backbone,
+          "pretrain": binfo.get("pretrain", {})}
+    bb.setdefault("name", cfg.backbone)
+    rec = build_record(task=task.info(), backbone=bb, method=str(binfo.get("method", cfg.backbone)),
+                       protocol=cfg.protocol, seeds=seeds, fraction=cfg.fraction, limit=cfg.limit, metrics=metrics,
+                       n_samples=n_test, config=config, wall_time_s=time.perf_counter() - t0, run_id=run_id, **extra)
+    path = record_path(rec, results_root)
+    _write_predictions(path.with_name(f"{run_id}.predictions.npz"), preds_out)
+    out = write_record(rec, results_root)
+    return {**rec, "_path": str(out)}
+
+
+def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: int,
+                  batch_size: int) -> dict[str, float] | None:
+    """Mean (over the test samples) of each metric for the trivial predictor of ``task.baseline_predictions``."""
+    import numpy as np
+
+    if train_ds is None or not hasattr(task, "baseline_predictions"):
+        return None
+    train_gt = ground_truth_split(task, train_ds, batch_size)
+    if train_gt is None:
+        return None
+    test_gt = {k: v for k, v in preds.items() if k.startswith("gt/")}
+    test_pred = {k: v for k, v in preds.items() if k.startswith("pred/")}
+    base = task.baseline_predictions(train_gt, test_pred)
+    if base is None:
+        return None
+    scores = _check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n_test)
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def _write_predictions(path: Path, arrays: Mapping[str, Any]) -> Path:
+    """Compressed npz; vertex arrays as float16 (about 0.1 mm at body scale) to keep records small."""
+    import numpy as np
+
+    from harness.io import atomic_write
+
+    arrays = {k: (v.astype(np.float16) if k.endswith("/verts") and v.dtype.kind == "f" else v)
+              for k, v in arrays.items()}
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(path, write)
+
+
+def _safe(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)

@@ -1,0 +1,341 @@
+"""Every registered task with a tiny ViT on CPU: item schema, head shapes, finite loss with gradients, scores of
+hand-computed cases, and a complete result record (+ per-sample predictions that re-score to the same numbers)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import CpcbenchError, DataError
+from harness.registry import TASKS
+
+SIZE = 32
+SYNTH = [n for n in TASKS.names() if TASKS.get(n).synthetic]
+REAL = [n for n in TASKS.names() if not TASKS.get(n).synthetic]
+
+
+def tiny_backbone(img_size: int = SIZE) -> torch.nn.Module:
+    from pretraining.vit import build_vit
+
+    return build_vit("vit_tiny", img_size=img_size, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+
+
+def fake_resolve(spec: str, domain: str = "body", img_size: int | None = None):
+    torch.manual_seed(1234)  # the same "pretrained" weights for every seed
+    bb = tiny_backbone(img_size or SIZE)
+    return bb, {"name": spec, "arch": "vit_tiny-test", "method": "scratch", "weights": "", "weights_sha256": "",
+                "img_size": bb.img_size, "pretrain": {}}
+
+
+def info_of(bb: torch.nn.Module) -> dict:
+    from harness.evaluate import backbone_info
+
+    return backbone_info(bb, {})
+
+
+class _LazyFrames(dict):
+    """domain -> tiny frame set directory, built on first access."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, domain: str) -> Path:
+        from synth_frames import make_frames
+
+        self[domain] = make_frames(self.base / domain, domain, size=SIZE)
+        return self[domain]
+
+
+@pytest.fixture(scope="session")
+def frame_sets(tmp_path_factory) -> dict[str, Path]:
+    return _LazyFrames(tmp_path_factory.mktemp("frames"))
+
+
+@pytest.fixture(scope="session")
+def real_roots(tmp_path_factory) -> dict[str, Path]:
+    """A data root per real task, in the published format (``tests/fixtures_real.py``)."""
+    import fixtures_real as fx
+
+    roots = {}
+    make = getattr(fx, "make_for_task", None)
+    for name in REAL:
+        root = tmp_path_factory.mktemp(f"real-{name}")
+        if make is None:
+            pytest.skip("tests/fixtures_real.py has no make_for_task(name, root) yet")
+        make(name, root)
+        roots[name] = root
+    return roots
+
+
+@pytest.fixture
+def task_of(frame_sets, request):
+    def get(name: str):
+        cls = TASKS.get(name)
+        if cls.synthetic:
+            return cls(frame_sets[cls.domain])
+        return cls(request.getfixturevalue("real_roots")[name])
+
+    return get
+
+
+def first_batch(ds, n: int = 2) -> dict[str, torch.Tensor]:
+    from torch.utils.data import DataLoader
+
+    return next(iter(DataLoader(ds, batch_size=n, shuffle=False)))
+
+
+# ---------------------------------------------------------------------------------------------- per task
+@pytest.mark.parametrize("name", TASKS.names())
+def test_metadata(name):
+    from tasks.base import Task
+
+    cls = TASKS.get(name)
+    assert issubclass(cls, Task) and cls.name == name and cls.version and cls.citation
+    assert cls.metrics and len({m.name for m in cls.metrics}) == len(cls.metrics)
+    assert cls.domain in ("body", "hand")
+    info = cls.info()
+    json.dumps(info)  # serialisable into a record
+    assert info["protocol"] == (cls.protocol.name if cls.protocol else "")
+    st = cls().data_status()
+    assert st["data"] in ("found", "missing", "synthetic")
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_item_schema(name, task_of):
+    task = task_of(name)
+    for split in ("train", "test"):
+        ds = task.build_dataset(split, SIZE, limit=3)
+        assert 1 <= len(ds) <= 3
+        item = ds[0]
+        img = item["image"]
+        assert img.dtype == torch.float32 and tuple(img.shape) == (3, SIZE, SIZE) and torch.isfinite(img).all()
+        assert -3 < float(img.mean()) < 3  # normalised, not 0..255
+        for k, v in item.items():
+            assert isinstance(v, torch.Tensor), k
+            if v.is_floating_point():
+                assert torch.isfinite(v).all(), k
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_head_loss_gradients_predictions(name, task_of):
+    from harness.evaluate import TaskModel
+
+    task = task_of(name)
+    ds = task.build_dataset("train", SIZE, limit=2)
+    torch.manual_seed(0)
+    bb = tiny_backbone()
+    model = TaskModel(bb, task.build_head(info_of(bb)), task, frozen=False)
+    batch = first_batch(ds)
+    b = len(batch["image"])
+    pred = model.predict(batch["image"])
+    assert all(v.shape[0] == b for v in pred.values() if isinstance(v, torch.Tensor) and v.ndim)
+    out = task.loss(pred, batch)
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    head_grads = [p.grad for p in model.head.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in head_grads)
+    assert bb.blocks[-1].mlp.fc2.weight.grad is not None and bb.blocks[-1].mlp.fc2.weight.grad.abs().sum() > 0
+    arrays = task.predictions({k: v.detach() for k, v in pred.items()}, batch)
+    assert any(k.startswith("pred/") for k in arrays) and any(k.startswith("gt/") for k in arrays)
+    assert all(len(v) == b for v in arrays.values())
+    scores = task.score_arrays(arrays)
+    assert sorted(scores) == sorted(m.name for m in task.metrics)
+    assert all(np.asarray(v).shape == (b,) and np.isfinite(v).all() for v in scores.values())
+
+
+def _ideal(spec) -> float:
+    if not spec.higher_is_better:
+        return 0.0
+    return 100.0 if spec.unit == "%" else 1.0
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_perfect_prediction_scores_ideal(name, task_of):
+    """Ground truth fed back as the prediction scores exactly the ideal value of every metric."""
+    task = task_of(name)
+    ds = task.build_dataset("test", SIZE, limit=3)
+    batch = first_batch(ds, 3)
+    gt = task.ground_truth(batch)
+    if gt is None:
+        pytest.skip(f"{name} does not expose ground truth separately")
+    perfect = {"pred/" + k[3:]: v for k, v in gt.items() if k.startswith("gt/")}
+    scores = task.score_arrays({**gt, **perfect})
+    for spec in task.metrics:
+        np.testing.assert_allclose(scores[spec.name], _ideal(spec), atol=1e-3, err_msg=spec.name)
+
+
+def _shift_one_joint(a: dict, key: str, j: int, mm: float) -> dict:
+    p = a[key].copy()
+    p[:, j, 0] += mm / 1000.0
+    return {**a, key: p}
+
+
+def test_body_mesh_hand_computed(task_of):
+    task = task_of("synth-body-mesh")
+    rng = np.random.default_rng(0)
+    gj = rng.normal(0, 0.3, (2, 24, 3)).astype(np.float32)
+    gv = rng.normal(0, 0.3, (2, 50, 3)).astype(np.float32)
+    a = {"gt/joints3d": gj, "gt/verts": gv, "pred/joints3d": gj.copy(), "pred/verts": gv + np.float32([0.004, 0, 0])}
+    a = _shift_one_joint(a, "pred/joints3d", 5, 48.0)  # one of 24 joints off by 48 mm -> MPJPE 2 mm
+    s = task.score_arrays(a)
+    np.testing.assert_allclose(s["mpjpe"], 2.0, atol=1e-3)
+    c, d = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[c, -d, 0], [d, c, 0], [0, 0, 1]], np.float32)
+    sim = {**a, "pred/joints3d": 1.1 * gj @ rot.T + 0.2}  # a similarity transform of the GT: PA-MPJPE 0
+    np.testing.assert_allclose(task.score_arrays(sim)["pa_mpjpe"], 0.0, atol=1e-3)
+    assert (task.score_arrays(sim)["mpjpe"] > 10).all()
+    np.testing.assert_allclose(s["pve"], 4.0, atol=1e-3)  # vertices are not re-rooted: a 4 mm shift stays
+    # a root offset (joint 0) shifts every joint after root subtraction: MPJPE = 23 * 24 / 24 = 23 mm
+    b = _shift_one_joint({**a, "pred/joints3d": gj.copy()}, "pred/joints3d", 0, 24.0)
+    np.testing.assert_allclose(task.score_arrays(b)["mpjpe"], 23.0, atol=1e-3)
+
+
+def test_hand_mesh_hand_computed(task_of):
+    task = task_of("synth-hand-mesh")
+    rng = np.random.default_rng(1)
+    gj = rng.normal(0, 0.04, (2, 21, 3)).astype(np.float32)
+    gv = rng.normal(0, 0.04, (2, 60, 3)).astype(np.float32)
+    mirror = np.float32([-1, 1, 1])
+    a = {"gt/joints3d": gj, "gt/verts": gv, "pred/joints3d": gj * mirror * 2 + 1, "pred/verts": gv * mirror * 0.5}
+    s = task.score_arrays(a)  # FreiHAND alignment allows reflections: a mirrored, scaled copy is perfect
+    for k, v in {"pa_mpjpe": 0, "pa_mpvpe": 0, "f5": 1, "f15": 1, "auc": 1}.items():
+        np.testing.assert_allclose(s[k], v, atol=1e-4, err_msg=k)
+
+
+def test_2d_parts_gesture_hand_computed(task_of):
+    t2d = task_of("synth-body-2d")
+    g = np.zeros((1, 24, 2), np.float32)
+    p = g.copy()
+    p[0, :6, 0] = 0.08  # 6 joints off by 0.08 of a bbox of size 1: inside PCK@0.1, outside @0.05
+    p[0, 6:9, 0] = 0.05  # exactly at the 0.05 threshold: inclusive
+    s = t2d.score_arrays({"pred/joints2d": p, "gt/joints2d": g, "gt/norm": np.ones(1, np.float32)})
+    np.testing.assert_allclose(s["pck05"], 100 * 18 / 24)
+    np.testing.assert_allclose(s["pck10"], 100.0)
+
+    parts = task_of("synth-body-parts")
+    gt = np.array([[[0, 0], [1, 1]]], np.uint8)
+    pr = np.array([[[0, 1], [1, 1]]], np.uint8)  # bg IoU 1/2, part-1 IoU 2/3
+    s = parts.score_arrays({"pred/parts": pr, "gt/parts": gt})
+    np.testing.assert_allclose(s["miou"], 100 * (0.5 + 2 / 3) / 2)
+
+    ges = task_of("synth-hand-gesture")
+    s = ges.score_arrays({"pred/label": np.array([0, 2, 1]), "gt/label": np.array([0, 1, 1])})
+    np.testing.assert_allclose(s["top1"], [100, 0, 100])
+
+
+def test_synthetic_split_disjoint_and_targets_consistent(frame_sets):
+    """Train/test subjects differ; the stored joints project onto the stored 2D joints through K."""
+    from humans.frames import FrameStore
+
+    store = FrameStore(frame_sets["body"])
+    m = store.manifest
+    assert not set(m[m.split == "train"].subject) & set(m[m.split == "test"].subject)
+    task = TASKS.get("synth-body-mesh")(frame_sets["body"])
+    a = task.arrays("test", SIZE)
+    cam = a["joints3d"] + a["root"][:, None]
+    uv = np.einsum("bij,bkj->bki", a["K"], cam)
+    t2d = TASKS.get("synth-body-2d")(frame_sets["body"]).arrays("test", SIZE)
+    np.testing.assert_allclose(uv[..., :2] / uv[..., 2:], t2d["joints2d"], atol=1e-3)
+
+
+def test_rotations_of_dataset_match_vertices(frame_sets):
+    """The camera-frame joint rotations decode (through smplx) to the stored root-relative vertices."""
+    from tasks.heads import ModelDecoder
+    from tasks.synthetic import load_frames
+
+    for domain, kind in (("body", "smpl"), ("hand", "mano")):
+        a = load_frames(frame_sets[domain], "train", SIZE, ("verts", "rotmat", "betas"), limit=2)
+        v, j = ModelDecoder(kind)(torch.from_numpy(a["rotmat"]), torch.from_numpy(a["betas"]))
+        np.testing.assert_allclose((v - j[:, :1]).numpy(), a["verts"], atol=1e-4)
+
+
+def test_missing_real_data_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.delenv("CPCBENCH_DATA", raising=False)
+    for name in REAL:
+        task = TASKS.get(name)()
+        assert task.data_status()["data"] == "missing"
+        with pytest.raises(DataError) as e:
+            task.build_dataset("test", SIZE)
+        assert "--data-root" in str(e.value) or "CPCBENCH_DATA" in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------- records
+@pytest.mark.parametrize("name", TASKS.names())
+def test_record_written(name, frame_sets, request, tmp_path, monkeypatch):
+    import harness.evaluate as ev
+    from harness.results import read_record
+
+    monkeypatch.setattr(ev, "_resolve_backbone", fake_resolve)
+    cls = TASKS.get(name)
+    root = frame_sets[cls.domain] if cls.synthetic else request.getfixturevalue("real_roots")[name]
+    cfg = ev.EvalConfig(backbone="tiny", task=name, limit=3, steps=2, batch_size=2, data_root=str(root),
+                        device="cpu", seeds=2)
+    rec = ev.evaluate(cfg, tmp_path / "results", tmp_path / "runs")
+    saved = read_record(rec["_path"])
+    assert saved["smoke"] is True and saved["limit"] == 3 and saved["seeds"] == [0, 1]
+    assert saved["task"]["name"] == name and saved["task"]["version"] == cls.version
+    assert set(saved["metrics"]) == {m.name for m in cls.metrics}
+    for spec in cls.metrics:
+        m = saved["metrics"][spec.name]
+        assert m["unit"] == spec.unit and m["higher_is_better"] == spec.higher_is_better
+        assert len(m["per_seed"]) == 2 and m["std"] is not None and math.isfinite(m["mean"])
+    npz = Path(rec["_path"]).with_name(saved["predictions"])
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    rescored = TASKS.get(name)(root).score_arrays({k: v.astype(np.float32) if v.dtype == np.float16 else v
+                                                  for k, v in arrays.items() if k.startswith(("pred/", "gt/"))})
+    for k, v in rescored.items():  # vertices are stored as float16: re-scoring agrees to ~0.1 mm
+        np.testing.assert_allclose(np.mean(v), saved["metrics"][k]["per_seed"][0], rtol=2e-3, atol=0.2)
+    assert saved["config"]["steps"] == 2 and saved["n_samples"] == len(arrays[next(k for k in arrays
+                                                                                   if k.startswith("gt/"))])
+
+
+def test_linear_protocol_freezes_backbone(frame_sets, tmp_path, monkeypatch):
+    import harness.evaluate as ev
+
+    seen = {}
+
+    def resolve(spec, domain="body", img_size=None):
+        bb, info = fake_resolve(spec, domain, img_size)
+        seen["bb"] = bb
+        seen["w0"] = bb.blocks[0].attn.qkv.weight.detach().clone()
+        return bb, info
+
+    monkeypatch.setattr(ev, "_resolve_backbone", resolve)
+    cfg = ev.EvalConfig(backbone="tiny", task="synth-hand-gesture", protocol="linear", limit=4, steps=3,
+                        batch_size=2, data_root=str(frame_sets["hand"]), device="cpu")
+    rec = ev.evaluate(cfg, tmp_path / "results", tmp_path / "runs")
+    assert rec["protocol"] == "linear" and rec["config"]["layer_decay"] is None
+    assert torch.equal(seen["bb"].blocks[0].attn.qkv.weight, seen["w0"])
+
+
+def test_fraction_subset_deterministic():
+    from harness.evaluate import fraction_subset
+
+    a, b = fraction_subset(100, 0.1, 3), fraction_subset(100, 0.1, 3)
+    assert a == b and len(a) == 10 and a != fraction_subset(100, 0.1, 4)
+    assert fraction_subset(5, 0.01, 0) and fraction_subset(7, 1.0, 0) == list(range(7))
+
+
+def test_bad_config_is_clear():
+    from harness.evaluate import EvalConfig
+
+    for kw in ({"protocol": "probe"}, {"fraction": 0.0}, {"seeds": 0}, {"limit": 0}):
+        with pytest.raises(CpcbenchError):
+            EvalConfig(backbone="x", task="y", **kw).check()
+
+
+def test_groups_are_the_synthetic_tasks():
+    from harness.evaluate import resolve_tasks
+
+    assert resolve_tasks("body") == ["synth-body-2d", "synth-body-mesh", "synth-body-meshfree", "synth-body-parts"]
+    assert resolve_tasks("hand") == ["synth-hand-gesture", "synth-hand-mesh"]
+    assert resolve_tasks("synth-hand-mesh,hand") == ["synth-hand-mesh", "synth-hand-gesture"]
+    with pytest.raises(CpcbenchError, match="Did you mean"):
+        resolve_tasks("synth-body-msh")
