@@ -344,6 +344,7 @@ def _tokens(b: int):
 def test_body_tasks_need_the_real_smpl(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("CPCBENCH_MODELS", raising=False)
     make_pw3d(tmp_path)
+    assert _task("3dpw", tmp_path).data_status()["models"].startswith("missing real smpl neutral")
     with pytest.raises(DataError, match=r"real SMPL model .*smpl.is.tue.mpg.de"):
         _task("3dpw", tmp_path).build_dataset("test", 32)
 
@@ -357,7 +358,7 @@ def test_pw3d_task_items_gt_and_scores(tmp_path: Path, smpl_dir: Path, monkeypat
     monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
     kept = make_pw3d(tmp_path)
     task = _task("3dpw", tmp_path)
-    assert task.data_status()["data"] == "found"
+    assert task.data_status() == {"data": "found", "where": str(tmp_path / "3dpw"), "models": "found"}
     ds = task.build_dataset("test", 32)
     assert len(ds) == len(kept)
     item = ds[0]

@@ -27,6 +27,7 @@ from harness.errors import DataError
 from tasks.base import Task
 from tasks.real.common import GENDER_CODE, BodyFrames, CropDataset, limit_indices
 
+SMPL_MODELS: tuple[tuple[str, str], ...] = (("smpl", "neutral"), ("smpl", "male"), ("smpl", "female"))
 SMPL_HINT = ("Download the SMPL body model (smpl.is.tue.mpg.de: SMPL_NEUTRAL/MALE/FEMALE .pkl) into "
              "$CPCBENCH_MODELS/smpl/, and SPIN's J_regressor_h36m.npy (from SPIN's fetch_data.sh data) beside them.")
 
@@ -62,6 +63,13 @@ class SmplGroundTruth:
         self._lock = threading.Lock()
         self._reg: np.ndarray | None = None
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable for DataLoader workers (the lock is not)
+        return {"_reg": self._reg}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self._reg = state["_reg"]
+
     def __call__(self, gender: str, global_orient: np.ndarray, body_pose: np.ndarray,
                  betas: np.ndarray) -> dict[str, np.ndarray]:
         from humans.models import forward, load_model
@@ -76,6 +84,21 @@ class SmplGroundTruth:
         joints = out["joints"][0].numpy().astype(np.float32)
         root = joints[:1]
         return {"verts": verts - root, "joints3d": joints - root, "joints_h36m": self._reg @ verts - root}
+
+
+class BodyTargets:
+    """Item targets of a ``BodyFrames`` split: SMPL ground truth (run per item) + the published parameters."""
+
+    def __init__(self, frames: BodyFrames) -> None:
+        self.frames = frames
+        self.gt = SmplGroundTruth()
+
+    def __call__(self, i: int) -> dict[str, Any]:
+        f = self.frames
+        out = self.gt(f.gender[i], f.global_orient[i], f.body_pose[i], f.betas[i])
+        out.update(global_orient=f.global_orient[i], body_pose=f.body_pose[i], betas=f.betas[i],
+                   gender=np.int64(GENDER_CODE[f.gender[i]]), K=f.K[i])
+        return out
 
 
 class BodyMeshModel(nn.Module):
@@ -118,15 +141,7 @@ class RealBodyTask(Task):
         keep = limit_indices(len(frames), limit)
         frames = frames.subset(keep)
         require_real_smpl(tuple(sorted(set(frames.gender) | {"neutral"})))
-        gt = SmplGroundTruth()
-
-        def targets(i: int) -> dict[str, Any]:
-            out = gt(frames.gender[i], frames.global_orient[i], frames.body_pose[i], frames.betas[i])
-            out.update(global_orient=frames.global_orient[i], body_pose=frames.body_pose[i],
-                       betas=frames.betas[i], gender=np.int64(GENDER_CODE[frames.gender[i]]), K=frames.K[i])
-            return out
-
-        return CropDataset(frames.images, frames.bbox, img_size, targets, bbox_scale=self.bbox_scale,
+        return CropDataset(frames.images, frames.bbox, img_size, BodyTargets(frames), bbox_scale=self.bbox_scale,
                            frame_ids=keep)
 
     def build_head(self, backbone_info: Mapping[str, Any]):

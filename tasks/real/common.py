@@ -45,13 +45,21 @@ def dataset_dir(root: Path | None, sub: str, marker: str, hint: str, task: str) 
     raise DataError(f"task {task!r}: no {sub} data under {root} (looked for {root / sub / marker}). {hint}")
 
 
-def data_status(root: Path | None, sub: str, marker: str, hint: str) -> dict[str, str]:
-    """``cpcbench ls tasks`` status of one data set (cheap: existence checks only)."""
+def data_status(root: Path | None, sub: str, marker: str, hint: str,
+                models: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """``cpcbench ls tasks`` status of one data set (cheap: existence checks only). ``models``: the (kind, gender)
+    real model files the task needs from ``$CPCBENCH_MODELS``; reported as ``models: found|missing``."""
     if root is None:
         return {"data": "missing", "where": f"set --data-root or $CPCBENCH_DATA. {hint}"}
     for cand in (root / sub, root):
         if (cand / marker).exists():
-            return {"data": "found", "where": str(cand)}
+            status = {"data": "found", "where": str(cand)}
+            if models:
+                from humans.models import real_model_file
+
+                missing = [f"{k} {g}" for k, g in models if real_model_file(k, g) is None]
+                status["models"] = f"missing real {', '.join(missing)} in $CPCBENCH_MODELS" if missing else "found"
+            return status
     return {"data": "missing", "where": f"{root / sub}: {hint}"}
 
 
@@ -213,6 +221,20 @@ def rotate_orient(orient: np.ndarray, R: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- dataset
+class ArrayTargets:
+    """Per-item targets from arrays indexed by dataset position: ``{name: arrays[name][i]}`` (picklable, so
+    DataLoader workers work under any start method)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        n = {len(v) for v in arrays.values()}
+        if len(n) > 1:
+            raise ValueError(f"target arrays differ in length: {sorted(n)}")
+        self.arrays = dict(arrays)
+
+    def __call__(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.arrays.items()}
+
+
 class CropDataset:
     """A map-style dataset (torch ``Dataset`` protocol) of square person/hand crops with targets.
 

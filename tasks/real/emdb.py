@@ -27,7 +27,7 @@ from harness.registry import TASKS
 from tasks import metrics
 from tasks.base import FinetuneDefaults, MetricSpec
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.body import SMPL_HINT, RealBodyTask
+from tasks.real.body import SMPL_HINT, SMPL_MODELS, RealBodyTask
 from tasks.real.common import (
     BodyFrames,
     as_array,
@@ -141,7 +141,7 @@ class EMDBTask(RealBodyTask):
     data_hint: ClassVar[str] = EMDB_HINT + " " + SMPL_HINT
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "emdb", "P0", self.data_hint)
+        return data_status(self.root, "emdb", "P0", self.data_hint, models=SMPL_MODELS)
 
     def body_frames(self, split: str) -> BodyFrames:
         if split == "train":

@@ -30,7 +30,7 @@ from harness.registry import TASKS
 from tasks import metrics
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.common import CropDataset, data_status, dataset_dir, limit_indices, read_json_list
+from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, read_json_list
 from tasks.real.hand_format import read_freihand, write_hand_submission
 
 log = logging.getLogger("cpcbench.tasks")
@@ -121,7 +121,7 @@ class FreiHANDTask(Task):
         return dataset_dir(self.root, "freihand", "evaluation_K.json", self.data_hint, self.name)
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "freihand", "evaluation_K.json", self.data_hint)
+        return data_status(self.root, "freihand", "evaluation_K.json", self.data_hint, models=(("mano", "right"),))
 
     def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
         frames = read_freihand(self.data_dir(), split)
@@ -129,15 +129,11 @@ class FreiHANDTask(Task):
         root = frames.joints3d[:, :1]
         joints = (frames.joints3d - root)[idx]
         verts = (frames.verts - root)[idx] if frames.verts is not None else None
-        K = frames.K[idx]
-
-        def targets(i: int) -> dict[str, Any]:
-            out = {"joints3d": joints[i], "K": K[i]}
-            if verts is not None:
-                out["verts"] = verts[i]
-            return out
-
-        return CropDataset([frames.images[i] for i in idx], None, img_size, targets, bbox_scale=1.0, frame_ids=idx)
+        arrays = {"joints3d": joints, "K": frames.K[idx]}
+        if verts is not None:
+            arrays["verts"] = verts
+        return CropDataset([frames.images[i] for i in idx], None, img_size, ArrayTargets(arrays), bbox_scale=1.0,
+                           frame_ids=idx)
 
     def build_head(self, backbone_info: Mapping[str, Any]):
         return build_hand_head(backbone_info)

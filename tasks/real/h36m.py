@@ -28,7 +28,7 @@ from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.body import SMPL_HINT, BodyMeshModel, require_real_smpl
-from tasks.real.common import CropDataset, data_status, dataset_dir, limit_indices
+from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices
 from tasks.real.spin_npz import read_spin_npz
 
 H36M_HINT = ("Human3.6M (vision.imar.ro/human3.6m, after registration) preprocessed as in SPIN: put "
@@ -59,7 +59,7 @@ class _H36M(Task):
     data_hint: ClassVar[str] = H36M_HINT + " " + SMPL_HINT
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "h36m", self.test_file, self.data_hint)
+        return data_status(self.root, "h36m", self.test_file, self.data_hint, models=(("smpl", "neutral"),))
 
     def npz_path(self, split: str) -> Path:
         if split not in ("train", "test"):
@@ -78,7 +78,7 @@ class _H36M(Task):
         joints = joints - joints[:, :1]
         images = [path.parent / npz.imgname[i] for i in idx]
         bbox = npz.bbox[idx]
-        return CropDataset(images, bbox, img_size, lambda i: {"joints_h36m": joints[i]}, bbox_scale=1.0,
+        return CropDataset(images, bbox, img_size, ArrayTargets({"joints_h36m": joints}), bbox_scale=1.0,
                            frame_ids=idx)
 
     def build_head(self, backbone_info: Mapping[str, Any]):

@@ -26,7 +26,7 @@ from harness.errors import DataError
 from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.common import CropDataset, data_status, dataset_dir, limit_indices
+from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices
 from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_joint_scores, ordered
 from tasks.real.hand_format import OPENGL_TO_OPENCV, read_frame_list, read_ho3d, write_hand_submission
 
@@ -68,24 +68,17 @@ class HO3DTask(Task):
         return dataset_dir(self.root, "ho3d", "evaluation.txt", self.data_hint, self.name)
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "ho3d", "evaluation.txt", self.data_hint)
+        return data_status(self.root, "ho3d", "evaluation.txt", self.data_hint, models=(("mano", "right"),))
 
     def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
         frames = read_ho3d(self.data_dir(), split)
         idx = limit_indices(len(frames), limit)
-        K = frames.K[idx]
+        arrays = {"K": frames.K[idx]}
         if split == "train":
-            joints = (frames.joints3d - frames.joints3d[:, :1])[idx]
-
-            def targets(i: int) -> dict[str, Any]:
-                return {"joints3d": joints[i], "K": K[i]}
+            arrays["joints3d"] = (frames.joints3d - frames.joints3d[:, :1])[idx]
         else:
-            roots = frames.root[idx]
-
-            def targets(i: int) -> dict[str, Any]:
-                return {"root": roots[i], "K": K[i]}
-
-        return CropDataset([frames.images[i] for i in idx], frames.bbox[idx], img_size, targets,
+            arrays["root"] = frames.root[idx]
+        return CropDataset([frames.images[i] for i in idx], frames.bbox[idx], img_size, ArrayTargets(arrays),
                            bbox_scale=self.bbox_scale, frame_ids=idx)
 
     def build_head(self, backbone_info: Mapping[str, Any]):

@@ -19,7 +19,7 @@ import numpy as np
 from harness.errors import DataError
 from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
-from tasks.real.common import CropDataset, limit_indices
+from tasks.real.common import ArrayTargets, CropDataset, limit_indices
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 IF_SPLITS = {"train": ("train",), "test": ("test", "val")}
@@ -102,7 +102,7 @@ class ImageFolderTask(Task):
         idx = limit_indices(len(data.images), limit)
         labels = data.labels[idx]
         return CropDataset([data.images[i] for i in idx], None, img_size,
-                           lambda i: {"label": np.int64(labels[i])}, bbox_scale=1.0, frame_ids=idx)
+                           ArrayTargets({"label": labels}), bbox_scale=1.0, frame_ids=idx)
 
     def build_head(self, backbone_info: Mapping[str, Any]):
         from tasks.heads import ClassHead, check_backbone_info

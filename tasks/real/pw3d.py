@@ -11,7 +11,14 @@ N x 3 x 18, all zeros when fewer than 6 joints were detected), ``campose_valid``
 
 Frame filter: ``campose_valid`` and a non-zero ``poses2d`` (the official challenge's ``check_valid_inds``,
 aymenmir1/3dpw-eval ``evaluate.py``; SPIN's preprocessing needs the same detections for its bbox). The global
-orientation is rotated into the camera, ``R_cam @ R(pose[:3])``, as SPIN does; ``trans`` is not used.
+orientation is rotated into the camera, ``R_cam @ R(pose[:3])``, as SPIN does; ``trans`` is not used. Crops: the
+tight box of the detected 2D joints enlarged 1.2x (SPIN's ``scaleFactor``).
+
+Task ``3dpw`` (protocol ``3dpw-lsp14-h36m-pelvis``, nkolot/SPIN ``eval.py``): GT vertices from the gendered SMPL,
+joints regressed with ``J_regressor_h36m``; the H36M pelvis (joint 0 of all 17) is subtracted, then the 14 LSP
+joints (``H36M_TO_J14``) are compared: MPJPE and PA-MPJPE (no reflection) in mm. PVE: mean error over the 6890
+vertices, each mesh centred on its own H36M pelvis (the same root as the joints), mm. Fine-tuning uses the 3DPW
+training sequences (sequenceFiles/train). Version 1.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from harness.registry import TASKS
 from tasks import metrics
 from tasks.base import FinetuneDefaults, MetricSpec
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.body import SMPL_HINT, RealBodyTask
+from tasks.real.body import SMPL_HINT, SMPL_MODELS, RealBodyTask
 from tasks.real.common import (
     BodyFrames,
     as_array,
@@ -141,7 +148,7 @@ class PW3DTask(RealBodyTask):
         return dataset_dir(self.root, "3dpw", "sequenceFiles", self.data_hint, self.name)
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "3dpw", "sequenceFiles", self.data_hint)
+        return data_status(self.root, "3dpw", "sequenceFiles", self.data_hint, models=SMPL_MODELS)
 
     def body_frames(self, split: str) -> BodyFrames:
         return read_pw3d(self.data_dir(), split)
