@@ -125,3 +125,55 @@ def test_score_all_zero_submission_is_defined(freihand, tmp_path):
     got = json.loads(res.stdout)
     assert all(np.isfinite(v) for v in got.values())
     assert got["f5"] < 0.05
+
+
+def _saved_eval(tmp_path: Path) -> tuple[Path, dict[str, float]]:
+    """A `cpcbench eval`-style predictions npz (two seeds) for the synthetic hand-mesh task, and its means."""
+    import tasks  # noqa: F401
+    from harness.registry import TASKS
+
+    rng = np.random.default_rng(11)
+    B = 5
+    gt = {"gt/joints3d": rng.normal(size=(B, 21, 3)).astype(np.float32) * 0.03,
+          "gt/verts": rng.normal(size=(B, 778, 3)).astype(np.float32) * 0.03}
+    seeds = [{"pred/joints3d": gt["gt/joints3d"] + rng.normal(size=(B, 21, 3)).astype(np.float32) * 0.005,
+              "pred/verts": gt["gt/verts"] + rng.normal(size=(B, 778, 3)).astype(np.float32) * 0.005}
+             for _ in range(2)]
+    task = TASKS.get("synth-hand-mesh")()
+    scores = [task.score_arrays({**s, **gt}) for s in seeds]
+    arrays = {**seeds[0], **gt, **{f"seed1/{k}": v for k, v in seeds[1].items()},
+              **{f"score/{k}": np.asarray(v, np.float32) for k, v in scores[0].items()}}
+    path = tmp_path / "20261124T000000Z-abcd1234.predictions.npz"
+    np.savez_compressed(path, **arrays)
+    want = {k: float(np.mean([np.mean(s[k]) for s in scores])) for k in scores[0]}
+    return path, want
+
+
+def test_score_saved_predictions_npz(tmp_path):
+    path, want = _saved_eval(tmp_path)
+    res = CliRunner().invoke(app, ["score", "--task", "synth-hand-mesh", "--predictions", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-6), k  # float32 per-sample values
+    # the task is read from the record beside the npz when --task is omitted; human table shows seeds
+    path.with_name(path.name.replace(".predictions.npz", ".json")).write_text(
+        json.dumps({"task": {"name": "synth-hand-mesh"}}))
+    res = CliRunner().invoke(app, ["score", "--predictions", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "2 seed(s)" in res.stdout and "pa_mpjpe" in res.stdout
+
+
+def test_score_saved_predictions_errors(tmp_path):
+    path, _ = _saved_eval(tmp_path)
+    res = CliRunner().invoke(app, ["score", "--predictions", str(path)])
+    assert res.exit_code == 2 and "--task" in res.output
+    res = CliRunner().invoke(app, ["score", "--task", "synth-hand-mesj", "--predictions", str(path)])
+    assert res.exit_code == 2 and "synth-hand-mesh" in res.output  # did-you-mean
+    junk = tmp_path / "junk.npz"
+    np.savez(junk, x=np.zeros(3))
+    res = CliRunner().invoke(app, ["score", "--task", "synth-hand-mesh", "--predictions", str(junk)])
+    assert res.exit_code == 2 and "pred/<name>" in res.output
+    res = CliRunner().invoke(app, ["score", "--task", "synth-hand-mesh", "--predictions", str(tmp_path / "p.txt")])
+    assert res.exit_code == 2 and ".predictions.npz" in res.output
