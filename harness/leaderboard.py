@@ -54,6 +54,8 @@ def group_label(table: Table, col: Column) -> str:
         parts.append(pct(k.fraction))
     if table.shared("limit") is _MISSING and k.limit is not None:
         parts.append(f"limit {k.limit}")
+    if table.shared("setting") is _MISSING and k.setting:
+        parts.append(k.setting)
     return " · ".join(parts)
 
 
@@ -64,15 +66,16 @@ def metric_label(col: Column, latex: bool = False) -> str:
 
 
 def subtitle(table: Table) -> str:
-    """What all columns share (protocol, fraction), for the header line."""
+    """What all columns share (protocol, fraction, non-default schedule), for the header line."""
     bits: list[str] = []
-    if table.shared_in_title:
-        return ""
     proto, frac = table.shared("protocol"), table.shared("fraction")
-    if proto is not _MISSING:
+    if proto is not _MISSING and not table.shared_in_title:
         bits.append(f"protocol: {proto}")
-    if frac is not _MISSING:
+    if frac is not _MISSING and not table.shared_in_title:
         bits.append(f"training data: {pct(frac)}")
+    setting = table.shared("setting")
+    if setting is not _MISSING and setting:
+        bits.append(f"schedule: {setting}")
     return "; ".join(bits)
 
 
@@ -320,7 +323,7 @@ def write_leaderboard(board: Leaderboard, out: str | Path) -> list[Path]:
 
 
 def generate(results: str | Path, out: str | Path, paper: bool = False, specs_dir: str | Path | None = None,
-             published_path: str | Path | None = None, include_smoke: bool = False,
+             published_path: str | Path | None = None, include_smoke: bool = False, plots: bool = True,
              load: Callable[[str | Path], list[dict[str, Any]]] | None = None) -> Leaderboard:
     """Load the records under ``results`` and write the leaderboard into ``out``."""
     from harness.results import load_records
@@ -331,6 +334,6 @@ def generate(results: str | Path, out: str | Path, paper: bool = False, specs_di
                             "or pass --results DIR")
     records = (load or load_records)(root)
     board = build_leaderboard(records, paper=paper, specs_dir=specs_dir, published_path=published_path,
-                              include_smoke=include_smoke)
+                              include_smoke=include_smoke, plots=plots)
     write_leaderboard(board, out)
     return board

@@ -84,7 +84,7 @@ def bars(table: Table) -> dict[str, bytes]:
         keep = [i for i, r in enumerate(all_rows) if any(r.cells[j] is not None for j in idx)]
         if not keep:
             continue
-        task, version, _, protocol, fraction, limit = group
+        task, version, _, protocol, fraction, limit, setting = group
         rows, colors = [all_rows[i] for i in keep], [all_colors[i] for i in keep]
 
         def draw(axes: Any, idx: list[int] = idx, rows: list = rows, colors: list[str] = colors) -> None:
@@ -101,9 +101,9 @@ def bars(table: Table) -> dict[str, bytes]:
                 ax.set_ylabel(_ylabel(col))
 
         title = f"{task} v{version} ({protocol}, {fraction * 100:g}% data" + (
-            f", smoke limit {limit})" if limit is not None else ")")
+            f", smoke limit {limit}" if limit is not None else "") + (f", {setting}" if setting else "") + ")"
         name = _safe(f"{table.name}--{task}-v{version}-{protocol}-f{fraction:g}") + (
-            f"-limit{limit}" if limit is not None else "") + ".png"
+            f"-limit{limit}" if limit is not None else "") + (f"-{_safe(setting)}" if setting else "") + ".png"
         out[name] = _render(draw, len(idx), title)
     return out
 
@@ -114,7 +114,8 @@ def curves(table: Table) -> dict[str, bytes]:
     for j, col in enumerate(table.columns):
         k = col.key
         if col.measured:
-            panels.setdefault((k.task, k.version, k.task_protocol, k.protocol, k.limit, k.metric), []).append(j)
+            panels.setdefault((k.task, k.version, k.task_protocol, k.protocol, k.limit, k.setting, k.metric),
+                              []).append(j)
     rows = table.measured_rows
     if not panels or not any(c is not None for r in rows for c in r.cells):
         return {}
@@ -122,7 +123,7 @@ def curves(table: Table) -> dict[str, bytes]:
 
     def draw(axes: Any) -> None:
         for ax, (key, idx) in zip(axes, panels.items(), strict=True):
-            task, version, _, protocol, _, _ = key
+            task, version, _, protocol, _, setting, _ = key
             idx = sorted(idx, key=lambda j: table.columns[j].key.fraction)
             for r, color in zip(rows, colors, strict=True):
                 pts = [(table.columns[j].key.fraction, r.cells[j]) for j in idx if r.cells[j] is not None]
@@ -136,7 +137,7 @@ def curves(table: Table) -> dict[str, bytes]:
             ax.minorticks_off()
             ax.set_xlabel("fraction of the training set")
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
-            ax.set_title(f"{task} v{version} ({protocol})")
+            ax.set_title(f"{task} v{version} ({protocol}" + (f", {setting})" if setting else ")"))
         axes[0].legend(loc="best")
 
     return {_safe(f"{table.name}--curves") + ".png": _render(draw, len(panels), table.title)}

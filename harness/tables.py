@@ -4,10 +4,11 @@
 compare backbones honestly (STYLE.md 8-9: tables are derived by one command and never edited):
 
 - A **cell** is one (row, column): column = (task, task version, task protocol, eval protocol, data
-  fraction, smoke limit, metric). Records that differ in any of these never share a cell. Records of the
-  same cell pool their per-seed values (a sweep writes one record per seed, ``cpcbench eval --seeds 3`` one
-  record with three seeds); a seed measured twice keeps its newest record. The cell shows the mean and the
-  std (ddof=1) over seeds, as ``harness.results.summarize`` defines them.
+  fraction, smoke limit, fine-tuning schedule when it differs from the task's defaults, metric). Records
+  that differ in any of these never share a cell. Records of the same cell pool their per-seed values (a
+  sweep writes one record per seed, ``cpcbench eval --seeds 3`` one record with three seeds); a seed
+  measured twice keeps its newest record. The cell shows the mean and the std (ddof=1) over seeds, as
+  ``harness.results.summarize`` defines them.
 - A **row** is a set of records chosen by a filter on record fields (dotted paths into the record, e.g.
   ``{method: cpc, backbone.pretrain.pair_mix: 1.0}``). Records of one row with different weights (another
   pretraining run) are split into separate rows, never averaged together.
@@ -151,11 +152,12 @@ class ColumnKey:
     protocol: str
     fraction: float
     limit: int | None
+    setting: str  # non-default fine-tuning schedule ("steps=50"), "" for the task's defaults
     metric: str
 
     @property
-    def group(self) -> tuple[str, str, str, str, float, int | None]:
-        return self.task, self.version, self.task_protocol, self.protocol, self.fraction, self.limit
+    def group(self) -> tuple[str, str, str, str, float, int | None, str]:
+        return self.task, self.version, self.task_protocol, self.protocol, self.fraction, self.limit, self.setting
 
 
 @dataclass(frozen=True)
@@ -343,10 +345,32 @@ def _backbone_rank(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
-def _group_of(rec: Mapping[str, Any]) -> tuple[str, str, str, str, float, int | None]:
+SETTING_KEYS = ("steps", "batch_size", "base_lr")
+
+
+def setting_string(values: Mapping[str, Any], defaults: Mapping[str, Any], limit: int | None) -> str:
+    """``"steps=50, base_lr=0.002"``: the schedule values that differ from the task's defaults ("" if none).
+
+    Steps are ignored for smoke runs (``--limit`` caps them; smoke runs are kept apart by ``limit`` anyway)."""
+    parts = []
+    for k in SETTING_KEYS:
+        v, dv = values.get(k), defaults.get(k)
+        if (k == "steps" and limit is not None) or v is None or dv is None or _equal(v, dv):
+            continue
+        parts.append(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def eval_setting(rec: Mapping[str, Any]) -> str:
+    """The fine-tuning schedule of a record relative to its task's defaults (``config`` vs ``config.defaults``)."""
+    cfg = rec.get("config") or {}
+    return setting_string(cfg, cfg.get("defaults") or {}, rec["limit"])
+
+
+def _group_of(rec: Mapping[str, Any]) -> tuple[str, str, str, str, float, int | None, str]:
     t = rec["task"]
     return (str(t["name"]), str(t["version"]), str(t.get("protocol", "")), str(rec["protocol"]),
-            float(rec["fraction"]), rec["limit"])
+            float(rec["fraction"]), rec["limit"], eval_setting(rec))
 
 
 def _columns_for(records: Sequence[Mapping[str, Any]], sel: ColumnSpec | None, decimals: int | None,
@@ -378,7 +402,7 @@ def _columns_for(records: Sequence[Mapping[str, Any]], sel: ColumnSpec | None, d
         f_rank = (next(i for i, f in enumerate(sel.fractions) if _equal(f, k.fraction))
                   if sel is not None and sel.fractions else 0)
         return (*_task_rank(k.task), k.version, k.task_protocol, k.protocol, f_rank, k.fraction,
-                -1 if k.limit is None else k.limit, m_rank, k.metric)
+                -1 if k.limit is None else k.limit, k.setting, m_rank, k.metric)
 
     return [Column(k, u, h, decimals if decimals is not None else _decimals(u))
             for k, (u, h) in sorted(found.items(), key=lambda kv: rank(kv[0]))]
@@ -562,7 +586,7 @@ def spec_table(spec: TableSpec, records: Sequence[Mapping[str, Any]],
                     p0 = next(p for p in pubs if m in p.results.get(sel.task, {}))
                     unit = p0.units.get(m, "")
                     dec = _decimals(unit) if spec.decimals is None else spec.decimals
-                    columns.append(Column(ColumnKey(sel.task, "", "", "", 1.0, None, m), unit,
+                    columns.append(Column(ColumnKey(sel.task, "", "", "", 1.0, None, "", m), unit,
                                           p0.higher_is_better[m], dec, measured=False))
         columns.extend(c for c in cols if c not in columns)
     table = Table(spec.name, spec.title, columns, [], caption=spec.caption, plot=spec.plot, alpha=spec.alpha)

@@ -29,18 +29,22 @@ PUBLISHED = REPO / "leaderboards" / "published.yaml"
 UPDATE = os.environ.get("CPCBENCH_UPDATE_GOLDEN") == "1"
 
 
-def _gen(out: Path, paper: bool = True) -> object:
-    return generate(RECORDS, out, paper=paper, specs_dir=SPECS, published_path=PUBLISHED)
-
-
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def board_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The leaderboard written by the CLI (``cpcbench tables --paper --out DIR``)."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
     out = tmp_path_factory.mktemp("lb")
-    _gen(out)
+    res = CliRunner().invoke(app, ["tables", "--paper", "--results", str(RECORDS), "--out", str(out),
+                                   "--specs", str(SPECS), "--published", str(PUBLISHED), "--json"])
+    assert res.exit_code == 0, res.output
+    assert any(f.endswith("index.html") for f in json.loads(res.output)["files"])
     return out
 
 
@@ -64,15 +68,21 @@ def test_golden_tables(board_dir: Path) -> None:
 
 
 def test_regenerates_byte_for_byte(board_dir: Path, tmp_path: Path) -> None:
-    """Deleting the generated files and re-running gives identical bytes (PNG and HTML included); --out too."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    _gen(a)
-    first = _tree(a)
-    shutil.rmtree(a)
-    _gen(a)
-    _gen(b)
-    assert _tree(a) == first == _tree(b) == _tree(board_dir)
+    """A leaderboards/ dir with its specs: delete every generated file, re-run -> identical bytes (PNG and HTML
+    included), and identical to what --out wrote elsewhere (board_dir)."""
+    lb = tmp_path / "leaderboards"
+    shutil.copytree(SPECS, lb / "specs")
+    shutil.copy(PUBLISHED, lb / "published.yaml")
+    inputs = set(_tree(lb))
+    generate(RECORDS, lb, paper=True, specs_dir=lb / "specs", published_path=lb / "published.yaml")
+    first = {k: v for k, v in _tree(lb).items() if k not in inputs}
     assert any(k.endswith(".png") for k in first) and "index.html" in first
+    for name in first:
+        (lb / name).unlink()
+    assert set(_tree(lb)) == inputs
+    generate(RECORDS, lb, paper=True, specs_dir=lb / "specs", published_path=lb / "published.yaml")
+    again = {k: v for k, v in _tree(lb).items() if k not in inputs}
+    assert again == first == _tree(board_dir)
 
 
 def test_stale_generated_files_removed_inputs_kept(tmp_path: Path) -> None:
@@ -82,7 +92,7 @@ def test_stale_generated_files_removed_inputs_kept(tmp_path: Path) -> None:
     (out / "tables").mkdir()
     (out / "tables" / "old-table.md").write_text("stale")
     (out / "tables" / "notes.txt").write_text("not ours")
-    _gen(out, paper=False)
+    generate(RECORDS, out, paper=False, plots=False)
     assert not (out / "tables" / "old-table.md").exists()
     assert (out / "tables" / "notes.txt").exists() and (out / "specs" / "keep.yaml").exists()
     assert not (out / "tables" / "body-pretraining.md").exists()  # no --paper
@@ -107,6 +117,13 @@ def test_pooling_newest_seed_and_versions(records: list[dict]) -> None:
     hand = next(t for t in main_tables(records) if t.name == "main-hand-finetune")
     cpc = next(r for r in hand.rows if r.label == "cpc")
     assert all(c is None or c.n == 3 for c in cpc.cells)  # the limit=8 run (pa_mpjpe 1.0) is not pooled in
+    # a non-default fine-tuning schedule (steps=50) gets its own columns
+    settings = sorted({c.key.setting for c in hand.columns})
+    assert settings == ["", "steps=50"]
+    mae = next(r for r in hand.rows if r.label == "mae")
+    by_setting = {c.key.setting: mae.cells[i] for i, c in enumerate(hand.columns) if c.key.metric == "pa_mpjpe"}
+    assert by_setting["steps=50"].per_seed == {0: 12.9, 1: 13.0, 2: 12.8}
+    assert by_setting[""].per_seed == {0: 13.5, 1: 13.9, 2: 13.1}
 
 
 def test_smoke_tables_only_on_request(records: list[dict]) -> None:
@@ -190,20 +207,16 @@ def test_empty_and_smoke_only(tmp_path: Path, records: list[dict]) -> None:
         build_leaderboard([r for r in records if r["smoke"]])
 
 
-def test_cli_tables(tmp_path: Path) -> None:
+def test_cli_empty_results(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from harness.cli import app
 
-    res = CliRunner().invoke(app, ["tables", "--paper", "--results", str(RECORDS), "--out", str(tmp_path / "o"),
-                                   "--specs", str(SPECS), "--published", str(PUBLISHED), "--json"])
-    assert res.exit_code == 0, res.output
-    files = json.loads(res.output)["files"]
-    assert any(f.endswith("index.html") for f in files)
     empty = tmp_path / "empty"
     empty.mkdir()
     res = CliRunner().invoke(app, ["tables", "--results", str(empty), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 2 and "no result records" in res.output
+    assert not (tmp_path / "o2").exists()
 
 
 def test_html_self_contained(board_dir: Path) -> None:

@@ -34,7 +34,8 @@ _counter = [0]
 
 def record(task: str, backbone: str, seeds: list[int], values: dict[str, list[float]], *, version: str = "1",
            protocol: str = "finetune", fraction: float = 1.0, limit: int | None = None, method: str | None = None,
-           sha: str | None = None, pretrain: dict[str, Any] | None = None, day: int = 1) -> dict[str, Any]:
+           sha: str | None = None, pretrain: dict[str, Any] | None = None, day: int = 1,
+           steps: int = 10) -> dict[str, Any]:
     domain, tproto, metrics = TASKS[task]
     _counter[0] += 1
     n = _counter[0]
@@ -52,7 +53,8 @@ def record(task: str, backbone: str, seeds: list[int], values: dict[str, list[fl
         backbone={"name": backbone, "arch": "vit_tiny", "weights": f"runs/{backbone}/final.safetensors",
                   "weights_sha256": sha, "pretrain": pretrain if pretrain is not None else PRETRAIN.get(method, {})},
         method=method, protocol=protocol, seeds=seeds, fraction=fraction, limit=limit, metrics=m, n_samples=64,
-        config={"steps": 10}, wall_time_s=1.0, run_id=f"20261124T0{day}0000Z-{n:08d}")
+        config={"steps": steps, "batch_size": 32, "base_lr": 1e-3,
+                                                   "defaults": {"steps": 10, "batch_size": 32, "base_lr": 1e-3}}, wall_time_s=1.0, run_id=f"20261124T0{day}0000Z-{n:08d}")
     rec.update(created=f"2026-11-24T0{day}:00:00Z", git_commit="0" * 40, hardware={"cpu": "fixture", "cores": 2},
                versions={"python": "3.11", "cpcbench": "0.1.0"})
     return rec
@@ -83,6 +85,9 @@ def build() -> list[dict[str, Any]]:
         record("synth-hand-mesh", "cpc", [0, 1, 2], {"pa_mpjpe": [12.0, 12.5, 11.8], "f5": [0.41, 0.43, 0.40]}),
         record("synth-hand-mesh", "mae", [0, 1, 2], {"pa_mpjpe": [13.5, 13.9, 13.1], "f5": [0.38, 0.37, 0.39]}),
         record("synth-hand-mesh", "scratch", [0, 1, 2], {"pa_mpjpe": [20.0, 21.0, 19.5], "f5": [0.2, 0.21, 0.19]}),
+        # another fine-tuning schedule: its own column, never pooled with the default schedule
+        record("synth-hand-mesh", "mae", [0, 1, 2], {"pa_mpjpe": [12.9, 13.0, 12.8], "f5": [0.40, 0.41, 0.40]},
+               steps=50),
         # smoke run: never in a table
         record("synth-hand-mesh", "cpc", [0], {"pa_mpjpe": [1.0], "f5": [0.99]}, limit=8),
         # data efficiency
