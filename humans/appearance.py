@@ -32,17 +32,18 @@ REGIONS = ("skin", "head", "top", "upper_arm", "forearm", "hips", "shin", "shoes
 
 
 def region_of_part(name: str) -> str:
-    """Which garment region a body part belongs to, from its name (e.g. SMPL's ``left_knee`` -> ``shin``)."""
+    """Which garment region a body part belongs to, from its name (``left_lower_leg`` or SMPL's ``left_knee``
+    -> ``shin``). A torso's lower part is re-assigned to ``hips`` by :func:`body_colours`."""
     n = name.lower()
     rules = (
         (("foot", "ankle", "toe"), "shoes"),
-        (("hand", "wrist", "finger", "thumb", "index", "middle", "ring", "pinky"), "skin"),
+        (("hand", "wrist", "finger", "thumb", "index", "middle", "ring", "pinky", "palm"), "skin"),
         (("head", "neck", "jaw", "eye"), "head"),
-        (("elbow", "forearm"), "forearm"),
+        (("elbow", "forearm", "lower_arm"), "forearm"),
         (("shoulder", "upperarm", "upper_arm"), "upper_arm"),
         (("collar", "spine", "chest", "torso", "clavicle"), "top"),
-        (("pelvis", "hip", "thigh"), "hips"),
-        (("knee", "calf", "shin", "leg"), "shin"),
+        (("pelvis", "hip", "thigh", "upper_leg"), "hips"),
+        (("knee", "calf", "shin", "lower_leg", "leg"), "shin"),
     )
     for keys, region in rules:
         if any(k in n for k in keys):
@@ -104,6 +105,11 @@ def body_colours(rng: np.random.Generator, rest_verts: np.ndarray, part_of_verte
     """
     skin = skin_colour(rng)
     region = np.array([region_of_part(part_names[p - 1]) for p in part_of_vertex])
+    top = region == "top"
+    if top.any():  # the lower part of the torso (below the waist) wears the bottom garment
+        ty = rest_verts[top, 1]
+        waist = ty.min() + rng.uniform(0.2, 0.32) * (ty.max() - ty.min())
+        region[top & (rest_verts[:, 1] < waist)] = "hips"
     out = np.tile(skin, (len(rest_verts), 1))
     top = pattern(rng, rest_verts, random_cloth_colour(rng))
     bottom = pattern(rng, rest_verts, random_cloth_colour(rng)) if rng.random() < 0.6 else \

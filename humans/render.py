@@ -113,19 +113,27 @@ def seg_palette(n: int, seed: int = 7) -> np.ndarray:
 
 def decode_parts(seg_rgb: np.ndarray, mask: np.ndarray, num_parts: int) -> np.ndarray:
     """Part ids from a (multisample-blended) ``SEG`` render.  seg_rgb: [H, W, 3] uint8; mask: [H, W] bool
-    -> [H, W] uint8 (0 background, 1..num_parts). Blended pixels inside the mask take the nearest clean label.
+    -> [H, W] uint8 (0 background, 1..num_parts). Pixels whose colour is exactly a palette colour take its
+    id; blended pixels inside the mask take the id of a clean neighbour (3x3, else the nearest clean pixel).
     """
     from scipy import ndimage
 
-    pal = seg_palette(num_parts).astype(np.int16)
-    d = np.abs(seg_rgb.astype(np.int16)[:, :, None, :] - pal[None, None]).max(axis=3)  # [H, W, P]
-    best = d.argmin(axis=2)
-    clean = (d.min(axis=2) <= 3) & mask
-    labels = np.where(clean, best + 1, 0).astype(np.uint8)
+    pal = seg_palette(num_parts).astype(np.int64)
+    keys = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    order = np.argsort(keys)
+    rgb = seg_rgb.astype(np.int64)
+    key = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    pos = np.clip(np.searchsorted(keys[order], key), 0, len(keys) - 1)
+    clean = (keys[order][pos] == key) & mask
+    labels = np.where(clean, order[pos] + 1, 0).astype(np.uint8)
     todo = mask & ~clean
     if todo.any() and clean.any():
-        _, (ii, jj) = ndimage.distance_transform_edt(~clean, return_indices=True)
-        labels[todo] = labels[ii[todo], jj[todo]]
+        near = ndimage.maximum_filter(labels, size=3)
+        labels[todo] = near[todo]
+        left = mask & (labels == 0)
+        if left.any():
+            _, (ii, jj) = ndimage.distance_transform_edt(~clean, return_indices=True)
+            labels[left] = labels[ii[left], jj[left]]
     return labels
 
 

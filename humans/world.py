@@ -57,6 +57,7 @@ class WorldConfig:
     seq_len: int = 16
     motions_per_subject: int = 2
     margin: float = 1.2  # crop side / longest side of the projected subject's bbox
+    fps: float = 10.0  # frame rate of the motions (cross-pose pairs need visible pose change within a sequence)
     version: int = WORLD_VERSION
 
     @property
@@ -137,7 +138,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     looking at ``target`` with world ``up`` pointing up in the image, rolled by ``roll`` radians."""
     z = target - eye
     z = z / np.linalg.norm(z)
-    x = np.cross(z, -up)  # OpenCV: y points down, so "up" is -y
+    x = np.cross(z, up)  # right = forward x up; OpenCV's y (down) = forward x right
     if np.linalg.norm(x) < 1e-6:
         x = np.cross(z, np.array([0.0, 0.0, 1.0]))
     x /= np.linalg.norm(x)
@@ -245,12 +246,8 @@ def _worker_init(size: int) -> None:
 def render_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list[dict[str, np.ndarray]]:
     """All frames of one sequence (time-major, camera-minor), each a dict of arrays (frame contract)."""
     if cfg.domain == "body":
-        from humans.bodies import render_body_sequence
-
         return render_body_sequence(cfg, spec, renderer)
     if cfg.domain == "hand":
-        from humans.bodies import render_hand_sequence
-
         return render_hand_sequence(cfg, spec, renderer)
     if cfg.domain == "objects":
         from humans.objects import render_object_sequence
@@ -294,7 +291,9 @@ def write_shard(path: Path, frames: list[dict[str, np.ndarray]]) -> None:
 
 def _do_sequence(args: tuple[WorldConfig, SequenceSpec, str]) -> tuple[int, np.ndarray, np.ndarray]:
     cfg, spec, root = args
-    if "renderer" not in _WORKER:
+    if "renderer" not in _WORKER or _WORKER["renderer"].size != cfg.size:
+        if "renderer" in _WORKER:
+            _WORKER.pop("renderer").close()
         _worker_init(cfg.size)
     frames = render_sequence(cfg, spec, _WORKER["renderer"])
     if len(frames) != cfg.frames_per_sequence:
@@ -321,20 +320,16 @@ def model_source(domain: str) -> str:
     """Where the body/hand model comes from (recorded in meta.json; a change invalidates a frame set)."""
     if domain == "objects":
         return "primitives"
-    try:
-        from humans import models
-    except ImportError:
-        return "unknown"
-    kind = "smpl" if domain == "body" else "mano"
-    fn = getattr(models, "model_source", None)
-    return str(fn(kind)) if callable(fn) else "procedural"
+    from humans.models import model_info
+
+    return str(model_info("smpl" if domain == "body" else "mano")["source"])
 
 
 def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str | Path | None = None,
              workers: int = 1, progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Path:
     """Render a frame set (or complete a partial one) and return its directory.
 
-    ``overrides``: ``cameras``, ``seq_len``, ``motions_per_subject``, ``margin``. ``progress(done, total)``
+    ``overrides``: ``cameras``, ``seq_len``, ``motions_per_subject``, ``margin``, ``fps``. ``progress(done, total)``
     is called with frame counts. The number of frames is rounded up to whole sequences.
     """
     cfg = make_config(domain, frames, size, seed, **overrides)
@@ -415,14 +410,8 @@ def _write_manifest(cfg: WorldConfig, root: Path, specs: list[SequenceSpec],
 def meta_for(cfg: WorldConfig, identity: dict[str, Any]) -> dict[str, Any]:
     """meta.json of a synthetic frame set: domain, size, joints, model kind, generator config, seed."""
     info: dict[str, Any] = {"joint_names": [], "model": None, "labels": []}
-    if cfg.domain == "body":
-        from humans.bodies import body_meta
-
-        info = body_meta()
-    elif cfg.domain == "hand":
-        from humans.bodies import hand_meta
-
-        info = hand_meta()
+    if cfg.domain in ("body", "hand"):
+        info = person_meta(cfg.domain)
     elif cfg.domain == "objects":
         from humans.objects import CLASSES
 
@@ -468,3 +457,115 @@ def ensure_frames(domain: str, frames: int, size: int = 128, seed: int = 0, out:
     if is_complete(root, cfg):
         return root
     return generate(domain, frames, size, seed, out=root, workers=workers, **overrides)
+
+
+# -- bodies and hands -------------------------------------------------------------------------------------
+def person_meta(domain: str) -> dict[str, Any]:
+    """Joint names, skeleton, part names and model kind of a body or hand frame set."""
+    from humans.models import model_info
+
+    kind = "smpl" if domain == "body" else "mano"
+    info = model_info(kind)
+    meta = {"model": kind, "joint_names": list(info["joint_names"]), "parents": [int(p) for p in info["parents"]],
+            "part_names": list(info["part_names"]), "num_verts": int(info["num_verts"])}
+    if domain == "hand":
+        from humans.poses import GESTURES
+
+        meta["labels"] = list(GESTURES)
+    return meta
+
+
+def _rest_verts(kind: str, betas: np.ndarray) -> np.ndarray:
+    """The model in its rest pose for these betas.  betas: [10] -> [V, 3]"""
+    from humans.models import forward
+
+    pose_key, dim = ("body_pose", 69) if kind == "smpl" else ("hand_pose", 45)
+    out = forward(kind, {"global_orient": np.zeros((1, 3)), pose_key: np.zeros((1, dim)), "betas": betas[None]})
+    return out["verts"][0].numpy().astype(np.float64)
+
+
+def _cam_orient(E: np.ndarray, global_orient: np.ndarray) -> np.ndarray:
+    """The global orientation seen from the camera: R_cam @ R_world.  -> [3] axis-angle"""
+    from scipy.spatial.transform import Rotation
+
+    return (Rotation.from_matrix(E[:3, :3]) * Rotation.from_rotvec(global_orient)).as_rotvec().astype(np.float32)
+
+
+def render_body_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list[dict[str, np.ndarray]]:
+    """One subject (betas, skin, clothing) performing one motion in a room, filmed by a camera rig."""
+    from humans.appearance import body_colours, random_lighting, room
+    from humans.models import forward, model_info
+    from humans.poses import body_motion
+
+    info = model_info("smpl")
+    srng = rng_of(spec.subject_seed)
+    betas = np.clip(srng.normal(0, 0.8, 10), -2.0, 2.0)
+    colours = body_colours(srng, _rest_verts("smpl", betas), info["part_of_vertex"], info["part_names"])
+    mrng = rng_of(spec.motion_seed)
+    motion = body_motion(mrng, cfg.seq_len, fps=cfg.fps)
+    T = cfg.seq_len
+    heading = mrng.uniform(-np.pi, np.pi)
+    speed = mrng.uniform(0.0, 0.8) if mrng.random() < 0.6 else 0.0  # m/s, many motions are in place
+    step = speed / cfg.fps * np.array([np.sin(heading), 0.0, np.cos(heading)])
+    transl = (np.arange(T)[:, None] - (T - 1) / 2) * step[None] + mrng.normal(0, 0.005, (T, 3)).cumsum(0)
+    go = np.asarray(motion["global_orient"], np.float64)
+    bp = np.asarray(motion["body_pose"], np.float64)
+    out = forward("smpl", {"global_orient": go, "body_pose": bp, "betas": np.tile(betas, (T, 1)), "transl": transl})
+    verts, joints = out["verts"].numpy().astype(np.float64), out["joints"].numpy().astype(np.float64)
+    srng_scene = rng_of(spec.scene_seed)
+    lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
+    centre = (lo + hi) / 2
+    floor_y = float(lo[1])
+    renderer.set_scene(room(srng_scene, centre, floor_y, radius=float(srng_scene.uniform(6.5, 9.0))),
+                       random_lighting(srng_scene))
+    renderer.set_actor(info["faces"], info["part_of_vertex"], colours, roughness=float(srng.uniform(0.5, 0.95)))
+    cams = rig(srng_scene, cfg.cameras, centre, dist=(2.6, 5.0), elev_deg=(-8, 35))
+
+    def per_frame(t: int, c: int, K: np.ndarray, E: np.ndarray, vc: np.ndarray) -> dict[str, np.ndarray]:
+        jc = to_camera(joints[t], E)
+        return {"joints2d": project(jc, K).astype(np.float32), "joints3d": jc.astype(np.float32),
+                "verts": vc.astype(np.float32), "global_orient": go[t].astype(np.float32),
+                "cam_global_orient": _cam_orient(E, go[t]), "body_pose": bp[t].astype(np.float32),
+                "betas": betas.astype(np.float32), "transl": transl[t].astype(np.float32)}
+
+    return film(renderer, cfg, verts, cams, per_frame)
+
+
+def render_hand_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list[dict[str, np.ndarray]]:
+    """One hand (shape, skin or glove) articulating towards a gesture, filmed by cameras all around it."""
+    from humans.appearance import backdrop, hand_colours, random_lighting
+    from humans.models import forward, model_info
+    from humans.poses import hand_motion
+
+    info = model_info("mano")
+    srng = rng_of(spec.subject_seed)
+    betas = np.clip(srng.normal(0, 0.8, 10), -2.0, 2.0)
+    colours = hand_colours(srng, _rest_verts("mano", betas))
+    mrng = rng_of(spec.motion_seed)
+    motion = hand_motion(mrng, cfg.seq_len, fps=cfg.fps)
+    T = cfg.seq_len
+    go = np.asarray(motion["global_orient"], np.float64)
+    hp = np.asarray(motion["hand_pose"], np.float64)
+    labels = np.asarray(motion.get("labels", np.full(T, -1)), np.int64).reshape(-1)
+    if labels.size == 1:
+        labels = np.full(T, int(labels[0]))
+    transl = mrng.normal(0, 0.003, (T, 3)).cumsum(0)
+    out = forward("mano", {"global_orient": go, "hand_pose": hp, "betas": np.tile(betas, (T, 1)), "transl": transl})
+    verts, joints = out["verts"].numpy().astype(np.float64), out["joints"].numpy().astype(np.float64)
+    scene_rng = rng_of(spec.scene_seed)
+    lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
+    centre = (lo + hi) / 2
+    renderer.set_scene(backdrop(scene_rng, centre, radius=float(scene_rng.uniform(1.2, 3.0))),
+                       random_lighting(scene_rng))
+    renderer.set_actor(info["faces"], info["part_of_vertex"], colours, roughness=float(srng.uniform(0.5, 0.9)))
+    cams = rig(scene_rng, cfg.cameras, centre, dist=(0.35, 0.8), elev_deg=(-60, 70))
+
+    def per_frame(t: int, c: int, K: np.ndarray, E: np.ndarray, vc: np.ndarray) -> dict[str, np.ndarray]:
+        jc = to_camera(joints[t], E)
+        return {"joints2d": project(jc, K).astype(np.float32), "joints3d": jc.astype(np.float32),
+                "verts": vc.astype(np.float32), "global_orient": go[t].astype(np.float32),
+                "cam_global_orient": _cam_orient(E, go[t]), "hand_pose": hp[t].astype(np.float32),
+                "betas": betas.astype(np.float32), "transl": transl[t].astype(np.float32),
+                "label": np.int64(labels[t])}
+
+    return film(renderer, cfg, verts, cams, per_frame)
