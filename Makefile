@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e ".[dev]"
 	@# pyrender pins PyOpenGL 3.1.0, which lacks OSMesaCreateContextAttribs (the OSMesa fallback); 3.1.10
 	@# works for EGL and OSMesa. pip then warns about pyrender's pin: harmless.
-	$(PIP) PyOpenGL==3.1.10 2>&1 | grep -v "pyrender 0.1.45 requires" || true
+	@$(PIP) PyOpenGL==3.1.10 2>&1 | grep -vE "pyrender 0.1.45 requires|dependency resolver does not" || true
 	@touch $(STAMP)
 
 demo: setup
