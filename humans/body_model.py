@@ -41,6 +41,7 @@ JOINT_NAMES: list[str] = [
 ]
 PARENTS: list[int] = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
 NUM_VERTS = 6890
+SMOOTH_ITERS = 10  # diffusion steps that smooth the skinning weights along the surface
 
 # Neutral rest joints (T-pose, pelvis at the origin, metres): close to SMPL's neutral template joints.
 # Only the left side is listed; the right side mirrors x.
@@ -464,7 +465,7 @@ def generate_smpl(gender: str = "neutral") -> dict[str, np.ndarray]:
         vm = up(_build(shape_with_betas(base, -e), with_weights=False).verts)
         dirs.append(0.5 * (vp - vm))
     shapedirs = np.stack(dirs, axis=2)
-    weights = up(b.weights)
+    weights = mk.smooth_weights(up(b.weights), faces, iters=SMOOTH_ITERS)
     part = np.concatenate([b.part_of_vertex, np.zeros(len(pairs), dtype=np.int64)])
     for i, (a, _) in enumerate(pairs):
         part[len(b.verts) + i] = part[a]

@@ -247,3 +247,20 @@ def chain_weights(arc: np.ndarray, breaks: list[float], joints: list[int], half:
             mine = remaining
         w[:, j] += mine
     return w
+
+
+def smooth_weights(weights: np.ndarray, faces: np.ndarray, iters: int = 8, alpha: float = 0.5) -> np.ndarray:
+    """Diffuse per-vertex weights [N, J] along mesh edges (``iters`` Jacobi steps of strength ``alpha``). Rows
+    that summed to 1 still do; parts that share no edge do not mix."""
+    import scipy.sparse as sp
+
+    n = len(weights)
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(np.float64)
+    deg = np.asarray(adj.sum(1)).ravel()
+    avg = sp.diags(1.0 / np.maximum(deg, 1)) @ adj
+    w = weights.copy()
+    for _ in range(iters):
+        w = (1 - alpha) * w + alpha * (avg @ w)
+    return w

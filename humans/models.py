@@ -149,7 +149,8 @@ class _ModelUnpickler(pickle.Unpickler):
     """Unpickles model files allowing only numpy, scipy.sparse and (stubbed) chumpy classes."""
 
     _SAFE = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("__builtin__", "object"),
-             ("builtins", "object"), ("copyreg", "__newobj__"), ("numpy", "ndarray"), ("numpy", "dtype")}
+             ("builtins", "object"), ("copyreg", "__newobj__"), ("numpy", "ndarray"), ("numpy", "dtype"),
+             ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str) -> Any:
         if module.split(".")[0] == "chumpy":
