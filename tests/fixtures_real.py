@@ -284,9 +284,24 @@ def make_freihand(data_root: Path, malformed: str = "", n_eval: int = 3, n_train
 # ---------------------------------------------------------------------------------------------- HO3D
 
 
+def _mano_joints_opengl(pose: np.ndarray, beta: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """21 joints in MANO order (16 joints + 5 tips) of the MANO posed as HO3D does (full pose, flat mean), in the
+    frame of its parameters (HO3D: the OpenGL camera)."""
+    from humans.models import forward
+    from tasks.protocols import MANO_TO_FREIHAND
+
+    out = forward("mano", {"global_orient": pose[None, :3], "hand_pose": pose[None, 3:], "betas": beta[None],
+                           "transl": trans[None]})
+    fh = out["joints"][0].numpy().astype(np.float64)  # FreiHAND order
+    mano_order = np.empty_like(fh)
+    mano_order[list(MANO_TO_FREIHAND)] = fh
+    return mano_order
+
+
 def make_ho3d(data_root: Path, version: int = 3, malformed: str = "") -> dict[str, Any]:
     """``data_root/ho3d/{train,evaluation}.txt`` + ``{train,evaluation}/<seq>/{rgb,meta}`` with Python 2 meta
-    pickles (OpenGL coordinates). Train: MC1/0000-0002, frame 0001 without hand annotation; evaluation: SM1/0000,
+    pickles (OpenGL coordinates; train joints are those of the MANO parameters, as in the real data). Train:
+    MC1/0000-0002, frame 0001 without hand annotation; evaluation: SM1/0000,
     SM1/0001 (root joint + hand box only). version 2 writes png, 3 jpg. malformed: "" | "shape" (camMat 3 x 4) |
     "list" (a bad evaluation.txt line) | "code". Returns {"train_joints": [2, 21, 3] MANO order OpenGL,
     "eval_ids": [...]}."""
@@ -302,12 +317,13 @@ def make_ho3d(data_root: Path, version: int = 3, malformed: str = "") -> dict[st
             meta: dict[str, Any] = {"camMat": K.copy(), "objName": "003_cracker_box", "objRot": np.zeros((3, 1)),
                                     "objTrans": np.array([0.0, 0.0, -0.6]), "objCorners3DRest": np.zeros((8, 3))}
             if split == "train":
-                j = rng.standard_normal((21, 3)) * 0.03 + np.array([0.0, 0.0, -0.5])  # OpenGL: in front is -z
+                pose, beta = rng.standard_normal(48) * 0.2, rng.standard_normal(10) * 0.3
+                trans = np.array([0.02, -0.01, -0.5])  # OpenGL: in front of the camera is -z
                 if fid == "0001":
                     meta.update(handJoints3D=None, handPose=None, handTrans=None, handBeta=None, objRot=None)
                 else:
-                    meta.update(handJoints3D=j, handPose=rng.standard_normal(48) * 0.1,
-                                handTrans=np.array([0.0, 0.0, -0.5]), handBeta=rng.standard_normal(10) * 0.1)
+                    j = _mano_joints_opengl(pose, beta, trans)
+                    meta.update(handJoints3D=j, handPose=pose, handTrans=trans, handBeta=beta)
                     train_joints.append(j)
             else:
                 meta.update(handJoints3D=np.array([0.01, 0.02, -0.5]),
@@ -345,3 +361,53 @@ def make_imagefolder(data_root: Path, malformed: str = "", classes: tuple[str, .
     if malformed == "empty":
         (base / "train" / "pinch").mkdir(parents=True)
     return list(classes)
+
+
+# ---------------------------------------------------------------------------------------------- per task
+
+
+def make_models(models_dir: Path) -> Path:
+    """A ``$CPCBENCH_MODELS`` folder: ``smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl`` + ``smpl/J_regressor_h36m.npy`` and
+    ``mano/MANO_RIGHT.pkl``. The procedurally generated models (``humans.models``, same file layout) stand in for
+    the real ones, which the real-benchmark tasks insist on. Point ``$CPCBENCH_MODELS`` at the returned folder."""
+    import os
+    import shutil
+
+    from humans.models import model_file, read_model_file
+
+    saved = os.environ.pop("CPCBENCH_MODELS", None)  # copy the generated files, never a user's real ones
+    try:
+        (models_dir / "smpl").mkdir(parents=True, exist_ok=True)
+        (models_dir / "mano").mkdir(parents=True, exist_ok=True)
+        for g in ("neutral", "male", "female"):
+            src = model_file("smpl", g)
+            shutil.copy(src, models_dir / "smpl" / f"SMPL_{g.upper()}.pkl")
+        np.save(models_dir / "smpl" / "J_regressor_h36m.npy", read_model_file(src)["J_regressor_h36m"])
+        shutil.copy(model_file("mano", "right"), models_dir / "mano" / "MANO_RIGHT.pkl")
+    finally:
+        if saved is not None:
+            os.environ["CPCBENCH_MODELS"] = saved
+    return models_dir
+
+
+def make_for_task(name: str, data_root: Path) -> None:
+    """A data root with the train and test splits of real task ``name`` in its published format. The body and hand
+    tasks also need ``$CPCBENCH_MODELS`` (see ``make_models``); this function does not touch the environment."""
+    if name == "3dpw":
+        make_pw3d(data_root, "test")
+        make_pw3d(data_root, "train")
+    elif name == "emdb":
+        make_emdb(data_root)
+        make_pw3d(data_root, "train")  # EMDB fine-tunes on 3DPW train
+    elif name in ("h36m-p1", "h36m-p2"):
+        p = int(name[-1])
+        make_h36m(data_root, p)
+        make_h36m(data_root, p, train=True)
+    elif name == "freihand":
+        make_freihand(data_root)
+    elif name == "ho3d":
+        make_ho3d(data_root)
+    elif name == "imagefolder":
+        make_imagefolder(data_root)
+    else:
+        raise KeyError(f"no fixture for real task {name!r}")

@@ -307,26 +307,10 @@ INFO = {"embed_dim": 16, "num_prefix_tokens": 1, "grid_size": (2, 2), "patch_siz
 
 @pytest.fixture(scope="module")
 def smpl_dir(tmp_path_factory) -> Path:
-    """A $CPCBENCH_MODELS with SMPL/MANO-format files (generated models stand in for the real ones) + H36M regressor."""
-    import os
-    import shutil
+    """A $CPCBENCH_MODELS with SMPL/MANO-format files (generated models stand in for the real ones)."""
+    from fixtures_real import make_models
 
-    from humans.models import model_file, read_model_file
-
-    saved = os.environ.pop("CPCBENCH_MODELS", None)
-    try:
-        out = tmp_path_factory.mktemp("models")
-        (out / "smpl").mkdir()
-        for g in ("neutral", "male", "female"):
-            src = model_file("smpl", g)
-            shutil.copy(src, out / "smpl" / f"SMPL_{g.upper()}.pkl")
-        np.save(out / "smpl" / "J_regressor_h36m.npy", read_model_file(src)["J_regressor_h36m"])
-        (out / "mano").mkdir()
-        shutil.copy(model_file("mano", "right"), out / "mano" / "MANO_RIGHT.pkl")
-    finally:
-        if saved is not None:
-            os.environ["CPCBENCH_MODELS"] = saved
-    return out
+    return make_models(tmp_path_factory.mktemp("models"))
 
 
 def _batch(ds, n: int | None = None) -> dict:
@@ -513,8 +497,16 @@ def test_ho3d_task_hidden_labels_and_submission(tmp_path: Path, smpl_dir: Path, 
     train = task.build_dataset("train", 32)
     tb = _batch(train)
     assert tb["joints3d"].shape == (2, 21, 3) and (tb["joints3d"][:, 0] == 0).all()
+    assert tb["verts"].shape == (2, 778, 3)
+    # the vertices of the published MANO parameters agree with the published keypoints (fingertips are vertices)
+    from tasks.protocols import MANO_TIP_VERTS
+
+    assert np.allclose(tb["joints3d"][:, [4, 8, 12, 16, 20]], tb["verts"][:, list(MANO_TIP_VERTS)], atol=1e-5)
     head = task.build_head(INFO)
     assert np.isfinite(task.loss(head(_tokens(2)), tb)["loss"].item())
+    gt = task.ground_truth(tb)
+    s = task.score_arrays({**gt, "pred/joints3d": gt["gt/joints3d"], "pred/verts": gt["gt/verts"]})
+    assert set(s) == {m.name for m in task.metrics} and np.allclose(s["pa_mpjpe"], 0, atol=1e-3)
     test = task.build_dataset("test", 32)
     batch = _batch(test)
     assert "joints3d" not in batch and batch["root"].shape == (2, 3)
@@ -549,7 +541,24 @@ def test_imagefolder_task(tmp_path: Path) -> None:
     assert torch.isfinite(loss)
     arrays = task.predictions({"logits": torch.eye(3)[[0, 1, 1, 1, 2, 0]]}, batch)
     assert task.score_arrays(arrays)["top1"].tolist() == [100, 0, 100, 100, 100, 0]
-    assert np.allclose(task.mean_baseline(arrays, arrays)["top1"].mean(), 100 / 3)
+    base = task.baseline_predictions(task.ground_truth(batch), {"pred/label": arrays["pred/label"]})
+    assert np.allclose(task.score_arrays({**arrays, **base})["top1"].mean(), 100 / 3)  # majority class
     make_imagefolder(tmp_path / "bad", malformed="extra")
     with pytest.raises(DataError, match="wave"):
         _task("imagefolder", tmp_path / "bad").build_dataset("test", 32)
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TASKS))
+def test_every_real_task_reads_its_fixture(name: str, tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    from fixtures_real import make_for_task
+
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    make_for_task(name, tmp_path)
+    task = _task(name, tmp_path)
+    assert task.data_status()["data"] == "found"
+    for split in ("train", "test"):
+        ds = task.build_dataset(split, 24, limit=2)
+        assert 1 <= len(ds) <= 2
+        item = ds[len(ds) - 1]
+        assert item["image"].shape == (3, 24, 24)
+        assert all(hasattr(v, "dtype") for v in item.values())

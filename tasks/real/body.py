@@ -153,8 +153,10 @@ class RealBodyTask(Task):
         lv = (pred["verts"] - batch["verts"]).abs().mean()
         return {"loss": lj + lv, "loss_joints": lj, "loss_verts": lv}
 
+    def ground_truth(self, batch) -> dict[str, np.ndarray]:
+        return {"gt/joints3d": _np(batch["joints3d"]), "gt/verts": _np(batch["verts"]),
+                "gt/joints_h36m": _np(batch["joints_h36m"]), "gt/frame_id": batch["frame_id"].cpu().numpy()}
+
     def predictions(self, pred, batch) -> dict[str, np.ndarray]:
         return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]),
-                "pred/joints_h36m": _np(pred["joints_h36m"]),
-                "gt/joints3d": _np(batch["joints3d"]), "gt/verts": _np(batch["verts"]),
-                "gt/joints_h36m": _np(batch["joints_h36m"]), "gt/frame_id": batch["frame_id"].cpu().numpy()}
+                "pred/joints_h36m": _np(pred["joints_h36m"]), **self.ground_truth(batch)}

@@ -146,10 +146,12 @@ class FreiHANDTask(Task):
         out["loss"] = sum(out.values())
         return out
 
-    def predictions(self, pred, batch) -> dict[str, np.ndarray]:
-        return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]),
-                "gt/joints3d": _np(batch["joints3d"]), "gt/verts": _np(batch["verts"]),
+    def ground_truth(self, batch) -> dict[str, np.ndarray]:
+        return {"gt/joints3d": _np(batch["joints3d"]), "gt/verts": _np(batch["verts"]),
                 "gt/frame_id": batch["frame_id"].cpu().numpy()}
+
+    def predictions(self, pred, batch) -> dict[str, np.ndarray]:
+        return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]), **self.ground_truth(batch)}
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return hand_scores(a, self.protocol)

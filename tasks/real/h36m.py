@@ -90,9 +90,11 @@ class _H36M(Task):
         g = batch["joints_h36m"] - batch["joints_h36m"][:, :1]
         return {"loss": (p - g).abs().mean()}
 
+    def ground_truth(self, batch) -> dict[str, np.ndarray]:
+        return {"gt/joints_h36m": _np(batch["joints_h36m"]), "gt/frame_id": batch["frame_id"].cpu().numpy()}
+
     def predictions(self, pred, batch) -> dict[str, np.ndarray]:
-        return {"pred/joints_h36m": _np(pred["joints_h36m"]), "gt/joints_h36m": _np(batch["joints_h36m"]),
-                "gt/frame_id": batch["frame_id"].cpu().numpy()}
+        return {"pred/joints_h36m": _np(pred["joints_h36m"]), **self.ground_truth(batch)}
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.protocol.evaluate_joints(a["pred/joints_h36m"], a["gt/joints_h36m"])

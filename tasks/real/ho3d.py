@@ -9,8 +9,10 @@ task cannot score it locally. ``score_arrays`` returns no metric for the test sp
 evaluation frame is added to place them in the camera, as that joint is given for this purpose. The server reports
 the metrics of protocol ``ho3d`` (listed in ``metrics``).
 
-Training: the annotated frames of train.txt (3D keypoints; HO3D's MANO parameters follow its own MANO convention, so
-the loss uses the keypoints only).
+Training: the annotated frames of train.txt: the published 21 keypoints (MANO order -> FreiHAND order) and the
+vertices of the published MANO parameters (``handPose`` 48 = global + 45 articulation, ``handBeta``, ``handTrans``)
+posed as HO3D's ``vis_HO3D.py::forwardKinematics`` does (full pose, ``flat_hand_mean=True``, which is how
+``humans.models`` builds MANO), converted from OpenGL to OpenCV and made wrist-relative.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices
-from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_joint_scores, ordered
+from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_scores, ordered, require_real_mano
 from tasks.real.hand_format import OPENGL_TO_OPENCV, read_frame_list, read_ho3d, write_hand_submission
 
 log = logging.getLogger("cpcbench.tasks")
@@ -41,6 +43,24 @@ SUBMIT_NOTE = ("HO3D test labels are hidden: upload the written pred.json (zippe
 
 def _np(t: Any) -> np.ndarray:
     return t.detach().float().cpu().numpy()
+
+
+class HO3DTrainTargets:
+    """Train items: wrist-relative keypoints [21, 3] and MANO vertices [778, 3] (OpenCV camera, metres), K."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.arrays = dict(arrays)
+
+    def __call__(self, i: int) -> dict[str, Any]:
+        from humans.models import forward, load_model
+
+        mano = self.arrays["mano"][i]  # handPose 48, handBeta 10, handTrans 3 (OpenGL)
+        out = forward("mano", {"global_orient": mano[None, :3], "hand_pose": mano[None, 3:48],
+                               "betas": mano[None, 48:58], "transl": mano[None, 58:61]}, model=load_model("mano"))
+        joints = self.arrays["joints3d"][i]
+        verts = out["verts"][0].numpy() @ OPENGL_TO_OPENCV.T
+        return {"joints3d": joints - joints[:1], "verts": (verts - joints[:1]).astype(np.float32),
+                "K": self.arrays["K"][i]}
 
 
 @TASKS.register("ho3d")
@@ -75,10 +95,14 @@ class HO3DTask(Task):
         idx = limit_indices(len(frames), limit)
         arrays = {"K": frames.K[idx]}
         if split == "train":
-            arrays["joints3d"] = (frames.joints3d - frames.joints3d[:, :1])[idx]
+            require_real_mano()
+            arrays["joints3d"] = frames.joints3d[idx]
+            arrays["mano"] = frames.mano[idx]
+            targets = HO3DTrainTargets(arrays)
         else:
             arrays["root"] = frames.root[idx]
-        return CropDataset([frames.images[i] for i in idx], frames.bbox[idx], img_size, ArrayTargets(arrays),
+            targets = ArrayTargets(arrays)
+        return CropDataset([frames.images[i] for i in idx], frames.bbox[idx], img_size, targets,
                            bbox_scale=self.bbox_scale, frame_ids=idx)
 
     def build_head(self, backbone_info: Mapping[str, Any]):
@@ -88,23 +112,25 @@ class HO3DTask(Task):
         if "joints3d" not in batch:
             raise DataError("ho3d: the evaluation split has no 3D labels to train on; fine-tune on split 'train'")
         lj = (pred["joints3d"] - batch["joints3d"]).abs().mean()
-        return {"loss": lj, "loss_joints": lj}
+        lv = (pred["verts"] - batch["verts"]).abs().mean()
+        return {"loss": lj + lv, "loss_joints": lj, "loss_verts": lv}
 
-    def predictions(self, pred, batch) -> dict[str, np.ndarray]:
-        out = {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]),
-               "gt/frame_id": batch["frame_id"].cpu().numpy()}
-        if "joints3d" in batch:
-            out["gt/joints3d"] = _np(batch["joints3d"])
-        if "root" in batch:
-            out["gt/root"] = _np(batch["root"])
+    def ground_truth(self, batch) -> dict[str, np.ndarray]:
+        out = {"gt/frame_id": batch["frame_id"].cpu().numpy()}
+        for k in ("joints3d", "verts", "root"):
+            if k in batch:
+                out[f"gt/{k}"] = _np(batch[k])
         return out
 
+    def predictions(self, pred, batch) -> dict[str, np.ndarray]:
+        return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]), **self.ground_truth(batch)}
+
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """No metric where the labels are hidden (the test split): ``{}``. Train-split keypoints (a sanity check
-        on training data) are scored with the joint metrics only."""
+        """No metric where the labels are hidden (the test split): ``{}``. On labelled (training) frames, the
+        FreiHAND/HO3D metrics."""
         if "gt/joints3d" not in a:
             return {}
-        return hand_joint_scores(a["pred/joints3d"], a["gt/joints3d"], self.protocol)
+        return hand_scores(a, self.protocol)
 
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """``out_dir/pred.json`` for the HO3D server (``pred-partial.json`` when frames are missing)."""

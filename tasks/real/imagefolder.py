@@ -115,14 +115,13 @@ class ImageFolderTask(Task):
 
         return {"loss": F.cross_entropy(pred["logits"].float(), batch["label"].long())}
 
+    def ground_truth(self, batch) -> dict[str, np.ndarray]:
+        return {"gt/label": batch["label"].detach().cpu().numpy().astype(np.int64)}
+
     def predictions(self, pred, batch) -> dict[str, np.ndarray]:
         return {"pred/label": pred["logits"].argmax(-1).detach().cpu().numpy().astype(np.int64),
-                "pred/logits": pred["logits"].detach().float().cpu().numpy(),
-                "gt/label": batch["label"].detach().cpu().numpy().astype(np.int64)}
+                **self.ground_truth(batch)}
 
     def score_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"top1": 100.0 * (np.asarray(arrays["pred/label"]) == np.asarray(arrays["gt/label"]))}
 
-    def mean_baseline(self, train_arrays, test_arrays):
-        counts = np.bincount(np.asarray(train_arrays["gt/label"]))
-        return {"top1": 100.0 * (np.asarray(test_arrays["gt/label"]) == counts.argmax())}
