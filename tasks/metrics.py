@@ -47,7 +47,7 @@ Array = Any  # numpy.ndarray | torch.Tensor
 __all__ = [
     "accuracy", "apply_transform", "auc", "confusion_matrix", "f_score", "f_scores", "intersection_union",
     "miou", "miou_from_counts", "mpjpe", "nn_distances", "pa_mpjpe", "pa_pve", "pck", "pck_curve",
-    "procrustes_align", "pve", "similarity_transform",
+    "procrustes_align", "pve", "scale_translation_align", "similarity_transform",
 ]
 
 
@@ -338,6 +338,26 @@ def procrustes_align(pred: Array, gt: Array, allow_reflection: bool = False, val
     """pred aligned onto gt by the least-squares similarity transform: [B, J, D] -> [B, J, D]."""
     s, R, t = similarity_transform(pred, gt, allow_reflection=allow_reflection, valid=valid)
     return apply_transform(pred, s, R, t)
+
+
+def scale_translation_align(pred: Array, gt: Array, bone: tuple[int, int] = (0, 4), root: int = 0) -> Array:
+    """HO3D's "scale-translation aligned" keypoints (shreyashampali/ho3d ``eval.py::align_sc_tr``).
+
+    pred, gt: [B, J, 3]. pred is scaled so that the length of ``bone`` (joints 0-4 of the submission order in the
+    official script) equals the GT's (left unscaled where the predicted bone has zero length), then translated so
+    its ``root`` joint coincides with the GT's. No rotation. Returns [B, J, 3].
+    """
+    _check_pair(pred, gt, "scale_translation_align", dims=(3,))
+    p, g = _float(pred), _float(gt)
+    _check_finite(p, "prediction")
+    _check_finite(g, "ground truth")
+    a, b = bone
+    sp = _norm(p[:, b] - p[:, a])
+    sg = _norm(g[:, b] - g[:, a])
+    xp = _xp(p)
+    ratio = xp.where(sp > 0, sg / xp.where(sp > 0, sp, xp.ones_like(sp)), sg)  # the script skips /s when s == 0
+    q = p * ratio[:, None, None]
+    return q - q[:, root:root + 1] + g[:, root:root + 1]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -192,6 +192,17 @@ def test_auc_boundaries_and_values():
         M.auc(e, 0, 150, 31, integrate="simpson")
 
 
+def test_scale_translation_align_ho3d():
+    gt = np.random.default_rng(5).normal(size=(3, 21, 3))
+    pred = 2.5 * gt + np.array([1.0, 2.0, 3.0])  # scaled and shifted, no rotation: recovered exactly
+    np.testing.assert_allclose(M.scale_translation_align(pred, gt), gt, atol=1e-12)
+    for b in range(3):  # one sample at a time, from the formula
+        p = pred[b] / np.linalg.norm(pred[b, 4] - pred[b, 0]) * np.linalg.norm(gt[b, 4] - gt[b, 0])
+        np.testing.assert_allclose(M.scale_translation_align(pred, gt)[b], p - p[0] + gt[b, 0], atol=1e-12)
+    flat = np.zeros_like(gt)  # zero bone length: only translated (times the GT bone length, as the script)
+    assert np.all(np.isfinite(M.scale_translation_align(flat, gt)))
+
+
 def test_fscore_hand_worked():
     gt = np.array([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]])
     pred = gt.copy()
