@@ -54,7 +54,7 @@ def human_mask(person: torch.Tensor, patch: int, ratio: float, weight: float = m
         raise ValueError(f"human mask weight must be >= 1 (1 = uniform), got {weight}")
     on_person = person_patch_fraction(person, patch) > 0
     u = torch.rand(on_person.shape, device=person.device, generator=generator).clamp_min(1e-12)
-    gumbel = -torch.log(-torch.log(u).clamp_min(1e-12))
+    gumbel = -torch.log((-torch.log(u)).clamp_min(1e-12))
     if math.isinf(weight):
         scores = gumbel.sigmoid() + on_person.float() * 2.0  # person patches rank above every background patch
     else:

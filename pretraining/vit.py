@@ -79,7 +79,7 @@ class VisionTransformer(nn.Module):
         else:
             self.pos_embed = None
         self.rope = RoPE2D(cfg.rope_base) if cfg.pos_embed == "rope" else None
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # stochastic depth ramp
         self.blocks = nn.ModuleList(Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, drop_path=dpr[i])
                                     for i in range(cfg.depth))
         self.norm = layer_norm(cfg.embed_dim)
