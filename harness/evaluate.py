@@ -206,7 +206,7 @@ def ground_truth_split(task: Any, ds: Any, batch_size: int) -> dict[str, Any] | 
 def _check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]:
     import numpy as np
 
-    expected = [m.name for m in task.metrics]
+    expected = [] if getattr(task, "hidden_test_labels", False) else [m.name for m in task.metrics]
     if sorted(scores) != sorted(expected):
         raise CpcbenchError(f"task {task.name!r} scored {sorted(scores)}, but declares metrics {expected}")
     out = {}
@@ -259,7 +259,9 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     if len(train_full) == 0 or n_test == 0:
         raise CpcbenchError(f"task {task.name!r}: empty train ({len(train_full)}) or test ({n_test}) split")
 
-    per_seed: dict[str, list[Any]] = {m.name: [] for m in task.metrics}
+    per_seed: dict[str, list[Any]] = {}
+    submission = None
+    record_dir = Path(results_root) / _safe(task.name) / _safe(str(binfo.get("name") or cfg.backbone))
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     preds_out: dict[str, Any] = {}
     seed_info = []
@@ -284,7 +286,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
         arrays = predict_split(model, task, test_ds, device, cfg.eval_batch_size, cfg.num_workers)
         scores = _check_scores(task, task.score_arrays(arrays), n_test)
         for name, v in scores.items():
-            per_seed[name].append(v)
+            per_seed.setdefault(name, []).append(v)
         seed_info.append({"seed": seed, "final_loss": res.final_loss, "train_wall_time_s": res.wall_time_s,
                           "n_train": len(train_subset), "run_dir": str(run_dir)})
         for key, v in arrays.items():
@@ -295,10 +297,16 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                 preds_out[key if k == 0 else f"seed{seed}/{key}"] = v
         for name, v in scores.items():
             preds_out[f"score/{name}" if k == 0 else f"seed{seed}/score/{name}"] = v.astype(np.float32)
+        if k == 0:
+            sub_dir = record_dir / f"{run_id}.submission"
+            sub = task.write_submission(arrays, sub_dir)
+            if sub is not None:
+                submission = str(Path(sub).relative_to(record_dir))
+                log.info("wrote the benchmark's submission file %s", sub)
         if visualize and k == 0:
             from harness.visualize import render_predictions
 
-            png = Path(results_root) / _safe(task.name) / _safe(binfo.get("name", cfg.backbone)) / f"{run_id}.png"
+            png = record_dir / f"{run_id}.png"
             render_predictions(task, test_ds, arrays, png)
             log.info("wrote %s", png)
         del model, backbone, head
@@ -307,23 +315,31 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
 
     metrics = {}
     for spec in task.metrics:
+        if spec.name not in per_seed:  # hidden test labels: the benchmark's server scores the submission
+            continue
         metrics[spec.name] = {**summarize(per_seed[spec.name]), "unit": spec.unit,
                               "higher_is_better": spec.higher_is_better}
     extra: dict[str, Any] = {"per_seed": seed_info, "predictions": f"{run_id}.predictions.npz"}
     baseline = mean_baseline(task, train_subset, preds_out, n_test, cfg.eval_batch_size)
-    if baseline is not None:
+    if baseline:
         extra["baseline_mean"] = baseline
+    if submission is not None:
+        extra["submission"] = submission
+        if getattr(task, "submission_note", ""):
+            extra["submission_note"] = task.submission_note
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
               "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
               "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full)}
     bb = {**{k: v for k, v in binfo.items() if k != "pretrain"}, "spec": cfg.backbone,
           "pretrain": binfo.get("pretrain", {})}
-    bb.setdefault("name", cfg.backbone)
+    bb["name"] = str(binfo.get("name") or cfg.backbone)
     rec = build_record(task=task.info(), backbone=bb, method=str(binfo.get("method", cfg.backbone)),
                        protocol=cfg.protocol, seeds=seeds, fraction=cfg.fraction, limit=cfg.limit, metrics=metrics,
                        n_samples=n_test, config=config, wall_time_s=time.perf_counter() - t0, run_id=run_id, **extra)
     path = record_path(rec, results_root)
+    if path.parent != record_dir:
+        raise CpcbenchError(f"internal: record goes to {path.parent}, its files to {record_dir}")
     _write_predictions(path.with_name(f"{run_id}.predictions.npz"), preds_out)
     out = write_record(rec, results_root)
     return {**rec, "_path": str(out)}
@@ -334,7 +350,7 @@ def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: in
     """Mean (over the test samples) of each metric for the trivial predictor of ``task.baseline_predictions``."""
     import numpy as np
 
-    if train_ds is None or not hasattr(task, "baseline_predictions"):
+    if train_ds is None or not hasattr(task, "baseline_predictions") or getattr(task, "hidden_test_labels", False):
         return None
     train_gt = ground_truth_split(task, train_ds, batch_size)
     if train_gt is None:

@@ -1,7 +1,7 @@
 """One module per benchmark: dataset adapter, head, losses, metrics and protocol metadata.
 
 Importing this package fills ``harness.registry.TASKS``: the embedded synthetic tasks (``tasks.synthetic``) and
-the real benchmarks (``tasks.real``).
+the real benchmarks (``tasks.real``: 3DPW, EMDB, H36M p1/p2, FreiHAND, HO3D, ImageFolder).
 """
 
-from tasks import synthetic  # noqa: F401  (registers the synth-* tasks)
+from tasks import real, synthetic  # noqa: F401  (importing registers the tasks)

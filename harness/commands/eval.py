@@ -76,3 +76,6 @@ def register(app: typer.Typer) -> None:
                     ["task", "metric", "unit", "value", "mean-predictor", "n"], rows)
         for rec in records:
             typer.echo(f"record: {rec['_path']}")
+            if rec.get("submission"):
+                typer.echo(f"submission: {Path(rec['_path']).parent / rec['submission']}  "
+                           f"{rec.get('submission_note', '')}".rstrip())
