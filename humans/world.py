@@ -330,7 +330,8 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
     """Render a frame set (or complete a partial one) and return its directory.
 
     ``overrides``: ``cameras``, ``seq_len``, ``motions_per_subject``, ``margin``, ``fps``. ``progress(done, total)``
-    is called with frame counts. The number of frames is rounded up to whole sequences.
+    is called with frame counts. Whole sequences are rendered; the manifest lists exactly ``frames`` frames
+    (the last sequence may be cut short in time).
     """
     cfg = make_config(domain, frames, size, seed, **overrides)
     root = Path(out) if out is not None else default_dir(domain, size, seed)
@@ -400,10 +401,9 @@ def _write_manifest(cfg: WorldConfig, root: Path, specs: list[SequenceSpec],
     from humans.frames import FrameWriter
 
     writer = FrameWriter(root, meta=meta_for(cfg, identity), shard_size=cfg.frames_per_sequence)
-    for s in specs:
-        bboxes, labels = done[s.index]
-        for row in _rows(cfg, s, bboxes, labels):
-            writer.add_row(row)
+    rows = [row for s in specs for row in _rows(cfg, s, *done[s.index])]
+    for row in rows[:cfg.frames]:  # exactly the frames asked for: the last sequence may be cut short
+        writer.add_row(row)
     writer.close()
 
 
