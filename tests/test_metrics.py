@@ -442,3 +442,33 @@ def test_empty_batch_gives_empty_result():
     assert M.pck(e, e, 1.0).shape == (0,)
     assert M.auc(np.zeros((0, 21)), 0, 50, 100).shape == (0,)
     assert M.f_score(np.zeros((0, 7, 3)), np.zeros((0, 7, 3)), 0.005).shape == (0,)
+
+
+def test_emdb_flow_parity(rng):
+    """eth-ait/emdb compute_positional_errors: hip-midpoint centring (joints 1, 2) of joints and vertices, Procrustes
+    on the 24 joints, the same transform applied to the vertices."""
+    B = 4
+    gj = rng.normal(size=(B, 24, 3))
+    gv = rng.normal(size=(B, 60, 3))
+    s, R, t = random_similarity(rng, B)
+    pj = apply(gj, s, R, t) + 0.05 * rng.normal(size=gj.shape)
+    pv = apply(gv, s, R, t) + 0.05 * rng.normal(size=gv.shape)
+    hip_p, hip_g = pj[:, 1:3].mean(1), gj[:, 1:3].mean(1)
+    pjc, gjc = pj - hip_p[:, None], gj - hip_g[:, None]
+    pvc, gvc = pv - hip_p[:, None], gv - hip_g[:, None]
+    want_mve, want_mve_pa = [], []
+    for b in range(B):
+        S1, S2 = pjc[b].T, gjc[b].T
+        mu1, mu2 = S1.mean(1, keepdims=True), S2.mean(1, keepdims=True)
+        K = (S1 - mu1) @ (S2 - mu2).T
+        U, _, Vh = np.linalg.svd(K)
+        Z = np.eye(3)
+        Z[-1, -1] = np.sign(np.linalg.det(U @ Vh))
+        Rb = Vh.T @ Z @ U.T
+        sc = np.trace(Rb @ K) / np.sum((S1 - mu1) ** 2)
+        vhat = (sc * Rb @ pvc[b].T + (mu2 - sc * Rb @ mu1)).T
+        want_mve_pa.append(np.linalg.norm(vhat - gvc[b], axis=1).mean())
+        want_mve.append(np.linalg.norm(pvc[b] - gvc[b], axis=1).mean())
+    np.testing.assert_allclose(M.pve(pv, gv, hip_p, hip_g), want_mve, rtol=1e-12)
+    np.testing.assert_allclose(M.pa_pve(pvc, gvc, transform_from=(pjc, gjc)), want_mve_pa, rtol=1e-9)
+    np.testing.assert_allclose(M.mpjpe(pj, gj, root=[1, 2]), np.linalg.norm(pjc - gjc, axis=-1).mean(-1), rtol=1e-12)

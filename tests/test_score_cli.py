@@ -177,3 +177,17 @@ def test_score_saved_predictions_errors(tmp_path):
     assert res.exit_code == 2 and "pred/<name>" in res.output
     res = CliRunner().invoke(app, ["score", "--task", "synth-hand-mesh", "--predictions", str(tmp_path / "p.txt")])
     assert res.exit_code == 2 and ".predictions.npz" in res.output
+
+
+def test_freihand_non_mano_mesh_uses_keypoint_transform():
+    """Another vertex count: no PA-MPVPE; F-scores of the mesh moved by the keypoints' transform."""
+    from harness.scoring import freihand_per_sample
+
+    rng = np.random.default_rng(2)
+    gt_xyz, gt_verts = rng.normal(size=(3, 21, 3)) * 0.03, rng.normal(size=(3, 778, 3)) * 0.03
+    xyz = 2.0 * gt_xyz + 0.5
+    verts = 2.0 * gt_verts[:, :500] + 0.5  # same similarity, fewer vertices
+    out = freihand_per_sample(xyz, verts, gt_xyz, gt_verts)
+    assert "pa_mpvpe" not in out
+    np.testing.assert_allclose(out["pa_mpjpe"], 0.0, atol=1e-9)
+    assert np.all(out["f5"] > 0.7)  # every predicted point sits on a GT point; 500 of 778 GT points are covered
