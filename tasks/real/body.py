@@ -25,7 +25,7 @@ from torch import nn
 
 from harness.errors import DataError
 from tasks.base import Task
-from tasks.real.common import GENDER_CODE, BodyFrames, CropDataset, limit_indices
+from tasks.real.common import GENDER_CODE, BodyFrames, CropDataset, limit_indices, single_thread
 
 SMPL_MODELS: tuple[tuple[str, str], ...] = (("smpl", "neutral"), ("smpl", "male"), ("smpl", "female"))
 SMPL_HINT = ("Download the SMPL body model (smpl.is.tue.mpg.de: SMPL_NEUTRAL/MALE/FEMALE .pkl) into "
@@ -78,8 +78,9 @@ class SmplGroundTruth:
             if self._reg is None:
                 self._reg = h36m_regressor()
             model = load_model("smpl", gender)
-            out = forward("smpl", {"global_orient": global_orient[None], "body_pose": body_pose[None],
-                                   "betas": betas[None, :10]}, model=model)
+            with single_thread():
+                out = forward("smpl", {"global_orient": global_orient[None], "body_pose": body_pose[None],
+                                       "betas": betas[None, :10]}, model=model)
         verts = out["verts"][0].numpy().astype(np.float32)
         joints = out["joints"][0].numpy().astype(np.float32)
         root = joints[:1]

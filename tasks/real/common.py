@@ -6,10 +6,11 @@ Every reader raises ``DataError`` with one line naming the file and what is wron
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ def data_status(root: Path | None, sub: str, marker: str, hint: str,
                 status["models"] = f"missing real {', '.join(missing)} in $CPCBENCH_MODELS" if missing else "found"
             return status
     return {"data": "missing", "where": f"{root / sub}: {hint}"}
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run a small per-item torch computation (one SMPL/MANO forward) on one thread: on a busy machine the default
+    thread pool makes it ~10x slower. The previous thread count is restored."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def models_dir() -> Path | None:

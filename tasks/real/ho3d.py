@@ -28,7 +28,7 @@ from harness.errors import DataError
 from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices
+from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, single_thread
 from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_scores, ordered, require_real_mano
 from tasks.real.hand_format import OPENGL_TO_OPENCV, read_frame_list, read_ho3d, write_hand_submission
 
@@ -55,8 +55,9 @@ class HO3DTrainTargets:
         from humans.models import forward, load_model
 
         mano = self.arrays["mano"][i]  # handPose 48, handBeta 10, handTrans 3 (OpenGL)
-        out = forward("mano", {"global_orient": mano[None, :3], "hand_pose": mano[None, 3:48],
-                               "betas": mano[None, 48:58], "transl": mano[None, 58:61]}, model=load_model("mano"))
+        with single_thread():
+            out = forward("mano", {"global_orient": mano[None, :3], "hand_pose": mano[None, 3:48],
+                                   "betas": mano[None, 48:58], "transl": mano[None, 58:61]}, model=load_model("mano"))
         joints = self.arrays["joints3d"][i]
         verts = out["verts"][0].numpy() @ OPENGL_TO_OPENCV.T
         return {"joints3d": joints - joints[:1], "verts": (verts - joints[:1]).astype(np.float32),
