@@ -13,7 +13,7 @@ import typer
 
 from harness import __version__
 
-COMMAND_MODULES = ["ls", "data", "tables", "pretrain", "score", "eval"]
+COMMAND_MODULES = ["ls", "data", "tables", "pretrain", "score", "eval", "sweep"]
 
 app = typer.Typer(
     name="cpcbench",
