@@ -136,15 +136,14 @@ def norm_last(x: Any) -> Any:
 
 
 def mean_points(x: Any) -> Any:
-    """[B, J, D] -> [B, D]: mean over points as one GEMM (much faster than numpy's strided reduction)."""
-    B, J, D = x.shape
-    if is_torch(x):
-        import torch
+    """[B, J, D] -> [B, D]: mean over points.
 
-        avg = torch.eye(D, dtype=x.dtype, device=x.device).repeat(J, 1) / J
-    else:
-        avg = np.tile(np.eye(D, dtype=x.dtype), (J, 1)) / J
-    return x.reshape(B, J * D) @ avg
+    numpy: einsum, single-threaded and ~10x faster than numpy's strided ``mean(1)``; a GEMM would be as fast on an
+    idle machine but multi-threaded OpenBLAS collapses (50x slower) on a loaded one.
+    """
+    if is_torch(x):
+        return x.mean(1)
+    return np.einsum("bjk->bk", x) / x.shape[1]
 
 
 def eye_like(x: Any, d: int, batch: int) -> Any:
