@@ -300,7 +300,7 @@ def nn_distances(pred_verts: Array, gt_verts: Array, chunk: int = 0) -> tuple[Ar
     check_finite(pred_verts, "predicted vertices")
     check_finite(gt_verts, "ground-truth vertices")
     if is_torch(pred_verts) and pred_verts.device.type != "cpu":
-        return _nn_cdist(pred_verts, gt_verts.to(pred_verts.device), chunk)
+        return _nn_cdist(pred_verts, as_array(gt_verts, pred_verts).to(pred_verts.device), chunk)
     from scipy.spatial import cKDTree
 
     def as_np(x: Any) -> np.ndarray:
