@@ -14,7 +14,7 @@ Conventions (``shared/reference/protocols-and-formats.md`` section A, with the f
   without a det constraint, reflections allowed (``allow_reflection=True``). Both use the least-squares scale
   ``trace(R M) / |pred - mean|^2``. A prediction whose points all coincide (e.g. all zeros) aligns to the GT mean
   (s = 0, R = I), as the 3DPW challenge script special-cases it. With a ``valid`` mask the transform is estimated
-  on the valid joints only.
+  on the valid joints only. Implemented, batched, in ``tasks.procrustes`` and re-exported here.
 - MPJPE-style errors are the mean over a sample's (valid) joints of the Euclidean distance ("per-sample" averaging
   of SPIN / 4D-Humans / EMDB / 3dpw-eval); the mean of those over samples is the reported number.
 - PCK counts ``d <= t`` when ``inclusive`` (FreiHAND ``utils/eval_util.py``, 3DPW challenge) and ``d < t``
@@ -28,6 +28,9 @@ Conventions (``shared/reference/protocols-and-formats.md`` section A, with the f
 - mIoU: ``miou`` is per sample (mean over classes present in that sample's prediction or GT);
   ``intersection_union`` + ``miou_from_counts`` give the dataset-level mIoU of segmentation papers (sum
   intersections and unions over the data set per class, then mean over classes with a non-empty union).
+
+Note: PA-MPJPE <= root-aligned MPJPE is *not* a theorem (Procrustes minimises squared error, MPJPE averages norms;
+one outlier joint is a counterexample); PA-MPJPE <= root-aligned RMSE is.
 
 Bad input raises ``CpcbenchError`` with one clear line: mismatched shapes, NaN/inf values (in valid entries), a
 sample without any valid joint. An empty batch gives an empty result.
@@ -67,8 +70,6 @@ __all__ = [
     "miou", "miou_from_counts", "mpjpe", "nn_distances", "pa_mpjpe", "pa_pve", "pck", "pck_curve",
     "procrustes_align", "pve", "scale_translation_align", "similarity_transform",
 ]
-
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
