@@ -107,7 +107,7 @@ def mpjpe(pred: Array, gt: Array, root: int | Sequence[int] | None = None, valid
 
     pred, gt: [B, J, D]; root: None (no alignment), a joint index, or joint indices whose mean is subtracted from
     both (e.g. ``[1, 2]`` = SMPL hip midpoint, EMDB); valid: [B, J] or None. Returns [B] in the input's units.
-    The root is computed from the given joints even when they are masked out; pass valid roots.
+    With a ``valid`` mask the root joints must be valid in every sample (else ``CpcbenchError``).
     """
     if root is not None and valid is not None:
         # root joints must be present: they define the frame of every other joint
