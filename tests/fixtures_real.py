@@ -245,6 +245,21 @@ def make_h36m(data_root: Path, protocol: int = 2, malformed: str = "", n: int = 
     return j17.astype(np.float32)
 
 
+def make_coco_npz(data_root: Path, n: int = 3) -> Path:
+    """``data_root/coco/coco_2014_train.npz`` as SPIN preprocesses COCO: 2D keypoints only (``part`` in SPIN's 24-joint
+    order, ``openpose``), no 3D ``S``."""
+    rng = np.random.default_rng(60)
+    base = data_root / "coco"
+    base.mkdir(parents=True, exist_ok=True)
+    names = [f"train2014/COCO_train2014_{i:012d}.jpg" for i in range(n)]
+    part = np.concatenate([rng.uniform(0, 30, (n, 24, 2)), rng.integers(0, 2, (n, 24, 1))], -1)
+    np.savez(base / "coco_2014_train.npz", imgname=np.array(names), center=rng.uniform(10, 20, (n, 2)),
+             scale=rng.uniform(0.1, 0.2, n), part=part, openpose=np.zeros((n, 25, 3)))
+    for i, nm in enumerate(names):
+        write_image(base / nm, seed=i)
+    return base / "coco_2014_train.npz"
+
+
 # ---------------------------------------------------------------------------------------------- FreiHAND
 
 

@@ -11,6 +11,7 @@ import pytest
 from fixtures_real import (
     CodeCarrier,
     code_pickle,
+    make_coco_npz,
     make_emdb,
     make_freihand,
     make_h36m,
@@ -169,6 +170,22 @@ def test_h36m_npz_reader_refuses_malformed(tmp_path: Path, bad: str, msg: str) -
     make_h36m(tmp_path, 2, malformed=bad)
     with pytest.raises(DataError, match=msg):
         read_spin_npz(tmp_path / "h36m/h36m_valid_protocol2.npz", require=("S",))
+
+
+def test_coco_style_npz_reader(tmp_path: Path) -> None:
+    from tasks.real.spin_npz import read_spin_npz
+
+    path = make_coco_npz(tmp_path)
+    npz = read_spin_npz(path, require=("part",))
+    assert len(npz) == 3 and npz.arrays["part"].shape == (3, 24, 3) and npz.arrays["openpose"].shape == (3, 25, 3)
+    want = np.load(path)
+    side = want["scale"] * 200
+    assert np.allclose(npz.bbox[:, :2], want["center"] - side[:, None] / 2, atol=1e-4)
+    assert np.allclose(npz.bbox[:, 2], side, atol=1e-4)
+    with pytest.raises(DataError, match="no 3D joints"):
+        npz.joints_h36m17()
+    with pytest.raises(DataError, match=r"missing keys \['S'\]"):
+        read_spin_npz(path, require=("S",))
 
 
 # ---------------------------------------------------------------------------------------------- FreiHAND reader
@@ -386,6 +403,27 @@ def test_pw3d_task_items_gt_and_scores(tmp_path: Path, smpl_dir: Path, monkeypat
     s = task.score_arrays(off)
     assert np.allclose(s["pve"], 10.0, atol=1e-3)  # pelvis (joint 0) not moved: every vertex 10 mm off
     assert np.allclose(s["mpjpe"], 10.0, atol=1e-3)  # the 14 LSP joints exclude the pelvis
+
+
+def test_data_root_may_point_at_the_data_set_itself(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    make_pw3d(tmp_path)
+    task = _task("3dpw", tmp_path / "3dpw")
+    assert task.data_status()["where"] == str(tmp_path / "3dpw") and len(task.build_dataset("test", 16)) > 0
+
+
+def test_emdb_does_not_need_the_h36m_regressor(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(smpl_dir, models)
+    (models / "smpl" / "J_regressor_h36m.npy").unlink()
+    monkeypatch.setenv("CPCBENCH_MODELS", str(models))
+    make_emdb(tmp_path)
+    assert _task("emdb", tmp_path).build_dataset("test", 16)[0]["joints3d"].shape == (24, 3)
+    make_pw3d(tmp_path)
+    with pytest.raises(DataError, match="J_regressor_h36m.npy"):
+        _task("3dpw", tmp_path).build_dataset("test", 16)
 
 
 def test_pw3d_task_limit_and_train_split(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:

@@ -131,6 +131,8 @@ class RealBodyTask(Task):
 
     domain: ClassVar[str] = "body"
     bbox_scale: ClassVar[float] = 1.2  # SPIN's scaleFactor for 3DPW boxes from 2D keypoints
+    #: whether the protocol's joints come from ``J_regressor_h36m`` (then the real file is required)
+    needs_h36m_regressor: ClassVar[bool] = True
 
     def body_frames(self, split: str) -> BodyFrames:
         raise NotImplementedError
@@ -141,12 +143,12 @@ class RealBodyTask(Task):
         frames = self.body_frames(split)
         keep = limit_indices(len(frames), limit)
         frames = frames.subset(keep)
-        require_real_smpl(tuple(sorted(set(frames.gender) | {"neutral"})))
+        require_real_smpl(tuple(sorted(set(frames.gender) | {"neutral"})), h36m=self.needs_h36m_regressor)
         return CropDataset(frames.images, frames.bbox, img_size, BodyTargets(frames), bbox_scale=self.bbox_scale,
                            frame_ids=keep)
 
     def build_head(self, backbone_info: Mapping[str, Any]):
-        require_real_smpl(("neutral",))
+        require_real_smpl(("neutral",), h36m=self.needs_h36m_regressor)
         return BodyMeshModel(backbone_info)
 
     def loss(self, pred, batch):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +18,7 @@ import numpy as np
 
 from harness.errors import DataError
 
-MODELS_ENV = "CPCBENCH_MODELS"
 GENDER_CODE = {"neutral": 0, "male": 1, "female": 2}
-GENDER_NAME = {v: k for k, v in GENDER_CODE.items()}
 _GENDER_ALIASES = {"m": "male", "male": "male", "f": "female", "female": "female", "n": "neutral", "neutral": "neutral"}
 
 
@@ -76,11 +73,6 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
-
-
-def models_dir() -> Path | None:
-    env = os.environ.get(MODELS_ENV, "")
-    return Path(env).expanduser() if env else None
 
 
 # ---------------------------------------------------------------------------------------------- validation
