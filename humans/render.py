@@ -17,7 +17,9 @@ Conventions (the frame contract of ``humans/frames.py``):
   their nearest unambiguous neighbour. The person mask is the depth of the same pass (not blended).
 
 The platform is taken from ``PYOPENGL_PLATFORM`` when set, otherwise probed once (EGL, then OSMesa) in a
-subprocess, since PyOpenGL binds its platform at first import and cannot switch afterwards.
+subprocess, since PyOpenGL binds its platform at first import and cannot switch afterwards. triton is
+imported before the first GL context (see ``_load_triton_first``): both bundle an LLVM, and the other order
+crashes the process when torchvision/timm are imported after rendering.
 """
 
 from __future__ import annotations
@@ -74,9 +76,22 @@ def import_pyrender() -> Any:
     if not hasattr(np, "infty"):
         np.infty = np.inf  # pyrender 0.1.45 still uses it in Mesh.bounds
     choose_platform()
+    _load_triton_first()
     import pyrender
 
     return pyrender
+
+
+def _load_triton_first() -> None:
+    """Load triton's LLVM before Mesa's. Mesa's llvmpipe (EGL/OSMesa on the CPU) and triton each bring an LLVM;
+    importing triton (torchvision -> torch._dynamo does, e.g. via timm) *after* a GL context exists segfaults
+    the process, the other order works. So a process that renders can still build timm models afterwards."""
+    import contextlib
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        with contextlib.suppress(ImportError):
+            import triton  # noqa: F401
 
 
 @functools.lru_cache(maxsize=4)

@@ -134,3 +134,11 @@ def test_half_pixel_convention_from_antialiased_coverage() -> None:
     cx, cy = (cov * xs).sum() / cov.sum(), (cov * ys).sum() / cov.sum()
     assert abs(cx - uv[:, 0].mean()) < 0.15 and abs(cy - uv[:, 1].mean()) < 0.15
     assert abs(cov.sum(1).max() - (uv[:, 0].max() - uv[:, 0].min())) < 0.5
+
+
+def test_timm_imports_after_rendering() -> None:
+    """Mesa's llvmpipe and triton both bundle LLVM: importing timm after a GL context must not crash."""
+    code = ("import numpy as np; from humans.render import Renderer; r = Renderer(16); import timm; "
+            "m = timm.create_model('vit_tiny_patch16_224', img_size=32, num_classes=0); print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
