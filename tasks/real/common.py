@@ -45,10 +45,11 @@ def dataset_dir(root: Path | None, sub: str, marker: str, hint: str, task: str) 
 
 def data_status(root: Path | None, sub: str, marker: str, hint: str,
                 models: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    """``cpcbench ls tasks`` status of one data set (cheap: existence checks only). ``models``: the (kind, gender)
+    """``cpcbench ls tasks`` status of one data set (cheap: existence checks only); ``hint``: a short "what to get"
+    (the full instructions are in the ``DataError`` of ``build_dataset``). ``models``: the (kind, gender)
     real model files the task needs from ``$CPCBENCH_MODELS``; reported as ``models: found|missing``."""
     if root is None:
-        return {"data": "missing", "where": f"set --data-root or $CPCBENCH_DATA. {hint}"}
+        return {"data": "missing", "where": f"$CPCBENCH_DATA/{sub} (set --data-root or $CPCBENCH_DATA)", "get": hint}
     for cand in (root / sub, root):
         if (cand / marker).exists():
             status = {"data": "found", "where": str(cand)}
@@ -58,7 +59,7 @@ def data_status(root: Path | None, sub: str, marker: str, hint: str,
                 missing = [f"{k} {g}" for k, g in models if real_model_file(k, g) is None]
                 status["models"] = f"missing real {', '.join(missing)} in $CPCBENCH_MODELS" if missing else "found"
             return status
-    return {"data": "missing", "where": f"{root / sub}: {hint}"}
+    return {"data": "missing", "where": str(root / sub), "get": hint}
 
 
 @contextlib.contextmanager

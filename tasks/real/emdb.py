@@ -139,10 +139,11 @@ class EMDBTask(RealBodyTask):
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
         img_size=224)
     data_hint: ClassVar[str] = EMDB_HINT + " " + SMPL_HINT
+    data_short: ClassVar[str] = "EMDB (eth-ait.github.io/emdb) + 3DPW train (for fine-tuning); real SMPL"
     needs_h36m_regressor: ClassVar[bool] = False  # 24 SMPL joints: the H36M regressor is not part of the protocol
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "emdb", "P0", self.data_hint, models=SMPL_MODELS)
+        return data_status(self.root, "emdb", "P0", self.data_short, models=SMPL_MODELS)
 
     def body_frames(self, split: str) -> BodyFrames:
         if split == "train":

@@ -116,12 +116,13 @@ class FreiHANDTask(Task):
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
         img_size=224)
     data_hint: ClassVar[str] = FREIHAND_HINT + " " + MANO_HINT
+    data_short: ClassVar[str] = "FreiHAND v2 + its evaluation annotations; real MANO"
 
     def data_dir(self) -> Path:
         return dataset_dir(self.root, "freihand", "evaluation_K.json", self.data_hint, self.name)
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "freihand", "evaluation_K.json", self.data_hint, models=(("mano", "right"),))
+        return data_status(self.root, "freihand", "evaluation_K.json", self.data_short, models=(("mano", "right"),))
 
     def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
         frames = read_freihand(self.data_dir(), split)

@@ -57,9 +57,10 @@ class _H36M(Task):
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
         img_size=224)
     data_hint: ClassVar[str] = H36M_HINT + " " + SMPL_HINT
+    data_short: ClassVar[str] = "SPIN's h36m_valid_protocol{1,2}.npz + h36m_train.npz + Human3.6M frames; real SMPL"
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "h36m", self.test_file, self.data_hint, models=(("smpl", "neutral"),))
+        return data_status(self.root, "h36m", self.test_file, self.data_short, models=(("smpl", "neutral"),))
 
     def npz_path(self, split: str) -> Path:
         if split not in ("train", "test"):

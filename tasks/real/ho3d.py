@@ -80,6 +80,7 @@ class HO3DTask(Task):
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
         img_size=224)
     data_hint: ClassVar[str] = HO3D_HINT + " " + MANO_HINT
+    data_short: ClassVar[str] = "HO3D v2 or v3 (github.com/shreyashampali/ho3d); real MANO"
     #: the test split has no public 3D labels: eval records carry no metric and point to the submission
     hidden_test_labels: ClassVar[bool] = True
     submission_note: ClassVar[str] = SUBMIT_NOTE
@@ -89,7 +90,7 @@ class HO3DTask(Task):
         return dataset_dir(self.root, "ho3d", "evaluation.txt", self.data_hint, self.name)
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "ho3d", "evaluation.txt", self.data_hint, models=(("mano", "right"),))
+        return data_status(self.root, "ho3d", "evaluation.txt", self.data_short, models=(("mano", "right"),))
 
     def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
         frames = read_ho3d(self.data_dir(), split)

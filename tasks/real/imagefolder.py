@@ -19,7 +19,7 @@ import numpy as np
 from harness.errors import DataError
 from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
-from tasks.real.common import ArrayTargets, CropDataset, limit_indices
+from tasks.real.common import ArrayTargets, CropDataset, data_status, limit_indices
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 IF_SPLITS = {"train": ("train",), "test": ("test", "val")}
@@ -85,12 +85,7 @@ class ImageFolderTask(Task):
                         f"{self.data_hint}")
 
     def data_status(self) -> dict[str, str]:
-        if self.root is None:
-            return {"data": "missing", "where": f"set --data-root or $CPCBENCH_DATA; {self.data_hint}"}
-        for cand in (self.root / "imagefolder", self.root):
-            if (cand / "train").is_dir():
-                return {"data": "found", "where": str(cand)}
-        return {"data": "missing", "where": f"{self.root / 'imagefolder'}; {self.data_hint}"}
+        return data_status(self.root, "imagefolder", "train", "your images as imagefolder/{train,test}/<class>/*.jpg")
 
     def classes(self) -> list[str]:
         return read_image_folder(self._dir(), "train").classes

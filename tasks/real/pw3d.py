@@ -143,12 +143,13 @@ class PW3DTask(RealBodyTask):
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
         img_size=224)
     data_hint: ClassVar[str] = PW3D_HINT + " " + SMPL_HINT
+    data_short: ClassVar[str] = "3DPW sequenceFiles + imageFiles (virtualhumans.mpi-inf.mpg.de/3DPW); real SMPL"
 
     def data_dir(self) -> Path:
         return dataset_dir(self.root, "3dpw", "sequenceFiles", self.data_hint, self.name)
 
     def data_status(self) -> dict[str, str]:
-        return data_status(self.root, "3dpw", "sequenceFiles", self.data_hint, models=SMPL_MODELS)
+        return data_status(self.root, "3dpw", "sequenceFiles", self.data_short, models=SMPL_MODELS)
 
     def body_frames(self, split: str) -> BodyFrames:
         return read_pw3d(self.data_dir(), split)
