@@ -173,17 +173,27 @@ def _build(s: BodyShape, with_weights: bool) -> _Built:
     hd = np.array([0.080, 0.100, 0.088 * s.belly, 0.100 * s.belly, 0.102, 0.070]) * g
     nps = [2, 4, 4, 2, 4]
     pts, vals = mk.interp_stations(keys, np.stack([hw, hd], 1), nps)
-    torso = mk.tube("torso", pts, vals[:, 0], vals[:, 1], X, 44, exponent=2.4, cap0=0.055, cap1=0.065 * g)
     kr = mk.key_ring_index(nps, len(keys))
+    # buttocks, belly and chest: front/back bulges between the joint rings (ring axes: u = +x, w = -z)
+    n_torso = 44
+    th = 2 * np.pi * np.arange(n_torso) / n_torso
+    back, front = np.clip(np.sin(th), 0, None), np.clip(-np.sin(th), 0, None)
+    bump = lambda c, wdt: np.exp(-0.5 * ((np.arange(len(pts)) - c) / wdt) ** 2)  # noqa: E731
+    tb = (0.10 * bump(kr[0] + 1.2, 1.0)[:, None] * back[None] ** 2
+          + 0.05 * (s.belly - 0.7) * bump(kr[1] + 2, 1.2)[:, None] * front[None] ** 2
+          + 0.07 * bump(kr[3] + 1, 1.2)[:, None] * front[None] ** 2
+          + 0.04 * bump(kr[4] + 1.5, 1.2)[:, None] * back[None] ** 2)
+    torso = mk.tube("torso", pts, vals[:, 0], vals[:, 1], X, n_torso, exponent=2.4, cap0=0.055, cap1=0.065 * g,
+                    bulge=1.0 + tb)
     parts.append(torso)
     for jid, ki in zip([0, 3, 6, 9], kr[1:5], strict=True):
         ring_of[jid] = (0, ki)
 
     # neck: from inside the torso through the neck joint into the head
     neck_top = np.array([0.0, J[15, 1] + 0.01, J[15, 2] - 0.01])
-    keys = np.array([[0, J[9, 1] + 0.09, J[12, 2] - 0.005], J[12], neck_top])
-    nps = [3, 3]
-    pts, vals = mk.interp_stations(keys, np.array([[0.062, 0.058], [0.052, 0.050], [0.050, 0.050]]) * g, nps)
+    keys = np.array([[0, J[9, 1] + 0.10, J[12, 2] + 0.012], J[12], neck_top])
+    nps = [3, 4]
+    pts, vals = mk.interp_stations(keys, np.array([[0.052, 0.045], [0.052, 0.050], [0.050, 0.050]]) * g, nps)
     neck = mk.tube("neck", pts, vals[:, 0], vals[:, 1], X, 20, cap0=0.02, cap1=0.02)
     parts.append(neck)
     ring_of[12] = (1, mk.key_ring_index(nps, 3)[1])
@@ -220,6 +230,16 @@ def _build(s: BodyShape, with_weights: bool) -> _Built:
     nose = mk.tube("nose", keys, np.array([0.011, 0.010]) * hs, np.array([0.010, 0.008]) * hs, X, 8, cap0=0.004,
                    cap1=0.008 * hs, cap_rings=2)
     parts.append(nose)
+
+    # ears: flat ellipsoids on the sides of the head
+    ey = ch[1] - 0.008 * hs
+    ex = Rx * np.cos(np.arcsin((ey - ch[1]) / H)) * 0.96
+    for side, sg in (("left", 1.0), ("right", -1.0)):
+        keys = np.array([[sg * ex, ey - 0.026 * hs, J[15, 2] - 0.012], [sg * ex, ey, J[15, 2] - 0.014],
+                         [sg * ex, ey + 0.026 * hs, J[15, 2] - 0.018]])
+        pts, vals = mk.interp_stations(keys, np.array([[0.008, 0.014], [0.009, 0.017], [0.008, 0.015]]) * hs, 2)
+        parts.append(mk.tube(f"{side}_ear", pts, vals[:, 0], vals[:, 1], X, 8, cap0=0.01 * hs, cap1=0.01 * hs,
+                             cap_rings=2))
 
     # per side: arm, palm, fingers, thumb, leg, foot
     side_parts: dict[str, dict[str, int]] = {}
@@ -316,9 +336,10 @@ def _build(s: BodyShape, with_weights: bool) -> _Built:
     # global stature scale about the pelvis joint (origin)
     for p in parts:
         p.verts = p.verts * s.stature
+        p.ring_centers = p.ring_centers * s.stature
     verts, faces = mk.merge(parts)
     joint_rings = {j: parts[pi].rings[ri] + parts[pi].offset for j, (pi, ri) in ring_of.items()}
-    joints = np.stack([verts[joint_rings[j]].mean(0) for j in range(24)])
+    joints = np.stack([parts[ring_of[j][0]].ring_centers[ring_of[j][1]] for j in range(24)])
 
     # smplx extra keypoints (SMPL-H vertex ids)
     special: dict[str, int] = {}
@@ -328,7 +349,9 @@ def _build(s: BodyShape, with_weights: bool) -> _Built:
     hc = ch * s.stature
     for side, sg in (("l", 1.0), ("r", -1.0)):
         special[f"{side}eye"] = mk.nearest(verts, hv, hc + np.array([sg * 0.033, 0.012, Rz]) * s.stature)
-        special[f"{side}ear"] = mk.nearest(verts, hv, hc + np.array([sg * Rx, -0.005, 0.0]) * s.stature)
+        ear = parts[4 if sg > 0 else 5]
+        ev = np.arange(ear.offset, ear.offset + len(ear.verts))
+        special[f"{side}ear"] = mk.nearest(verts, ev, verts[ev].mean(0) + np.array([sg * 0.02, 0.0, 0.0]))
         sp = side_parts["left" if sg > 0 else "right"]
         for fname in ("thumb", "index", "middle", "ring", "pinky"):
             special[f"{side}{fname}"] = pole(sp[fname], 1)
@@ -384,7 +407,7 @@ def _skin(b: _Built, side_parts: dict[str, dict[str, int]]) -> None:
     a12 = float(np.mean(nk.arc[b.joint_rings[12] - nk.offset]))
     w[rows(nk)] = mk.chain_weights(nk.arc, [a12, nk.arc.max() - 0.035], [9, 12, 15], [0.03, 0.025], 24)
     part[rows(nk)] = _PART["head"]
-    for p in (P[2], P[3]):
+    for p in P[2:6]:  # head, nose, ears
         w[rows(p), 15] = 1.0
         part[rows(p)] = _PART["head"]
 
@@ -471,7 +494,7 @@ def generate_smpl(gender: str = "neutral") -> dict[str, np.ndarray]:
         part[len(b.verts) + i] = part[a]
     jreg = np.zeros((24, NUM_VERTS))
     for j, ids in b.joint_rings.items():
-        jreg[j, ids] = 1.0 / len(ids)
+        jreg[j, ids] = mk.ring_weights(v[ids], b.joints[j])
     h36m = _h36m_regressor(b, jreg)
     # permute so that smplx's hard-coded keypoint ids land on our named vertices
     wanted = {vid: b.special[name] for name, vid in _smplx_special_ids().items()}

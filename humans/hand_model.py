@@ -117,7 +117,7 @@ def _build(s: HandShape, with_weights: bool) -> _Built:
     knuckle_x = np.mean(J[[1, 4, 10, 7], 0])
     knuckle_z = np.mean(J[[1, 7], 2])
     pt, pw = s.palm_thickness, s.palm_width
-    keys = np.array([wrist + np.array([0.022, 0.0, 0.0]), wrist,
+    keys = np.array([wrist + np.array([0.012, 0.0, 0.0]), wrist,
                      [0.5 * (wrist[0] + knuckle_x), 0.002, 0.5 * (wrist[2] + knuckle_z)],
                      [knuckle_x + 0.006, 0.002, knuckle_z]])
     rad = np.array([[0.026 * s.wrist, 0.017 * s.wrist], [0.029 * s.wrist, 0.0165 * pt], [0.041 * pw, 0.0155 * pt],
@@ -223,7 +223,7 @@ def generate_mano(num_pose_samples: int = 20000) -> dict[str, np.ndarray]:
         part[len(b.verts) + i] = part[a]
     jreg = np.zeros((16, NUM_VERTS))
     for j, ids in b.joint_rings.items():
-        jreg[j, ids] = 1.0 / len(ids)
+        jreg[j, ids] = mk.ring_weights(v[ids], v[ids].mean(0))
     wanted = {TIP_IDS[name]: vid for name, vid in b.tips.items()}
     # FreiHAND's ring/pinky tips: a vertex of the last cap ring next to each tip
     for name, slot in FREIHAND_TIP_IDS.items():

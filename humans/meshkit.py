@@ -30,6 +30,7 @@ class Part:
     rings: np.ndarray
     ring_arc: np.ndarray
     poles: tuple[int, int]
+    ring_centers: np.ndarray | None = None  # [K, 3] centres of the main rings
     offset: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -100,7 +101,7 @@ def tube(name: str, centers: np.ndarray, ra: np.ndarray, rb: np.ndarray, u_ref: 
     faces.append(np.stack([np.full(n_seg, last), ring_ids[-1], ring_ids[-1][nxt]], 1))
     faces = np.concatenate(faces).astype(np.int64)
     arc = np.concatenate([[-cap0], np.repeat(ring_arcs, n_seg), [arc_main[-1] + cap1]])
-    part = Part(name, verts, faces, arc, ring_ids[cap_rings:cap_rings + k], arc_main, (0, last))
+    part = Part(name, verts, faces, arc, ring_ids[cap_rings:cap_rings + k], arc_main, (0, last), centers.copy())
     if signed_volume(part.verts, part.faces) < 0:
         part.faces = part.faces[:, ::-1].copy()
     return part
@@ -264,3 +265,15 @@ def smooth_weights(weights: np.ndarray, faces: np.ndarray, iters: int = 8, alpha
     for _ in range(iters):
         w = (1 - alpha) * w + alpha * (avg @ w)
     return w
+
+
+def ring_weights(points: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Convex weights [n] over ring ``points`` [n, 3] whose weighted mean is ``center`` [3] (in the ring's plane):
+    the uniform weights plus the minimum-norm zero-sum correction that moves their mean onto the centre."""
+    n = len(points)
+    pc = points - points.mean(0)
+    delta = np.linalg.pinv(pc.T, rcond=1e-10) @ (np.asarray(center) - points.mean(0))
+    w = 1.0 / n + delta
+    if w.min() < 0:
+        raise ValueError("ring too lopsided for convex weights at its centre")
+    return w / w.sum()

@@ -8,8 +8,9 @@ Resolution order for ``load_model(kind, gender)``:
    write a clean copy once use ``convert_official``. An optional ``J_regressor_h36m.npy`` there is used as
    the H36M-17 regressor.
 2. Otherwise the procedurally generated models (``humans.body_model``, ``humans.hand_model``), written on first
-   use, deterministically and atomically, to ``$CPCBENCH_CACHE/models/v<version>/`` (default
-   ``~/.cache/cpcbench/models``) as the same plain-numpy pickle layout, and loaded by smplx like a real file.
+   use, deterministically and atomically, to ``$CPCBENCH_CACHE/models/v<version>-<digest>/`` (default
+   ``~/.cache/cpcbench/models``; the digest hashes the generator sources, so a changed generator never reuses a
+   stale file) as the same plain-numpy pickle layout, and loaded by smplx like a real file.
 
 Joints: body = the 24 SMPL joints (smplx's output joints [:24]); hand = 21 keypoints in FreiHAND order
 (16 MANO joints + 5 fingertip vertices, smplx's tip ids 744, 320, 443, 554, 671, reordered with
@@ -22,6 +23,7 @@ is +x; the MANO right hand has fingers along -x, palm facing -y, thumb towards +
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -61,10 +63,22 @@ _data_cache: dict[tuple, dict[str, Any]] = {}
 
 
 # ----------------------------------------------------------------------------------------------- files
+@functools.lru_cache(maxsize=1)
+def _generator_digest() -> str:
+    """Short hash of the generator sources: a changed generator never reuses a stale cached file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in ("meshkit.py", "body_model.py", "hand_model.py", "poses.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
 def cache_dir() -> Path:
-    """Where generated model files live: ``$CPCBENCH_CACHE/models/v<version>``."""
+    """Where generated model files live: ``$CPCBENCH_CACHE/models/v<version>-<generator digest>``."""
     root = Path(os.environ.get("CPCBENCH_CACHE") or Path.home() / ".cache" / "cpcbench")
-    return root / "models" / f"v{GENERATOR_VERSION}"
+    return root / "models" / f"v{GENERATOR_VERSION}-{_generator_digest()}"
 
 
 def _stem(kind: str, gender: str) -> str:
