@@ -600,3 +600,30 @@ def test_every_real_task_reads_its_fixture(name: str, tmp_path: Path, smpl_dir: 
         item = ds[len(ds) - 1]
         assert item["image"].shape == (3, 24, 24)
         assert all(hasattr(v, "dtype") for v in item.values())
+
+
+def test_pw3d_scores_follow_spin_eval(tmp_path: Path, smpl_dir: Path, monkeypatch) -> None:
+    """Parity with nkolot/SPIN eval.py on 3DPW: a neutral-SMPL prediction of the GT parameters against the gendered
+    GT, joints from J_regressor_h36m, pelvis (joint 0 of 17) subtracted, H36M_TO_J14, mean over joints, x1000."""
+    from humans.models import forward, load_model
+    from tasks.protocols import H36M_TO_J14
+
+    monkeypatch.setenv("CPCBENCH_MODELS", str(smpl_dir))
+    make_pw3d(tmp_path)
+    task = _task("3dpw", tmp_path)
+    batch = _batch(task.build_dataset("test", 16, limit=4))
+    out = forward("smpl", {"global_orient": batch["global_orient"], "body_pose": batch["body_pose"],
+                           "betas": batch["betas"]}, model=load_model("smpl", "neutral"))
+    reg = np.load(smpl_dir / "smpl" / "J_regressor_h36m.npy")
+    pv = out["verts"].numpy()
+    pj = np.einsum("jv,bvc->bjc", reg, pv)
+    gt = task.ground_truth(batch)
+    # SPIN: pred/gt keypoints = regressor @ vertices, minus their pelvis, 14 joints
+    p14 = pj[:, list(H36M_TO_J14)] - pj[:, :1]
+    g14 = gt["gt/joints_h36m"][:, list(H36M_TO_J14)] - gt["gt/joints_h36m"][:, :1]
+    spin_mpjpe = 1000 * np.linalg.norm(p14 - g14, axis=-1).mean(-1)
+    arrays = {**gt, "pred/joints_h36m": pj, "pred/verts": pv, "pred/joints3d": gt["gt/joints3d"]}
+    s = task.score_arrays(arrays)
+    assert np.allclose(s["mpjpe"], spin_mpjpe, atol=1e-3) and (s["mpjpe"] > 0.1).all()  # gender matters
+    pve = 1000 * np.linalg.norm((pv - pj[:, :1]) - (gt["gt/verts"] - gt["gt/joints_h36m"][:, :1]), axis=-1).mean(-1)
+    assert np.allclose(s["pve"], pve, atol=1e-3)
