@@ -10,7 +10,7 @@ compare backbones honestly (STYLE.md 8-9: tables are derived by one command and 
   measured twice keeps its newest record. The cell shows the mean and the std (ddof=1) over seeds, as
   ``harness.results.summarize`` defines them.
 - A **row** is a set of records chosen by a filter on record fields (dotted paths into the record, e.g.
-  ``{method: cpc, backbone.pretrain.pair_mix: 1.0}``). Records of one row with different weights (another
+  ``{method: cpc, pretrain.data.pair_mix: 1.0}``). Records of one row with different weights (another
   pretraining run) are split into separate rows, never averaged together.
 - **Best** per column (by the metric's direction) is bold. Another row's cell is marked † only when a
   paired t-test over the per-seed values matched by seed (``scipy.stats.ttest_rel``, two-sided, >= 3 common
@@ -74,16 +74,31 @@ def task_domain(rec: Mapping[str, Any]) -> str:
     return "other"
 
 
-def get_field(rec: Mapping[str, Any], path: str) -> Any:
-    """The value at dotted ``path`` (``backbone.pretrain.pair_mix``) or ``_MISSING``; ``domain`` is derived."""
-    if path == "domain":
-        return task_domain(rec)
-    node: Any = rec
-    for part in SHORTCUTS.get(path, path).split("."):
+def _lookup(node: Any, path: str) -> Any:
+    for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:
             return _MISSING
         node = node[part]
     return node
+
+
+def get_field(rec: Mapping[str, Any], path: str) -> Any:
+    """The value at dotted ``path`` or ``_MISSING``.
+
+    ``domain`` is the task's domain; ``pretrain.<key>`` reads the backbone's pretraining config: first the
+    resolved run config a cpcbench checkpoint carries (``backbone.pretrain.pretrain``: ``data.pair_mix``,
+    ``cpc.mask_strategy``, ...), then ``backbone.pretrain`` itself (``method``, ``domain``, ``steps``, ...).
+    """
+    if path == "domain":
+        return task_domain(rec)
+    if path.startswith("pretrain."):
+        rest = path[len("pretrain."):]
+        for base in ("backbone.pretrain.pretrain", "backbone.pretrain"):
+            value = _lookup(_lookup(rec, base), rest)
+            if value is not _MISSING:
+                return value
+        return _MISSING
+    return _lookup(rec, SHORTCUTS.get(path, path))
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -136,7 +151,8 @@ def matches(rec: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
     A condition is a value (equality; numbers compared with a tiny tolerance), a list (any of), ``null``
     (absent) or an operator mapping ``{gt: 0, lt: 1}`` with operators eq, ne, in, not_in, gt, ge, lt, le,
     exists. Paths are dotted keys into the record; ``task``/``backbone``/``weights`` are short for
-    ``task.name``/``backbone.name``/``backbone.weights_sha256`` and ``domain`` is the task's domain.
+    ``task.name``/``backbone.name``/``backbone.weights_sha256``, ``domain`` is the task's domain and
+    ``pretrain.<key>`` the backbone's pretraining config (``pretrain.data.pair_mix``; see ``get_field``).
     """
     return all(_match_value(get_field(rec, k), v, k) for k, v in where.items())
 

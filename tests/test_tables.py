@@ -156,10 +156,11 @@ def test_paired_p() -> None:
 
 def test_filters() -> None:
     rec = {"task": {"name": "synth-hand-mesh", "version": "1"}, "method": "cpc", "fraction": 0.5,
-           "backbone": {"name": "cpc", "pretrain": {"pair_mix": 1.0, "mask_strategy": "human"}}}
-    assert matches(rec, {"method": "cpc", "backbone.pretrain.pair_mix": 1.0, "domain": "hand"})
-    assert matches(rec, {"backbone.pretrain.pair_mix": {"gt": 0.5}, "task": ["x", "synth-hand-mesh"]})
-    assert not matches(rec, {"backbone.pretrain.pair_mix": {"gt": 0.0, "lt": 1.0}})
+           "backbone": {"name": "cpc", "pretrain": {"method": "cpc", "pretrain": {"data": {"pair_mix": 1.0}}}}}
+    assert matches(rec, {"method": "cpc", "pretrain.data.pair_mix": 1.0, "domain": "hand"})
+    assert matches(rec, {"pretrain.method": "cpc", "backbone.pretrain.pretrain.data.pair_mix": 1.0})
+    assert matches(rec, {"pretrain.data.pair_mix": {"gt": 0.5}, "task": ["x", "synth-hand-mesh"]})
+    assert not matches(rec, {"pretrain.data.pair_mix": {"gt": 0.0, "lt": 1.0}})
     assert matches(rec, {"backbone.pretrain.missing": None, "fraction": 0.5000000000001})
     assert not matches(rec, {"backbone.pretrain.missing": "x"})
     assert matches(rec, {"backbone.weights": {"exists": False}})
@@ -197,7 +198,9 @@ def test_shipped_specs_and_published_block(records: list[dict]) -> None:
     assert "*published (not measured here)*" in md and "Published by others, not measured by cpcbench" in md
     abl = spec_table(load_spec(SPECS / "ablation-pairs.yaml"), records, pub)
     labels = [r.label for r in abl.rows]
-    assert labels == ["CPC cross-view only", "CPC cross-pose only", "CPC both", "MAE (no pairs)"]
+    # two checkpoints match "both" (human-aware and uniform masking): two rows, never averaged together
+    assert labels == ["CPC cross-view only", "CPC cross-pose only", "CPC both (cpc)",
+                      "CPC both (runs/cpc-ablation-2/final.safetensors)", "MAE (no pairs)"]
 
 
 def test_empty_and_smoke_only(tmp_path: Path, records: list[dict]) -> None:

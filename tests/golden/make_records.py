@@ -27,8 +27,14 @@ TASKS = {
     "synth-body-2d": ("body", "", {"pck05": ("%", True), "pck10": ("%", True)}),
     "synth-hand-mesh": ("hand", "synth-mano21-root", {"pa_mpjpe": ("mm", False), "f5": ("", True)}),
 }
-PRETRAIN = {"cpc": {"method": "cpc", "pair_mix": 0.5, "mask_strategy": "human"},
-            "mae": {"method": "mae", "mask_strategy": "uniform"}, "dino": {"method": "dino"}, "scratch": {}}
+def pretrain_cfg(method: str, pair_mix: float = 0.5, mask: str = "uniform") -> dict[str, Any]:
+    """The shape of a cpcbench checkpoint's sidecar config (harness.pretrain: the run config under "pretrain")."""
+    return {"method": method, "domain": "body", "arch": "vit_tiny", "steps": 300,
+            "pretrain": {"method": method, "data": {"pair_mix": pair_mix}, "cpc": {"mask_strategy": mask},
+                         "mae": {"mask_strategy": "uniform"}}}
+
+
+PRETRAIN = {"cpc": pretrain_cfg("cpc"), "mae": pretrain_cfg("mae"), "dino": pretrain_cfg("dino"), "scratch": {}}
 _counter = [0]
 
 
@@ -54,7 +60,8 @@ def record(task: str, backbone: str, seeds: list[int], values: dict[str, list[fl
                   "weights_sha256": sha, "pretrain": pretrain if pretrain is not None else PRETRAIN.get(method, {})},
         method=method, protocol=protocol, seeds=seeds, fraction=fraction, limit=limit, metrics=m, n_samples=64,
         config={"steps": steps, "batch_size": 32, "base_lr": 1e-3,
-                                                   "defaults": {"steps": 10, "batch_size": 32, "base_lr": 1e-3}}, wall_time_s=1.0, run_id=f"20261124T0{day}0000Z-{n:08d}")
+                "defaults": {"steps": 10, "batch_size": 32, "base_lr": 1e-3}},
+        wall_time_s=1.0, run_id=f"20261124T0{day}0000Z-{n:08d}")
     rec.update(created=f"2026-11-24T0{day}:00:00Z", git_commit="0" * 40, hardware={"cpu": "fixture", "cores": 2},
                versions={"python": "3.11", "cpcbench": "0.1.0"})
     return rec
@@ -101,12 +108,12 @@ def build() -> list[dict[str, Any]]:
                                                      "pve": [150.0, 149.0, 151.0]}, fraction=0.1),
     ]
     # CPC ablations: checkpoints evaluated by path, told apart by their pretraining config
-    for i, (mix, mask, vals) in enumerate([(1.0, "human", [84.0, 85.0, 83.5]), (0.0, "human", [86.0, 85.5, 87.0]),
-                                           (0.5, "uniform", [82.0, 83.0, 81.0])]):
+    for i, (mix, mask, vals) in enumerate([(1.0, "uniform", [84.0, 85.0, 83.5]), (0.0, "uniform", [86.0, 85.5, 87.0]),
+                                           (0.5, "human", [82.0, 83.0, 81.0])]):
         recs.append(record("synth-body-mesh", f"runs/cpc-ablation-{i}/final.safetensors", [0, 1, 2],
                            {"mpjpe": vals, "pa_mpjpe": [v - 30 for v in vals], "pve": [v + 15 for v in vals]},
                            method="cpc", sha=f"abl{i}".ljust(64, "f"),
-                           pretrain={"method": "cpc", "pair_mix": mix, "mask_strategy": mask}))
+                           pretrain=pretrain_cfg("cpc", mix, mask)))
     return recs
 
 
