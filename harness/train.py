@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkpoints import CheckpointError, latest_train_state, load_train_state, save_train_state
-from harness.distributed import StepBatchSampler, all_gather_object, init_distributed
+from harness.distributed import StepBatchSampler, all_gather_object, barrier, init_distributed
 from harness.errors import CpcbenchError
 from harness.optim import effective_lr, lr_at
 from harness.optim import param_groups as default_param_groups
@@ -184,7 +184,7 @@ def _nan_error(what: str, value: float, step: int, run_dir: Path) -> CpcbenchErr
     last = latest_train_state(run_dir)
     where = str(last) if last else f"none (set ckpt_every to keep one; run dir {run_dir})"
     return CpcbenchError(f"{what} became {value} at step {step}; last good checkpoint: {where}; lower the learning "
-                         "rate or set gradient clipping, then resume from the checkpoint")
+                         "rate or set gradient clipping, then continue from that checkpoint with --resume")
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -238,25 +238,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
         raise CpcbenchError(f"{run_dir} already holds a checkpoint ({ckpt_dir.name}): pass --resume to continue "
                             "it, or choose a new output directory")
     if ckpt_dir is not None:
-        step, model_state, state = load_train_state(ckpt_dir)
-        for key in RESUME_KEYS:
-            if state["loop"][key] != getattr(loop, key):
-                raise CheckpointError(f"cannot resume {ckpt_dir}: it was trained with {key}={state['loop'][key]}, "
-                                      f"now {key}={getattr(loop, key)}; use the same value or a new output directory")
-        if state["sampler"]["dataset_len"] != n:
-            raise CheckpointError(f"cannot resume {ckpt_dir}: the dataset had {state['sampler']['dataset_len']} "
-                                  f"items, now {n}; resume with the same data or start a new run")
-        try:
-            raw.load_state_dict(model_state, strict=True)
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {ckpt_dir} does not fit this model/optimizer ({e})") from None
-        history, window, flops = state["history"], state["window"], float(state["flops_per_step"])
-        if len(state["rng"]) == world:
-            set_rng_state(state["rng"][rank])
-        else:
-            log.warning("resuming with %d processes instead of %d: RNG streams are reseeded", world, len(state["rng"]))
-            seed_everything(loop.seed + rank + 1000 * step)
+        step, history, window, flops = _restore(ckpt_dir, raw, opt, loop, optim, n, rank, world)
         if rank == 0:
             log.info("resuming %s from step %d", run_dir, step)
             _truncate_log(run_dir / "log.jsonl", step)
@@ -302,7 +284,11 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                 items = _to_device(items, device)
                 if loop.count_flops and not flops:
                     t0 = time.perf_counter()
-                    flops = count_flops(raw, items, amp, device.type) * world
+                    try:
+                        flops = count_flops(raw, items, amp, device.type) * world
+                    except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError) as e:
+                        log.warning("could not count FLOPs (%s: %s); GFLOP/s will read 0", type(e).__name__, e)
+                        flops = -1.0  # counted once: do not retry every step
                     t_window += time.perf_counter() - t0  # not part of the step's throughput
                 lr = lr_at(step, loop.steps, optim.warmup_steps, base_lr, optim.min_lr_ratio)
                 for g in opt.param_groups:
@@ -348,7 +334,8 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                     c = max(window["count"], 1)
                     entry = {"step": step, "epoch": (step - 1) // per_epoch, "loss": window["loss"] / c,
                              "parts": {k: v / c for k, v in window["parts"].items()}, "lr": lr,
-                             "img_per_s": batch * steps_window / dt, "gflops_per_s": flops * steps_window / dt / 1e9}
+                             "img_per_s": batch * steps_window / dt,
+                             "gflops_per_s": max(flops, 0.0) * steps_window / dt / 1e9}
                     if do_eval and rank == 0:
                         raw.eval()
                         with preserved_rng(), torch.no_grad(), (torch.autocast(device.type, dtype=amp)
@@ -379,13 +366,50 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                     t_window += time.perf_counter() - t0
         if step != saved_step or ckpt_dir is None:
             last_ckpt = checkpoint() or last_ckpt
+        if dist.distributed:
+            barrier()  # every rank returns once the final checkpoint is on disk
     finally:
         if bar is not None:
             bar.stop()
     final = next((h["loss"] for h in reversed(history) if "loss" in h), float("nan"))
     return TrainResult(steps=step, history=history, final_loss=final, wall_time_s=time.perf_counter() - t_start,
-                       flops_per_step=flops, run_dir=run_dir, checkpoint=last_ckpt if rank == 0 else None,
+                       flops_per_step=max(flops, 0.0), run_dir=run_dir, checkpoint=last_ckpt if rank == 0 else None,
                        evals=[{"step": h["step"], **h["eval"]} for h in history if "eval" in h])
+
+
+def _restore(ckpt_dir: Path, raw: Any, opt: Any, loop: LoopConfig, optim: OptimConfig, n: int, rank: int,
+             world: int) -> tuple[int, list[dict[str, Any]], dict[str, Any], float]:
+    """Load model, optimizer and RNG state from ``ckpt_dir``; (step, history, log window, flops per step)."""
+    from harness.runtime import seed_everything
+
+    step, model_state, state = load_train_state(ckpt_dir)
+    for key in RESUME_KEYS:
+        if state["loop"][key] != getattr(loop, key):
+            raise CheckpointError(f"cannot resume {ckpt_dir}: it was trained with {key}={state['loop'][key]}, "
+                                  f"now {key}={getattr(loop, key)}; use the same value or a new output directory")
+    if state["sampler"]["dataset_len"] != n:
+        raise CheckpointError(f"cannot resume {ckpt_dir}: the dataset had {state['sampler']['dataset_len']} "
+                              f"items, now {n}; resume with the same data or start a new run")
+    changed = [k for k, v in asdict(optim).items() if _plain_cfg(v) != _plain_cfg(state["optim"].get(k))]
+    changed += ["steps"] if state["loop"]["steps"] != loop.steps else []
+    if changed and rank == 0:
+        log.warning("resuming %s with changed %s: the run will not match an uninterrupted one",
+                    ckpt_dir, ", ".join(changed))
+    try:
+        raw.load_state_dict(model_state, strict=True)
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} does not fit this model/optimizer ({e})") from None
+    if len(state["rng"]) == world:
+        set_rng_state(state["rng"][rank])
+    else:
+        log.warning("resuming with %d processes instead of %d: RNG streams are reseeded", world, len(state["rng"]))
+        seed_everything(loop.seed + rank + 1000 * step)
+    return step, state["history"], state["window"], float(state["flops_per_step"])
+
+
+def _plain_cfg(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _hms(seconds: float) -> str:

@@ -203,13 +203,17 @@ def test_resume_after_sigkill_is_exact_with_workers(tmp_path: Path) -> None:
 
 
 # --- DDP --------------------------------------------------------------------------------------------
-def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
+def run_torchrun(out: Path, *args: str) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torchrun not found next to the python running the tests"
+    subprocess.run(["timeout", "120", torchrun, "--standalone", "--nproc_per_node=2", WORKER, "--out", str(out),
+                    *args], check=True, env=ENV, cwd=ROOT, timeout=150)
+
+
+def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     args = ["--steps", "4", "--batch", "8", "--deterministic-model"]
     run_worker(tmp_path / "one", *args)
-    subprocess.run(["timeout", "120", torchrun, "--standalone", "--nproc_per_node=2", WORKER,
-                    "--out", str(tmp_path / "two"), *args], check=True, env=ENV, cwd=ROOT, timeout=150)
+    run_torchrun(tmp_path / "two", *args)
     one = json.loads((tmp_path / "one" / "result.json").read_text())["history"]
     two = json.loads((tmp_path / "two" / "result.json").read_text())["history"]
     assert [h["loss"] for h in two] == pytest.approx([h["loss"] for h in one], rel=1e-5)
@@ -217,6 +221,22 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     assert set(w1) == set(w2)                                        # no "module." prefixes
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_resume_is_exact(tmp_path: Path) -> None:
+    """Two ranks with their own RNG streams (dropout, random masks): rewinding to the step-3 checkpoint and
+    resuming reproduces the step-6 weights."""
+    args = ["--steps", "6", "--batch", "8", "--ckpt-every", "3"]
+    run_torchrun(tmp_path, *args)
+    ckdir = tmp_path / "checkpoints"
+    done = final_weights(tmp_path)
+    shutil.rmtree(ckdir / "step_00000006")
+    (ckdir / "latest.json").write_text(json.dumps({"step": 3, "dir": "step_00000003"}))
+    run_torchrun(tmp_path, *args, "--resume")
+    again = final_weights(tmp_path)
+    for k in done:
+        assert torch.equal(done[k], again[k]), k
 
 
 # --- FLOPs ------------------------------------------------------------------------------------------
