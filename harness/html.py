@@ -39,7 +39,7 @@ nav ul { columns: 2; font-size: 0.9em; }
 
 
 def table_html(table: Table) -> str:
-    from harness.leaderboard import cell_parts, group_label, metric_label, modal_n
+    from harness.leaderboard import _pub_index, cell_parts, group_label, metric_label, modal_n
 
     n_usual = modal_n(table)
     spans: list[tuple[str, int]] = []
@@ -68,15 +68,14 @@ def table_html(table: Table) -> str:
                        + ('<sup class="dagger">†</sup>' if c.worse else "")
                        + (f'<span class="n">{escape(suffix)}</span>' if suffix else "") + "</td>")
         cls = ' class="published"' if row.source == "published" else ""
-        label = escape(row.label) + (f" [{[r.label for r in table.published_rows].index(row.label) + 1}]"
-                                     if row.source == "published" else "")
+        label = escape(row.label) + (f" [{_pub_index(table, row.label)}]" if row.source == "published" else "")
         out.append(f"<tr{cls}><td>{label}</td>{''.join(tds)}</tr>")
     out += ["</tbody>", "</table></div>"]
     return "\n".join(out)
 
 
 def page(board: Leaderboard) -> str:
-    from harness.leaderboard import GENERATED_NOTE, subtitle
+    from harness.leaderboard import GENERATED_NOTE, reference_notes, subtitle
 
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -93,9 +92,7 @@ def page(board: Leaderboard) -> str:
             parts.append(f'<p class="sub">{escape(sub)}</p>')
         parts.append(table_html(t))
         n_usual = modal_n_text(t)
-        notes = ([n_usual] if n_usual else []) + t.notes + [
-            f"[{i}] Published by others, not measured by cpcbench: {r.label}: {r.citation}"
-            for i, r in enumerate(t.published_rows, 1)]
+        notes = ([n_usual] if n_usual else []) + t.notes + reference_notes(t)
         if notes:
             parts.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
         pngs = board.plot_index.get(t.name, [])

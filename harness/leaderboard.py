@@ -131,14 +131,27 @@ def to_markdown(table: Table, level: int = 3) -> str:
     if n_usual:
         lines.append(f"- Mean ± std over seeds (std with ddof=1; {n_usual} seeds per cell unless marked n=...).")
     lines += [f"- {n}" for n in table.notes]
-    for i, row in enumerate(table.published_rows, 1):
-        lines.append(f"- [{i}] Published by others, not measured by cpcbench: {row.label}: {row.citation}")
+    lines += [f"- {n}" for n in reference_notes(table)]
     lines.append("")
     return "\n".join(lines)
 
 
+def citations(table: Table) -> list[str]:
+    """The distinct citations of the published rows, in order (footnote i+1 = citations[i])."""
+    return list(dict.fromkeys(r.citation for r in table.published_rows))
+
+
 def _pub_index(table: Table, label: str) -> int:
-    return [r.label for r in table.published_rows].index(label) + 1
+    row = next(r for r in table.published_rows if r.label == label)
+    return citations(table).index(row.citation) + 1
+
+
+def reference_notes(table: Table) -> list[str]:
+    out = []
+    for i, cite in enumerate(citations(table), 1):
+        who = ", ".join(r.label for r in table.published_rows if r.citation == cite)
+        out.append(f"[{i}] Published by others, not measured by cpcbench ({who}): {cite}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- CSV
@@ -173,7 +186,8 @@ def to_csv(table: Table) -> str:
 # ---------------------------------------------------------------------------------------------- LaTeX
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$^\dagger$",
-          "–": "--", "·": r"$\cdot$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+          "–": "--", "·": r"$\cdot$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "<": r"$<$", ">": r"$>$",
+          "|": r"\textbar{}", "§": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -227,8 +241,7 @@ def to_latex(table: Table) -> str:
         out.append(" & ".join([label, *cells]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     notes = ([f"Mean ± std over seeds ({n_usual} per cell unless marked n=...)."] if n_usual else []) + table.notes
-    notes += [f"[{i}] Published, not measured here: {r.label}: {r.citation}"
-              for i, r in enumerate(table.published_rows, 1)]
+    notes += reference_notes(table)
     if notes:
         out.append(r"\par\smallskip\parbox{\linewidth}{\footnotesize " + latex_escape(" ".join(notes)) + "}")
     out += [r"\end{table}", ""]
@@ -286,7 +299,9 @@ def build_leaderboard(records: Sequence[Mapping[str, Any]], paper: bool = False,
 
 
 def readme_markdown(board: Leaderboard) -> str:
-    lines = ["# cpcbench leaderboard", "", GENERATED_NOTE, "", *board.summary, ""]
+    lines = ["# cpcbench leaderboard", "", GENERATED_NOTE, ""]
+    for line in board.summary:
+        lines += [line, ""]
     lines += [f"- [{t.title}](#{t.name}) ([md](tables/{t.name}.md), [csv](tables/{t.name}.csv), "
               f"[tex](tables/{t.name}.tex))" for t in board.tables]
     lines.append("")
