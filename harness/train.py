@@ -298,6 +298,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                 if not isinstance(out, dict) or "loss" not in out:
                     raise CpcbenchError(f"{type(raw).__name__}.forward must return a dict with 'loss'")
                 loss = out["loss"]
+                if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+                    raise CpcbenchError(f"{type(raw).__name__}.forward must return 'loss' as a scalar tensor, got "
+                                        f"{getattr(loss, 'shape', type(loss).__name__)}; reduce it with .mean()")
                 names = sorted(k for k, v in out.items() if k != "loss" and (
                     isinstance(v, int | float) or (isinstance(v, torch.Tensor) and v.ndim == 0)))
                 vals = torch.stack([loss.detach().float().reshape(())] + [

@@ -146,6 +146,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
     assert res.steps == 8 and all(h["loss"] == h["loss"] for h in res.history)
 
 
+def test_export_state_unwraps_compile_and_progress_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.train import _progress, export_state
+
+    lin = nn.Linear(2, 3)
+    compiled = torch.compile(lin)                                    # compiles lazily: nothing runs here
+    assert set(compiled.state_dict()) == {"_orig_mod.weight", "_orig_mod.bias"}
+    assert set(export_state(compiled)) == {"weight", "bias"}
+    monkeypatch.setenv("CPCBENCH_NO_PROGRESS", "1")
+    assert _progress("x", 10, 0) is None
+
+
+def test_forward_must_return_a_scalar_loss(tmp_path: Path) -> None:
+    class Bad(ToyModel):
+        def forward(self, batch: dict) -> dict:
+            return {"loss": super().forward(batch)["pred"]}
+
+    with pytest.raises(CpcbenchError, match="scalar tensor"):
+        train(Bad(), ToyData(), quick(steps=2), OPT, tmp_path)
+
+
 def test_resume_refuses_a_different_batch_size(tmp_path: Path) -> None:
     train(ToyModel(), ToyData(), quick(steps=2), OPT, tmp_path)
     with pytest.raises(CheckpointError, match="batch_size"):
