@@ -98,12 +98,15 @@ class BodyShape:
     limb: float = 1.0
 
 
-BETA_SIGMA = (0.045, 0.08, 0.05, 0.06, 0.06, 0.05, 0.05, 0.05, 0.15, 0.08)
+BETA_SIGMA = (0.045, 0.10, 0.05, 0.06, 0.06, 0.05, 0.05, 0.05, 0.15, 0.08)
 GENDERS: dict[str, BodyShape] = {
     "neutral": BodyShape(),
     "male": BodyShape(stature=1.035, girth=1.02, shoulder=1.07, hip=0.96, limb=1.05, belly=1.0),
     "female": BodyShape(stature=0.955, girth=0.96, shoulder=0.91, hip=1.08, limb=0.93, head=0.98, belly=0.95),
 }
+
+
+GENDER_CHEST = {"neutral": 1.0, "male": 0.8, "female": 2.0}  # front chest bulge factor
 
 
 def shape_with_betas(base: BodyShape, betas: np.ndarray) -> BodyShape:
@@ -154,7 +157,7 @@ class _Built:
     h36m_sets: dict[int, np.ndarray] | None = None
 
 
-def _build(s: BodyShape, with_weights: bool) -> _Built:
+def _build(s: BodyShape, with_weights: bool, chest: float = 1.0) -> _Built:
     """The body mesh for shape ``s`` (fixed topology for every shape)."""
     J = _shaped_joints(s)
     g, lg = s.girth, s.girth * s.limb
@@ -181,7 +184,7 @@ def _build(s: BodyShape, with_weights: bool) -> _Built:
     bump = lambda c, wdt: np.exp(-0.5 * ((np.arange(len(pts)) - c) / wdt) ** 2)  # noqa: E731
     tb = (0.10 * bump(kr[0] + 1.2, 1.0)[:, None] * back[None] ** 2
           + 0.05 * (s.belly - 0.7) * bump(kr[1] + 2, 1.2)[:, None] * front[None] ** 2
-          + 0.07 * bump(kr[3] + 1, 1.2)[:, None] * front[None] ** 2
+          + 0.07 * chest * bump(kr[3] + 1, 1.2)[:, None] * front[None] ** 2
           + 0.04 * bump(kr[4] + 1.5, 1.2)[:, None] * back[None] ** 2)
     torso = mk.tube("torso", pts, vals[:, 0], vals[:, 1], X, n_torso, exponent=2.4, cap0=0.055, cap1=0.065 * g,
                     bulge=1.0 + tb)
@@ -473,7 +476,8 @@ def generate_smpl(gender: str = "neutral") -> dict[str, np.ndarray]:
     if gender not in GENDERS:
         raise ValueError(f"unknown gender {gender!r}; use one of {sorted(GENDERS)}")
     base = GENDERS[gender]
-    b = _build(base, with_weights=True)
+    chest = GENDER_CHEST[gender]
+    b = _build(base, with_weights=True, chest=chest)
     pairs, faces = mk.split_edges(b.verts, b.faces, NUM_VERTS)
 
     def up(x: np.ndarray) -> np.ndarray:
@@ -484,8 +488,8 @@ def generate_smpl(gender: str = "neutral") -> dict[str, np.ndarray]:
     for k in range(10):
         e = np.zeros(10)
         e[k] = 1.0
-        vp = up(_build(shape_with_betas(base, e), with_weights=False).verts)
-        vm = up(_build(shape_with_betas(base, -e), with_weights=False).verts)
+        vp = up(_build(shape_with_betas(base, e), with_weights=False, chest=chest).verts)
+        vm = up(_build(shape_with_betas(base, -e), with_weights=False, chest=chest).verts)
         dirs.append(0.5 * (vp - vm))
     shapedirs = np.stack(dirs, axis=2)
     weights = mk.smooth_weights(up(b.weights), faces, iters=SMOOTH_ITERS)

@@ -480,26 +480,41 @@ def sample_hand_orient(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def hand_motion(rng: np.random.Generator, num_frames: int, fps: float = 30.0) -> dict[str, np.ndarray]:
-    """Transitions between gestures: ``global_orient`` [T, 3] (a random start orientation turning by up to
-    ~40 degrees per keyframe), ``hand_pose`` [T, 45], ``labels`` [T] (gesture of the nearest keyframe)."""
+    """Transitions between gestures: each gesture is held for 0.4-0.9 s (drifting slightly), then the hand moves
+    to the next one in 0.25-0.5 s. Returns ``global_orient`` [T, 3] (a random start orientation, turning by
+    ~20 degrees per keyframe), ``hand_pose`` [T, 45], ``labels`` [T] (the gesture being held, or during a
+    transition the nearer of the two) and ``stable`` [T] bool (True while a gesture is held)."""
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
     duration = (num_frames - 1) / fps
-    kt = _key_times(rng, duration, 0.5, 1.0)
+    kt, key_gesture, holds = [0.0], [], []
+    g = int(rng.integers(0, len(GESTURES)))
+    while True:
+        hold = rng.uniform(0.4, 0.9)
+        holds.append((kt[-1], kt[-1] + hold))
+        kt.append(kt[-1] + hold)
+        key_gesture += [g, g]
+        if kt[-1] >= duration:
+            break
+        kt.append(kt[-1] + rng.uniform(0.25, 0.5))
+        g = int((g + rng.integers(1, len(GESTURES))) % len(GESTURES))  # a different gesture
+    kt = np.array(kt)
+    key_gesture = np.array(key_gesture, dtype=np.int64)
     k = len(kt)
-    gestures = rng.integers(0, len(GESTURES), size=k)
-    keys = np.stack([sample_hand_pose(rng, 1, int(g), noise=0.8)[0][0] for g in gestures])
+    keys = np.stack([sample_hand_pose(rng, 1, int(kg), noise=0.8)[0][0] for kg in key_gesture])
     t = np.arange(num_frames) / fps
     pose = np.stack([_slerp_track(keys[:, 3 * j:3 * j + 3], kt, t) for j in range(15)], 1).reshape(num_frames, 45)
     start = Rotation.from_rotvec(sample_hand_orient(rng, 1))
-    steps = Rotation.from_rotvec(rng.normal(0.0, np.radians(20.0), (k, 3)))
+    steps = Rotation.from_rotvec(rng.normal(0.0, np.radians(12.0), (k, 3)))
     key_go = [start]
     for i in range(1, k):
         key_go.append(steps[i] * key_go[-1])
-    key_go = Rotation.concatenate(key_go).as_rotvec()
-    go = _slerp_track(key_go, kt, t)
+    go = _slerp_track(Rotation.concatenate(key_go).as_rotvec(), kt, t)
     nearest = np.abs(t[:, None] - kt[None]).argmin(1)
-    return {"global_orient": go, "hand_pose": pose, "labels": gestures[nearest].astype(np.int64)}
+    stable = np.zeros(num_frames, dtype=bool)
+    for a, b in holds:
+        stable |= (t >= a) & (t <= b)
+    return {"global_orient": go, "hand_pose": pose, "labels": key_gesture[nearest], "stable": stable}
 
 
 __all__ = ["BODY_LIMITS", "GESTURES", "HAND_LIMITS", "body_motion", "hand_motion", "sample_body_pose",

@@ -196,6 +196,12 @@ def test_real_file_override(cache, tmp_path, monkeypatch):
     np.testing.assert_allclose(out["verts"][0].numpy(), data["v_template"], atol=1e-5)
     assert models.model_file("mano") == real / "MANO_RIGHT.pkl"
     assert models.model_file("smpl", "male").parent != real  # no real male file: the generated one
+    # .npz files (e.g. written by convert_official) work the same way
+    models.convert_official(real / "SMPL_NEUTRAL.pkl", real / "smpl" / "SMPL_FEMALE.npz")
+    assert models.model_file("smpl", "female") == real / "smpl" / "SMPL_FEMALE.npz"
+    out_f = models.forward("smpl", {"global_orient": np.zeros((1, 3)), "body_pose": np.zeros((1, 69))},
+                           model=models.load_model("smpl", "female"))
+    np.testing.assert_allclose(out_f["verts"][0].numpy(), data["v_template"], atol=1e-5)
 
 
 def test_convert_official_without_chumpy(cache, tmp_path):

@@ -109,3 +109,10 @@ def test_hand_motion_smooth():
     assert m["hand_pose"].shape == (90, 45) and m["global_orient"].shape == (90, 3) and m["labels"].shape == (90,)
     assert _step_angles(m["hand_pose"], 15).max() < 15.0
     assert _step_angles(m["global_orient"], 1).max() < 8.0
+    assert m["stable"].mean() > 0.5 and len(np.unique(m["labels"])) >= 2
+    # while a gesture is held the pose stays close to that gesture's prototype (no noise) more than to others'
+    protos = np.stack([poses.hand_pose_params(poses.sample_hand_pose(np.random.default_rng(0), 1, g, noise=0.0)[0])[0]
+                       for g in range(len(poses.GESTURES))]).reshape(len(poses.GESTURES), -1)
+    held = poses.hand_pose_params(m["hand_pose"][m["stable"]]).reshape(int(m["stable"].sum()), -1)
+    closest = np.linalg.norm(held[:, None] - protos[None], axis=2).argmin(1)
+    assert np.mean(closest == m["labels"][m["stable"]]) > 0.9
