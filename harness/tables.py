@@ -486,7 +486,8 @@ def mark_best(table: Table) -> None:
         best = [c for c in cells if math.isclose(c.mean, best_val, rel_tol=1e-12, abs_tol=1e-12)]
         for c in best:
             c.best = True
-        if len(best) != 1:
+        if len(best) != 1:  # a tie for best: nothing to test against
+            untested += len(cells) - len(best)
             continue
         for c in cells:
             if c.best:
@@ -502,7 +503,7 @@ def mark_best(table: Table) -> None:
             f"matched by seed (two-sided, p < {table.alpha:g}, no correction for multiple comparisons); "
             f"unmarked cells are not significantly different" + (
                 f", or could not be tested ({untested} cell(s): fewer than 3 seeds in common with the best "
-                "row, or identical values)." if untested else "."))
+                "row, identical values, or a tie for best)." if untested else "."))
 
 
 def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequence[Column],

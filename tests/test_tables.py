@@ -244,3 +244,16 @@ def test_html_in_headless_chromium(board_dir: Path, tmp_path: Path) -> None:
     assert "<td>cpc</td>" in dom and "HMR2.0 (ViT-H)" in dom
     errors = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert not errors, errors
+
+
+def test_tie_for_best_is_not_tested() -> None:
+    from harness.tables import Cell, Column, ColumnKey, Row, Table, mark_best
+
+    col = Column(ColumnKey("t", "1", "", "finetune", 1.0, None, "", "m"), "mm", False, 1)
+    vals = {0: 1.0, 1: 2.0, 2: 3.0}
+    rows = [Row(name, [Cell(dict(v), sum(v.values()) / 3, 1.0)]) for name, v in
+            (("a", vals), ("b", vals), ("c", {0: 9.0, 1: 9.5, 2: 9.9}))]
+    table = Table("x", "x", [col], rows)
+    mark_best(table)
+    assert [r.cells[0].best for r in rows] == [True, True, False]
+    assert not rows[2].cells[0].worse and "tie for best" in table.notes[-1]
