@@ -69,7 +69,8 @@ class LoopConfig:
 @dataclass
 class TrainResult:
     steps: int
-    history: list[dict[str, Any]]  # per logged step: step, epoch, loss, parts, lr, img_per_s, gflops_per_s[, eval]
+    history: list[dict[str, Any]]  # per logged step: step, epoch, loss, parts, lr, grad_norm, img_per_s,
+                                   # gflops_per_s[, eval]
     final_loss: float
     wall_time_s: float
     flops_per_step: float          # forward + backward FLOPs of one global batch (0 when not counted)
@@ -316,16 +317,16 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                     raise _nan_error("loss", vals[0], step + 1, run_dir)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if optim.clip_grad:
-                    norm = float(torch.nn.utils.clip_grad_norm_(params, optim.clip_grad))
-                    if not math.isfinite(norm):
-                        raise _nan_error("gradient norm", norm, step + 1, run_dir)
+                norm = float(torch.nn.utils.clip_grad_norm_(params, optim.clip_grad or math.inf))
+                if not math.isfinite(norm):
+                    raise _nan_error("gradient norm", norm, step + 1, run_dir)
                 opt.step()
                 step += 1
                 steps_window += 1
                 if hasattr(raw, "after_optimizer_step"):
                     raw.after_optimizer_step(step, loop.steps)
                 window["loss"] += vals[0]
+                window["grad_norm"] = window.get("grad_norm", 0.0) + norm
                 window["count"] += 1
                 for k, v in zip(names, vals[1:], strict=True):
                     window["parts"][k] = window["parts"].get(k, 0.0) + v
@@ -337,6 +338,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                     c = max(window["count"], 1)
                     entry = {"step": step, "epoch": (step - 1) // per_epoch, "loss": window["loss"] / c,
                              "parts": {k: v / c for k, v in window["parts"].items()}, "lr": lr,
+                             "grad_norm": window.get("grad_norm", 0.0) / c,
                              "img_per_s": batch * steps_window / dt,
                              "gflops_per_s": max(flops, 0.0) * steps_window / dt / 1e9}
                     if do_eval and rank == 0:
@@ -398,11 +400,14 @@ def _restore(ckpt_dir: Path, raw: Any, opt: Any, loop: LoopConfig, optim: OptimC
     if changed and rank == 0:
         log.warning("resuming %s with changed %s: the run will not match an uninterrupted one",
                     ckpt_dir, ", ".join(changed))
+    fresh = [{k: g[k] for k in ("weight_decay", "betas", "eps", "lr_scale") if k in g} for g in opt.param_groups]
     try:
         raw.load_state_dict(model_state, strict=True)
         opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"checkpoint {ckpt_dir} does not fit this model/optimizer ({e})") from None
+    for g, hyper in zip(opt.param_groups, fresh, strict=True):
+        g.update(hyper)  # the current config's hyperparameters win over the saved ones (moments are kept)
     if len(state["rng"]) == world:
         set_rng_state(state["rng"][rank])
     else:

@@ -166,6 +166,20 @@ def test_forward_must_return_a_scalar_loss(tmp_path: Path) -> None:
         train(Bad(), ToyData(), quick(steps=2), OPT, tmp_path)
 
 
+def test_nan_gradient_stops_even_without_clipping(tmp_path: Path) -> None:
+    class NanGrad(ToyModel):
+        def forward(self, batch: dict) -> dict:
+            out = super().forward(batch)
+            w = self.net[0].weight
+            out["loss"] = out["loss"] + (torch.sqrt((w * 0).sum()) if self.calls >= 3 else 0.0)  # d/dw: nan
+            return out
+
+    with pytest.raises(CpcbenchError, match="gradient norm became nan at step 3"):
+        train(NanGrad(), ToyData(), quick(steps=5, ckpt_every=2),
+              OptimConfig(base_lr=0.05, warmup_steps=2, clip_grad=None), tmp_path)
+    assert latest_train_state(tmp_path).name == "step_00000002"
+
+
 def test_resume_refuses_a_different_batch_size(tmp_path: Path) -> None:
     train(ToyModel(), ToyData(), quick(steps=2), OPT, tmp_path)
     with pytest.raises(CheckpointError, match="batch_size"):
