@@ -35,6 +35,7 @@ class DataConfig:
     source: str = "synth"  # synth | a frame-set directory | (supervised) an ImageFolder root
     synth_frames: int = 2048  # frames of the generated synthetic set (train + test)
     synth_seed: int = 0
+    synth_workers: int = 2  # rendering processes when the synthetic set must be generated
     pair_mix: float = 0.5  # fraction of cross-view pairs (the rest cross-pose)
     min_gap: int = 2  # cross-pose frame gap range
     max_gap: int = 12
@@ -293,7 +294,7 @@ def open_frames(source: str, domain: str, cfg: DataConfig, img_size: int) -> Fra
     if source == "synth":
         from humans.world import ensure_frames
 
-        root = ensure_frames(domain, cfg.synth_frames, img_size, cfg.synth_seed)
+        root = ensure_frames(domain, cfg.synth_frames, img_size, cfg.synth_seed, workers=cfg.synth_workers)
     else:
         root = Path(source)
         if not (root / "manifest.csv").is_file():
