@@ -198,7 +198,12 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     ``param_groups``: AdamW groups to use instead of the default ones (each may set ``lr_scale`` and
     ``weight_decay``). ``eval_fn(model, step) -> dict`` runs on rank 0 every ``eval_every`` steps and at
     the end, in eval mode under ``no_grad`` with the RNG states preserved; its result is stored in the
-    history entry of that step. ``resume=True`` continues from ``run_dir``'s latest checkpoint if there is one.
+    history entry of that step. ``resume=True`` continues from ``run_dir``'s latest checkpoint if there is one
+    (and starts fresh when there is none); without it, a ``run_dir`` that holds a checkpoint is refused.
+
+    A fresh run seeds python/numpy/torch with ``loop.seed + rank``; the model must be built before (under
+    DDP, rank 0's initial weights are broadcast). Under ``torchrun`` call ``harness.distributed.destroy()``
+    once the process is done with collectives.
     """
     import torch
     from torch.utils.data import DataLoader
