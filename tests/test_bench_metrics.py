@@ -62,8 +62,13 @@ def test_bench_pa_mpjpe_3dpw_size():
     gt = rng.normal(size=(n, j, 3)) * 0.3
     pred = gt + rng.normal(size=(n, j, 3)) * 0.05 + rng.normal(size=(n, 1, 3))
     pred[: n // 50] *= np.array([1.0, -1.0, 1.0])  # 2% mirrored: these take the SVD fallback
-    t_loop, ref = _best(lambda: _loop_pa_mpjpe(pred, gt), repeat=1)
-    t_fast, got = _best(lambda: M.pa_mpjpe(pred, gt))
+    # interleave the two (best of 3 each) so that load changes on the shared machine hit both alike
+    t_loop = t_fast = float("inf")
+    for _ in range(3):
+        t, ref = _best(lambda: _loop_pa_mpjpe(pred, gt), repeat=1)
+        t_loop = min(t_loop, t)
+        t, got = _best(lambda: M.pa_mpjpe(pred, gt), repeat=1)
+        t_fast = min(t_fast, t)
     np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-12)
 
     import torch
