@@ -150,13 +150,10 @@ class _ChumpyStub:
 
     def array(self) -> np.ndarray:
         st = getattr(self, "state", None)
-        if isinstance(st, dict):
-            if "x" in st:
-                return np.asarray(st["x"])
-            for v in st.values():
-                if isinstance(v, np.ndarray):
-                    return v
-        raise CpcbenchError("a chumpy object in the model file holds no array; is this an official SMPL/MANO file?")
+        if isinstance(st, dict) and isinstance(st.get("x"), np.ndarray | list | tuple | float | int):
+            return np.asarray(st["x"])  # a plain chumpy ``Ch`` keeps its value in ``x``
+        raise CpcbenchError("a chumpy object in the model file holds no array (a chumpy expression?); "
+                            "is this an official SMPL/MANO file?")
 
 
 class _ModelUnpickler(pickle.Unpickler):
@@ -192,6 +189,23 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+_REQUIRED = ("v_template", "f", "weights", "J_regressor", "kintree_table", "shapedirs", "posedirs")
+
+
+def _clean_top(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Clean every entry; an optional entry that cannot be turned into arrays (e.g. a chumpy expression) is
+    dropped with a warning, a required one is an error."""
+    out = {}
+    for k, v in data.items():
+        try:
+            out[k] = _clean(v)
+        except CpcbenchError:
+            if k in _REQUIRED:
+                raise
+            log.warning("%s: dropping entry %r (a chumpy object without a stored array)", path, k)
+    return out
+
+
 def read_model_file(path: str | Path) -> dict[str, Any]:
     """The arrays of a SMPL/MANO model file (.pkl, official chumpy pickles included, or .npz) as plain numpy."""
     path = Path(path)
@@ -208,8 +222,8 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         raise CpcbenchError(f"cannot read model file {path}: {e}; is it a SMPL/MANO .pkl or .npz?") from e
     if not isinstance(data, dict):
         raise CpcbenchError(f"model file {path} holds a {type(data).__name__}, not a dict of arrays")
-    data = _clean(data)
-    missing = {"v_template", "f", "weights", "J_regressor", "kintree_table", "shapedirs", "posedirs"} - set(data)
+    data = _clean_top(data, path)
+    missing = set(_REQUIRED) - set(data)
     if missing:
         raise CpcbenchError(f"model file {path} lacks {sorted(missing)}; is it a SMPL/MANO model file?")
     return data

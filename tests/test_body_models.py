@@ -224,6 +224,10 @@ def test_convert_official_without_chumpy(cache, tmp_path):
     import scipy.sparse
 
     official["J_regressor"] = scipy.sparse.csc_matrix(official["J_regressor"])
+    expr = Ch(None)  # a chumpy expression (no stored value): optional, so it is dropped
+    del expr.x
+    expr.a = Ch(np.ones(3))
+    official["J"] = expr
     sys.modules["chumpy"], sys.modules["chumpy.ch"] = chumpy, ch
     try:
         with open(tmp_path / "MANO_RIGHT_official.pkl", "wb") as f:
@@ -234,7 +238,7 @@ def test_convert_official_without_chumpy(cache, tmp_path):
         _plain(tmp_path / "MANO_RIGHT_official.pkl")
     dst = models.convert_official(tmp_path / "MANO_RIGHT_official.pkl", tmp_path / "out" / "MANO_RIGHT.pkl")
     clean = _plain(dst)
-    assert "chumpy" not in sys.modules
+    assert "chumpy" not in sys.modules and "J" not in clean
     for k in ("v_template", "shapedirs", "weights", "J_regressor", "f", "hands_components"):
         assert isinstance(clean[k], np.ndarray)
         np.testing.assert_array_equal(clean[k], src[k])
