@@ -107,6 +107,15 @@ def rotmat_to_axis_angle(r: torch.Tensor) -> torch.Tensor:
     return xyz * scale[..., None]
 
 
+def mean_rotation(r: torch.Tensor) -> torch.Tensor:
+    """Chordal L2 mean of rotations: [N, ..., 3, 3] -> [..., 3, 3] (the arithmetic mean projected onto SO(3))."""
+    u, _, vh = torch.linalg.svd(r.double().mean(0))
+    d = torch.det(u @ vh)
+    fix = torch.ones_like(u[..., 0, :])
+    fix[..., -1] = d
+    return (u * fix[..., None, :] @ vh).to(r.dtype)
+
+
 # ---------------------------------------------------------------------------------------------- model-based
 class ParamMeshHead(nn.Module):
     """HMR-style iterative regression of body/hand model parameters from pooled tokens.
@@ -120,7 +129,8 @@ class ParamMeshHead(nn.Module):
     """
 
     def __init__(self, embed_dim: int, num_prefix_tokens: int, n_joints: int, n_betas: int = 10,
-                 n_iter: int = 3, hidden: int = 512) -> None:
+                 n_iter: int = 3, hidden: int = 512, init_rotmat: torch.Tensor | None = None,
+                 init_betas: torch.Tensor | None = None, init_cam: torch.Tensor | None = None) -> None:
         super().__init__()
         self.num_prefix, self.n_joints, self.n_betas, self.n_iter = num_prefix_tokens, n_joints, n_betas, n_iter
         n_params = n_joints * 6 + n_betas + 3
@@ -130,8 +140,12 @@ class ParamMeshHead(nn.Module):
         self.out = nn.Linear(hidden, n_params)
         nn.init.xavier_uniform_(self.out.weight, gain=0.01)  # start near the mean estimate (HMR/HMR2.0 decoders)
         nn.init.zeros_(self.out.bias)
-        init = torch.cat([rotmat_to_rot6d(torch.eye(3)).repeat(n_joints), torch.zeros(n_betas),
-                          torch.tensor([0.9, 0.0, 0.0])])
+        # the starting estimate: the training set's mean parameters when given (HMR's mean SMPL parameters), else
+        # the identity pose, zero shape and a centred camera
+        rot = init_rotmat.float() if init_rotmat is not None else torch.eye(3).expand(n_joints, 3, 3)
+        init = torch.cat([rotmat_to_rot6d(rot).reshape(-1),
+                          init_betas.float().reshape(n_betas) if init_betas is not None else torch.zeros(n_betas),
+                          init_cam.float().reshape(3) if init_cam is not None else torch.tensor([0.9, 0.0, 0.0])])
         self.register_buffer("init_params", init, persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:

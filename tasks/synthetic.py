@@ -44,9 +44,10 @@ from tasks.protocols import PROTOCOLS
 
 log = logging.getLogger("cpcbench.tasks")
 
-#: default embedded frame sets (per domain): frames, render size, seed
-SYNTH_FRAMES: dict[str, dict[str, int]] = {"body": {"frames": 2048, "size": 64, "seed": 0},
-                                           "hand": {"frames": 2048, "size": 64, "seed": 0}}
+#: the embedded frame sets (per domain): frames and seed; rendered at the backbone's input size, so that fine-tuning
+#: reads the very frame set `cpcbench pretrain` made (same ensure_frames arguments: 2048 frames, seed 0)
+SYNTH_FRAMES: dict[str, dict[str, int]] = {"body": {"frames": 2048, "seed": 0}, "hand": {"frames": 2048, "seed": 0}}
+DEFAULT_SIZE = 128
 CITE_SYNTH = "cpcbench synthetic human world (humans.world); protocol conventions as cited in tasks/synthetic.py"
 
 
@@ -181,24 +182,27 @@ class SynthTask(Task):
         if self.root is not None and not (self.root / "manifest.csv").is_file():
             self.root = None
         self._cache: dict[tuple, dict[str, np.ndarray]] = {}
+        self._size: int | None = None  # the size of the frame set in use (set by build_dataset)
 
     def data_status(self) -> dict[str, str]:
         if self.root is not None:
             return {"data": "found", "where": str(self.root)}
         return {"data": "synthetic", "where": f"humans.world default {self.domain} frames (rendered on first use)"}
 
-    def frame_root(self) -> Path:
+    def frame_root(self, size: int | None = None) -> Path:
+        """The frame set: ``root`` if given, else the world's default set rendered at ``size`` (on first use)."""
         if self.root is not None:
             return self.root
         from humans.world import ensure_frames
 
         cfg = SYNTH_FRAMES[self.domain]
-        return Path(ensure_frames(self.domain, cfg["frames"], cfg["size"], cfg["seed"]))
+        return Path(ensure_frames(self.domain, cfg["frames"], size or self._size or DEFAULT_SIZE, cfg["seed"]))
 
     def arrays(self, split: Split, img_size: int, limit: int | None = None) -> dict[str, np.ndarray]:
         key = (split, img_size, limit)
         if key not in self._cache:
-            self._cache[key] = load_frames(self.frame_root(), split, img_size, self.fields, limit)
+            self._size = self._size or img_size
+            self._cache[key] = load_frames(self.frame_root(img_size), split, img_size, self.fields, limit)
         return self._cache[key]
 
     def build_dataset(self, split: Split, img_size: int, limit: int | None = None) -> Dataset:
@@ -233,25 +237,76 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- mesh (bodies, hands)
 class MeshTask(SynthTask):
-    """Root-relative 3D joints and vertices; model-based or model-free head; losses in metres (L1)."""
+    """Root-relative 3D joints and vertices; model-based or model-free head.
 
-    fields: ClassVar[tuple[str, ...]] = ("joints3d", "verts", "root", "K")
+    Loss (metres, L1 as in HMR2.0's keypoint losses): joints + vertices; the model-based head adds its parameter
+    losses (rotation matrices and betas, MSE) and a 2D keypoint loss through its weak-perspective camera (crop
+    coordinates in [-1, 1]), with small weights.
+    """
+
+    fields: ClassVar[tuple[str, ...]] = ("joints3d", "verts", "root", "K", "rotmat", "betas", "joints2d")
     model_based: ClassVar[bool] = True
+    w_rotmat: ClassVar[float] = 0.1
+    w_betas: ClassVar[float] = 0.001
+    w_2d: ClassVar[float] = 0.05
 
     def _kind(self) -> str:
         return "smpl" if self.domain == "body" else "mano"
+
+    def build_dataset(self, split: Split, img_size: int, limit: int | None = None) -> Dataset:
+        ds = super().build_dataset(split, img_size, limit)
+        self.check_model(self.arrays(split, img_size, limit))
+        return ds
+
+    def check_model(self, a: Mapping[str, np.ndarray], n: int = 4, tol: float = 0.005) -> None:
+        """The frames' parameters must decode (through the body/hand model in use) to their stored vertices: a
+        frame set rendered with another model version would give silently wrong mesh targets and metrics."""
+        with torch.no_grad():
+            verts, joints = heads.ModelDecoder(self._kind())(torch.from_numpy(a["rotmat"][:n]),
+                                                             torch.from_numpy(a["betas"][:n]))
+        err = float((verts - joints[:, :1] - torch.from_numpy(a["verts"][:n])).norm(dim=-1).max())
+        if err > tol:
+            raise DataError(f"frame set {self.frame_root()} was rendered with another {self._kind().upper()} model "
+                            f"(its parameters decode to vertices up to {err * 1000:.0f} mm away from the stored ones): "
+                            "delete it and re-render with `cpcbench data synth`, or pass a matching frame set")
+
+    def init_params(self) -> dict[str, torch.Tensor]:
+        """Mean parameters of the training split (built by ``build_dataset``): rotations, betas, camera."""
+        train = [v for (split, _, _), v in self._cache.items() if split == "train" and "rotmat" in v]
+        if not train:
+            return {}
+        a = train[0]
+        size = a["image"].shape[1]
+        root, k = a["root"].astype(np.float64), a["K"].astype(np.float64)
+        scale = 2 * k[:, 0, 0] / (size * root[:, 2])  # weak perspective: crop units per metre at the root's depth
+        uv = np.einsum("bij,bj->bi", k, root)
+        t = (uv[:, :2] / uv[:, 2:] + 0.5) * 2 / size - 1
+        return {"init_rotmat": heads.mean_rotation(torch.from_numpy(a["rotmat"])),
+                "init_betas": torch.from_numpy(a["betas"].mean(0)),
+                "init_cam": torch.tensor([scale.mean(), *t.mean(0)], dtype=torch.float32)}
 
     def build_head(self, backbone_info: Mapping[str, Any]) -> nn.Module:
         dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
         decoder = heads.ModelDecoder(self._kind())
         if self.model_based:
-            return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints), decoder)
+            return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, **self.init_params()), decoder)
         return VertexRegressor(heads.VertexHead(dim, decoder.template()), decoder)
 
     def loss(self, pred: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         lj = (pred["joints3d"] - batch["joints3d"]).abs().mean()
         lv = (pred["verts"] - batch["verts"]).abs().mean()
-        return {"loss": lj + lv, "loss_joints": lj, "loss_verts": lv}
+        out = {"loss_joints": lj, "loss_verts": lv}
+        total = lj + lv
+        if "rotmat" in pred and "rotmat" in batch:
+            out["loss_rotmat"] = ((pred["rotmat"] - batch["rotmat"]) ** 2).mean()
+            out["loss_betas"] = ((pred["betas"] - batch["betas"]) ** 2).mean()
+            total = total + self.w_rotmat * out["loss_rotmat"] + self.w_betas * out["loss_betas"]
+        if "cam" in pred and "joints2d" in batch:
+            cam = pred["cam"]
+            proj = cam[:, None, :1] * pred["joints3d"][..., :2] + cam[:, None, 1:]
+            out["loss_2d"] = (proj - _crop_units(batch["joints2d"], batch["image"].shape[-1])).abs().mean()
+            total = total + self.w_2d * out["loss_2d"]
+        return {"loss": total, **out}
 
     def pred_arrays(self, pred: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"])}
@@ -318,6 +373,7 @@ class SynthBodyMeshFree(MeshTask):
     version = "1"
     domain = "body"
     model_based = False
+    fields = ("joints3d", "verts", "root", "K", "rotmat", "betas")
     protocol = PROTOCOLS["synth-smpl24-pelvis"]
     metrics = (MetricSpec("pve", "mm", False, "vertices, joint 0 subtracted"),
                MetricSpec("pa_pve", "mm", False, "vertices after similarity alignment on the vertices"),

@@ -324,11 +324,12 @@ def test_record_written(name, root_of, tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "_resolve_backbone", fake_resolve)
     cls = TASKS.get(name)
     root = root_of(name)
+    seeds = 2 if name == "synth-body-2d" else 1  # one task checks the aggregation over seeds; the rest stay fast
     cfg = ev.EvalConfig(backbone="tiny", task=name, limit=3, steps=2, batch_size=2, data_root=str(root),
-                        device="cpu", seeds=2)
+                        device="cpu", seeds=seeds)
     rec = ev.evaluate(cfg, tmp_path / "results", tmp_path / "runs")
     saved = read_record(rec["_path"])
-    assert saved["smoke"] is True and saved["limit"] == 3 and saved["seeds"] == [0, 1]
+    assert saved["smoke"] is True and saved["limit"] == 3 and saved["seeds"] == list(range(seeds))
     assert saved["task"]["name"] == name and saved["task"]["version"] == cls.version
     if getattr(cls, "hidden_test_labels", False):  # scored by the benchmark's server from the submission
         assert saved["metrics"] == {} and (Path(rec["_path"]).parent / saved["submission"]).is_file()
@@ -337,7 +338,7 @@ def test_record_written(name, root_of, tmp_path, monkeypatch):
     for spec in cls.metrics:
         m = saved["metrics"][spec.name]
         assert m["unit"] == spec.unit and m["higher_is_better"] == spec.higher_is_better
-        assert len(m["per_seed"]) == 2 and m["std"] is not None and math.isfinite(m["mean"])
+        assert len(m["per_seed"]) == seeds and (m["std"] is not None) == (seeds > 1) and math.isfinite(m["mean"])
     npz = Path(rec["_path"]).with_name(saved["predictions"])
     with np.load(npz) as z:
         arrays = {k: z[k] for k in z.files}
