@@ -285,15 +285,10 @@ def _job(cell: Cell, results: str, runs: str | None, overrides: EvalOverrides, r
     return (runner or run_cell)(cell, results, runs, overrides)
 
 
-def submit_slurm(cells: Sequence[Cell], results: str | Path, folder: str | Path, recipe: SlurmRecipe,
-                 runs: str | Path | None = None, overrides: EvalOverrides = EvalOverrides(),
-                 runner: Runner | None = None, cluster: str | None = "slurm", wait: bool = False,
-                 ) -> tuple[list[str], list[tuple[Cell, str]]]:
-    """Submit ``cells`` as one job array. Returns (job ids, failures if ``wait``)."""
+def make_executor(folder: str | Path, recipe: SlurmRecipe, cluster: str | None = "slurm") -> Any:
+    """A submitit ``AutoExecutor`` with the recipe's resources (slurm_* keys only on a slurm cluster)."""
     import submitit
 
-    results = str(Path(results).resolve())
-    runs = None if runs is None else str(Path(runs).resolve())
     ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params: dict[str, Any] = {"timeout_min": recipe.timeout_min, "cpus_per_task": recipe.cpus,
                               "gpus_per_node": recipe.gpus, "mem_gb": recipe.mem_gb, "tasks_per_node": 1,
@@ -307,6 +302,21 @@ def submit_slurm(cells: Sequence[Cell], results: str | Path, folder: str | Path,
         if recipe.setup:
             params["slurm_setup"] = list(recipe.setup)
     ex.update_parameters(**params)
+    return ex
+
+
+def submit_slurm(cells: Sequence[Cell], results: str | Path, folder: str | Path, recipe: SlurmRecipe,
+                 runs: str | Path | None = None, overrides: EvalOverrides = EvalOverrides(),
+                 runner: Runner | None = None, cluster: str | None = "slurm", wait: bool = False,
+                 ) -> tuple[list[str], list[tuple[Cell, str]]]:
+    """Submit ``cells`` as one job array. Returns (job ids, failures if ``wait``)."""
+    results = str(Path(results).resolve())
+    runs = None if runs is None else str(Path(runs).resolve())
+    try:
+        ex = make_executor(folder, recipe, cluster)
+    except RuntimeError as e:  # submitit: no srun/sbatch here
+        raise CpcbenchError(f"cannot submit to {cluster}: {e}; run on the cluster's login node, or use "
+                            "--launcher local") from None
     n = len(cells)
     jobs = ex.map_array(_job, list(cells), [results] * n, [runs] * n, [overrides] * n, [runner] * n)
     ids = [str(j.job_id) for j in jobs]

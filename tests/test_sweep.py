@@ -4,6 +4,7 @@ failures, the identity a record is matched on, the submitit array (local executo
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -198,3 +199,29 @@ def test_real_eval_cell_then_skipped(tmp_path: Path) -> None:
     assert rec["seeds"] == [0] and rec["limit"] == 2 and rec["backbone"]["name"] == "scratch"
     again = sweep(cells, results, runs=tmp_path / "runs", progress=False, overrides=EvalOverrides(device="cpu"))
     assert again.skipped == cells and again.ran == []
+
+
+def test_slurm_recipe_becomes_sbatch_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe's resources reach the sbatch script submitit would submit (a fake srun stands in for slurm)."""
+    from harness.sweep import make_executor
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    recipe = SlurmRecipe(partition="gpu", gpus=2, cpus=4, mem_gb=16, timeout_min=30, account="proj", qos="high",
+                         setup=("module load cuda",))
+    ex = make_executor(tmp_path / "logs", recipe, cluster="slurm")
+    text = ex._executor._make_submission_file_text("python -c pass", "0")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --mem=16GB", "#SBATCH --time=30", "#SBATCH --account=proj", "#SBATCH --qos=high",
+                 "module load cuda"):
+        assert line in text, line
+
+
+def test_slurm_without_cluster_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun/sbatch anywhere
+    with pytest.raises(CpcbenchError, match="cannot submit to slurm.*--launcher local"):
+        sweep(plan(["cpc"], ["synth-body-mesh"], seeds=1), tmp_path / "r", launcher="slurm",
+              identify=fake_identity, runner=fake_runner, folder=tmp_path / "logs")
