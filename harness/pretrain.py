@@ -142,34 +142,13 @@ def build_datasets(cfg: PretrainConfig, data_kind: str) -> tuple[Any, Any, dict[
     return train, held, info
 
 
-def eval_batches(dataset: Any, n_items: int, batch_size: int, model: Any) -> list[dict[str, Any]]:
-    """Fixed held-out batches (epoch 0, first items), with fixed masks for masked objectives."""
-    import torch
+def eval_batches(dataset: Any, n_items: int, batch_size: int) -> list[dict[str, Any]]:
+    """Fixed held-out batches: the first items of epoch 0 (their crops, pairs and mask draws are fixed by the
+    data set's seed), so every evaluation of a run sees the same pairs and masks."""
     from torch.utils.data import default_collate
 
-    from pretraining.masking import num_hidden
-
     n = min(n_items, len(dataset))
-    batches = []
-    gen = torch.Generator().manual_seed(1234)
-    for start in range(0, n, batch_size):
-        batch = default_collate([dataset[i] for i in range(start, min(n, start + batch_size))])
-        if hasattr(model, "mask_for"):
-            img = batch.get("img1", batch.get("image"))
-            b, _, h, w = img.shape
-            p = model.backbone.patch_size
-            cfg = model.cfg
-            if cfg.mask_strategy == "uniform":
-                scores = torch.rand(b, (h // p) * (w // p), generator=gen)
-                k = num_hidden(scores.shape[1], cfg.mask_ratio)
-                mask = torch.zeros_like(scores, dtype=torch.bool)
-                mask.scatter_(1, scores.topk(k, dim=1).indices, True)
-                batch["mask"] = mask
-            else:
-                torch.manual_seed(1234 + start)
-                batch["mask"] = model.mask_for(batch)
-        batches.append(batch)
-    return batches
+    return [default_collate([dataset[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
 
 
 def make_eval_fn(batches: list[dict[str, Any]]) -> Any:
@@ -249,7 +228,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
                "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
-    batches = eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size, model) if held_ds is not None else []
+    batches = eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size) if held_ds is not None else []
     eval_fn = make_eval_fn(batches) if batches else None
     log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
              len(train_ds), cfg.loop.steps, run_dir)

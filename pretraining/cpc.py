@@ -57,15 +57,16 @@ def decoder_shape(arch: str, dim: int, depth: int, heads: int) -> tuple[int, int
 
 
 def make_mask(img: torch.Tensor, patch: int, ratio: float, strategy: str, person: torch.Tensor | None,
-              human_weight: float) -> torch.Tensor:
-    """[B, N] bool (True = hidden) for images [B, 3, H, W], uniform or human-aware."""
+              human_weight: float, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, N] bool (True = hidden) for images [B, 3, H, W], uniform or human-aware; ``noise`` [B, N] uniform
+    draws replace torch's RNG (the data sets pass their own, so masks are part of the deterministic data)."""
     b, _, h, w = img.shape
     if strategy == "uniform":
-        return uniform_mask(b, (h // patch) * (w // patch), ratio, img.device)
+        return uniform_mask(b, (h // patch) * (w // patch), ratio, img.device, noise=noise)
     if strategy == "human":
         if person is None:
             raise ValueError("mask_strategy='human' needs a person map in the batch ('person1' / 'person')")
-        return human_mask(person, patch, ratio, weight=human_weight or float("inf"))
+        return human_mask(person, patch, ratio, weight=human_weight or float("inf"), noise=noise)
     raise ValueError(f"unknown mask_strategy {strategy!r}; choose uniform or human")
 
 
@@ -145,10 +146,12 @@ class CPC(nn.Module):
         check_mask_config(cfg.mask_ratio, cfg.mask_strategy)
 
     def mask_for(self, batch: dict[str, Any]) -> torch.Tensor:
+        """[B, N] mask of image 1: ``batch["mask"]`` if given, else drawn from ``batch["mask_noise"]`` (uniform
+        draws the data set made: deterministic per item, identical under DDP) or from torch's RNG."""
         if "mask" in batch:
             return batch["mask"]
         return make_mask(batch["img1"], self.backbone.patch_size, self.cfg.mask_ratio, self.cfg.mask_strategy,
-                         batch.get("person1"), self.cfg.human_weight)
+                         batch.get("person1"), self.cfg.human_weight, batch.get("mask_noise"))
 
     def predict(self, img1: torch.Tensor, img2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """-> pred [B, N, p*p*3] for image 1 given visible patches of image 1 and all of image 2."""

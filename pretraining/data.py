@@ -5,6 +5,9 @@ Every item is deterministic given (seed, epoch, index): all its randomness comes
 ``np.random.default_rng([seed, epoch, index])`` (the loop's contract for exact resume with any number of
 workers). Images are float32 [3, S, S], ImageNet-normalised (``humans.frames.IMAGENET_MEAN/STD``).
 
+Masked objectives (cpc, mae) get ``mask_noise``: [N] uniform draws (16 px patches) from which the objective
+builds the item's patch mask, so that masks are part of this deterministic data too.
+
 Crops (CroCo-Man: person-centred crops of both images of a pair): a square of side
 ``crop_scale * max(bbox_w, bbox_h) * U(1 - jitter_scale, 1 + jitter_scale)`` centred on the person's box
 centre shifted by ``U(-jitter_shift, jitter_shift) * side`` on each axis, resized (antialiased) to S;
@@ -75,6 +78,12 @@ def _color_jitter(img: torch.Tensor, rng: np.random.Generator, strength: float) 
     img = ((img - gray.mean()) * c + gray.mean()).clamp(0, 1)
     gray = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
     return ((img - gray) * s + gray).clamp(0, 1)
+
+
+def _mask_noise(rng: np.random.Generator, size: int, patch: int = 16) -> torch.Tensor:
+    """[N] uniform draws from which the objective builds this item's patch mask (``mask_for``): the mask is
+    then part of the deterministic data, the same with any number of workers or DDP ranks."""
+    return torch.from_numpy(rng.random((size // patch) ** 2).astype(np.float32))
 
 
 def _box(frame: dict[str, np.ndarray]) -> tuple[float, float, float]:
@@ -155,7 +164,7 @@ class PairDataset(_Epoch):
         img1 = _color_jitter(img1, rng, self.cfg.color_jitter)
         img2 = _color_jitter(img2, rng, self.cfg.color_jitter)
         return {"img1": _normalize(img1), "img2": _normalize(img2), "kind": PAIR_KINDS.index(kind),
-                "person1": person1}
+                "person1": person1, "mask_noise": _mask_noise(rng, self.size)}
 
 
 class ImageDataset(_Epoch):
@@ -174,7 +183,8 @@ class ImageDataset(_Epoch):
         img, person = jittered_crop(self.store.load(index), self.cfg, self.size, rng, want_person=True)
         if self.cfg.flip and rng.random() < 0.5:
             img, person = img.flip(-1), person.flip(-1)
-        return {"image": _normalize(_color_jitter(img, rng, self.cfg.color_jitter)), "person": person}
+        return {"image": _normalize(_color_jitter(img, rng, self.cfg.color_jitter)), "person": person,
+                "mask_noise": _mask_noise(rng, self.size)}
 
 
 def random_resized_box(rng: np.random.Generator, scale: tuple[float, float],

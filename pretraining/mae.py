@@ -61,7 +61,7 @@ class MAE(nn.Module):
         if "mask" in batch:
             return batch["mask"]
         return make_mask(batch["image"], self.backbone.patch_size, self.cfg.mask_ratio, self.cfg.mask_strategy,
-                         batch.get("person"), self.cfg.human_weight)
+                         batch.get("person"), self.cfg.human_weight, batch.get("mask_noise"))
 
     def predict(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """img: [B, 3, H, W], mask: [B, N] -> pred [B, N, p*p*3] (normalised-pixel units)."""

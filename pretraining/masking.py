@@ -35,9 +35,10 @@ def _topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def uniform_mask(batch: int, n: int, ratio: float, device: torch.device | str = "cpu",
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """[batch, n] bool with exactly ``num_hidden(n, ratio)`` True per row, uniformly at random."""
-    scores = torch.rand(batch, n, device=device, generator=generator)
+                 generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """[batch, n] bool with exactly ``num_hidden(n, ratio)`` True per row, uniformly at random
+    (``noise``: [batch, n] uniform draws to use instead of ``torch.rand``)."""
+    scores = torch.rand(batch, n, device=device, generator=generator) if noise is None else noise
     return _topk_mask(scores, num_hidden(n, ratio))
 
 
@@ -47,13 +48,16 @@ def person_patch_fraction(person: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def human_mask(person: torch.Tensor, patch: int, ratio: float, weight: float = math.inf,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """person: [B, H, W] person map -> [B, N] bool mask hiding exactly ``num_hidden(N, ratio)`` patches,
-    drawn ``weight`` times more likely on patches that overlap the person (inf: person patches first)."""
+    drawn ``weight`` times more likely on patches that overlap the person (inf: person patches first).
+    ``noise``: [B, N] uniform(0, 1) draws to use instead of ``torch.rand`` (data-side masking)."""
     if weight < 1.0:
         raise ValueError(f"human mask weight must be >= 1 (1 = uniform), got {weight}")
     on_person = person_patch_fraction(person, patch) > 0
-    u = torch.rand(on_person.shape, device=person.device, generator=generator).clamp_min(1e-12)
+    if noise is None:
+        noise = torch.rand(on_person.shape, device=person.device, generator=generator)
+    u = noise.clamp_min(1e-12)
     gumbel = -torch.log((-torch.log(u)).clamp_min(1e-12))
     if math.isinf(weight):
         scores = gumbel.sigmoid() + on_person.float() * 2.0  # person patches rank above every background patch

@@ -133,3 +133,52 @@ def test_presets() -> None:
     assert cfg.optim.base_lr == 1.5e-4 and cfg.epochs == 400 and cfg.cpc.mask_strategy == "human"
     default = build_config("body")
     assert (default.arch, default.img_size, default.loop.steps, default.loop.batch_size) == ("vit_tiny", 128, 300, 32)
+
+
+# --- data sets --------------------------------------------------------------------------------------------------
+def test_pair_dataset_is_deterministic_per_seed_epoch_index(frames) -> None:
+    import torch
+
+    from humans.frames import FrameStore
+    from pretraining.data import CachedFrames, DataConfig, PairDataset
+
+    store = CachedFrames(FrameStore(frames).select(split="train"))
+    ds = PairDataset(store, DataConfig(), 32, seed=0)
+    a, b = ds[3], ds[3]
+    assert all(torch.equal(a[k], b[k]) for k in ("img1", "img2", "person1", "mask_noise")) and a["kind"] == b["kind"]
+    assert a["img1"].shape == (3, 32, 32) and a["person1"].shape == (32, 32) and a["mask_noise"].shape == (4,)
+    assert 0 < float(a["person1"].mean()) < 1  # the person map follows the crop
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3]["img1"], a["img1"])
+    kinds = {ds[i]["kind"] for i in range(len(ds))}
+    assert kinds == {0, 1}  # both pair kinds are drawn at mix 0.5
+    only_view = PairDataset(store, DataConfig(pair_mix=1.0), 32)
+    assert {only_view[i]["kind"] for i in range(8)} == {0}
+
+
+def test_masks_come_from_the_data(frames) -> None:
+    """The objective's mask is a function of the item's mask draws: the same items give the same masks."""
+    import torch
+    from torch.utils.data import default_collate
+
+    import pretraining  # noqa: F401
+    from harness.registry import METHODS
+    from humans.frames import FrameStore
+    from pretraining.data import CachedFrames, DataConfig, ImageDataset, PairDataset
+    from pretraining.vit import build_vit
+
+    store = CachedFrames(FrameStore(frames).select(split="train"))
+    for name, ds in (("cpc", PairDataset(store, DataConfig(), 64)), ("mae", ImageDataset(store, DataConfig(), 64))):
+        model = METHODS.get(name)(build_vit("vit_tiny", embed_dim=48, depth=1, num_heads=3, img_size=64))
+        batch = default_collate([ds[i] for i in range(4)])
+        m1, m2 = model.mask_for(batch), model.mask_for(default_collate([ds[i] for i in range(4)]))
+        assert torch.equal(m1, m2) and (m1.sum(1) == round(model.cfg.mask_ratio * 16)).all()
+
+
+def test_multicrop_views(frames) -> None:
+    from humans.frames import FrameStore
+    from pretraining.data import CachedFrames, DataConfig, MultiCropDataset
+
+    ds = MultiCropDataset(CachedFrames(FrameStore(frames)), DataConfig(), 32, 16, 3, (0.4, 1.0), (0.05, 0.4))
+    item = ds[0]
+    assert item["global"].shape == (2, 3, 32, 32) and item["local"].shape == (3, 3, 16, 16)
