@@ -213,6 +213,24 @@ def _look_along(direction: np.ndarray) -> np.ndarray:
     return pose
 
 
+def _rank(node: Any) -> tuple[int, int]:
+    return getattr(node, "_cpc_rank", (9, 0))
+
+
+@functools.lru_cache(maxsize=1)
+def _ordered_scene_class(pr: Any) -> type:
+    """A pyrender Scene whose lights iterate in a fixed order. pyrender keeps nodes in sets (order = memory
+    addresses), and the order of light sums and of drawing equal-depth surfaces changes pixels: frames must
+    not depend on what a process rendered before."""
+
+    class OrderedScene(pr.Scene):
+        @property
+        def light_nodes(self) -> list[Any]:
+            return sorted(super().light_nodes, key=_rank)
+
+    return OrderedScene
+
+
 class Renderer:
     """A reusable offscreen renderer: one scenery, one actor (a mesh split into part nodes), any cameras.
 
@@ -230,7 +248,9 @@ class Renderer:
         except Exception as e:  # noqa: BLE001 - any GL/EGL failure becomes one actionable line
             raise RenderError(f"cannot open an offscreen {os.environ.get('PYOPENGL_PLATFORM')} context ({e}); "
                               "set PYOPENGL_PLATFORM=osmesa or install Mesa's EGL (make setup)") from e
-        self._scene = pr.Scene(bg_color=[0.5, 0.5, 0.5, 1.0], ambient_light=[0.3, 0.3, 0.3])
+        self._scene = _ordered_scene_class(pr)(bg_color=[0.5, 0.5, 0.5, 1.0], ambient_light=[0.3, 0.3, 0.3])
+        # draw in a fixed order (pyrender sorts by node distance, ties in set order): scenery, then parts
+        self._r._renderer._sorted_mesh_nodes = lambda scene: sorted(scene.mesh_nodes, key=_rank)
         self._cam_node = self._scene.add(pr.IntrinsicsCamera(100.0, 100.0, self.size / 2, self.size / 2,
                                                              znear=znear, zfar=zfar))
         self._scenery_nodes: list[Any] = []
@@ -259,10 +279,14 @@ class Renderer:
             prim = pr.Primitive(positions=m.vertices.astype(np.float32), normals=normals.astype(np.float32),
                                 texcoord_0=m.uv.astype(np.float32), indices=m.faces.astype(np.uint32),
                                 material=mat)
-            self._scenery_nodes.append(self._scene.add(pr.Mesh([prim])))
+            node = self._scene.add(pr.Mesh([prim]))
+            node._cpc_rank = (1, len(self._scenery_nodes))
+            self._scenery_nodes.append(node)
         for direction, color, intensity in lighting.lights:
             light = pr.DirectionalLight(color=np.asarray(color, np.float64), intensity=float(intensity))
-            self._light_nodes.append(self._scene.add(light, pose=_look_along(direction)))
+            node = self._scene.add(light, pose=_look_along(direction))
+            node._cpc_rank = (0, len(self._light_nodes))
+            self._light_nodes.append(node)
         self._scene.ambient_light = np.asarray(lighting.ambient, np.float64)
         self._scene.bg_color = np.array([*lighting.background, 1.0])
 
@@ -295,6 +319,7 @@ class Renderer:
                                 normals=np.tile(np.float32([0, 0, 1]), (len(vidx), 1)),
                                 color_0=rgba[vidx], indices=local, material=mat)
             node = self._scene.add(pr.Mesh([prim]))
+            node._cpc_rank = (2, p)
             self._part_nodes.append(node)
             self._part_vidx.append(vidx)
             self._part_colors.append(rgba[vidx])

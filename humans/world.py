@@ -275,16 +275,28 @@ def _shard_path(root: Path, index: int) -> Path:
     return root / "shards" / FrameWriter.shard_name(index)
 
 
+# arrays that compress well (masks, part maps) are deflated; images and vertices are stored, so that reading a
+# shard (what pretraining does for every pair) costs a file read, not a decompression (5x faster measured)
+_DEFLATE = ("mask", "parts")
+
+
 def write_shard(path: Path, frames: list[dict[str, np.ndarray]]) -> None:
-    """Stack frames (same keys) into one compressed npz, written atomically (the FrameWriter shard format)."""
+    """Stack frames (same keys) into one npz (the FrameWriter shard format; ``np.load`` reads it), written
+    atomically; masks and part maps deflated, everything else stored uncompressed."""
+    import zipfile
+
     from harness.io import atomic_write
 
     keys = frames[0].keys()
     arrays = {k: np.stack([f[k] for f in frames]) for k in keys}
 
     def write(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        with zipfile.ZipFile(p, "w", allowZip64=True) as zf:
+            for k, a in arrays.items():
+                info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED if k in _DEFLATE else zipfile.ZIP_STORED
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.ascontiguousarray(a), allow_pickle=False)
 
     atomic_write(path, write)
 
