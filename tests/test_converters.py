@@ -121,3 +121,22 @@ def test_interhand_bad_layouts(tmp_path: Path) -> None:
     (src / "annotations/train/InterHand2.6M_train_data.json").write_text("{not json")
     with pytest.raises(DataError, match="InterHand2.6M_train_data.json"):
         convert_interhand(src, tmp_path / "o")
+
+
+def test_cli_convert(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    src = tmp_path / "capture"
+    _multiview(src)
+    res = CliRunner().invoke(app, ["data", "convert", "multiview", str(src), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert "18 frames, 2 sequences, 3 cameras" in res.output
+    ih = tmp_path / "ih"
+    _interhand(ih)
+    res = CliRunner().invoke(app, ["data", "convert", "interhand", str(ih), "--split", "test"])
+    assert res.exit_code == 0, res.output
+    assert set(FrameStore(ih).manifest["split"]) == {"test"}
+    res = CliRunner().invoke(app, ["data", "convert", "kinect", str(src)])
+    assert res.exit_code == 2 and "unknown layout" in res.output
