@@ -134,6 +134,18 @@ def test_eval_does_not_change_training(tmp_path: Path) -> None:
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
 
 
+def test_autocast_path_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's bf16 autocast branch (forward, FLOP count, eval), exercised with CPU autocast."""
+    import harness.runtime
+
+    monkeypatch.setattr(harness.runtime, "autocast_dtype", lambda device: torch.bfloat16)
+    dtypes = []
+    res = train(ToyModel(), ToyData(), quick(steps=2), OPT, tmp_path,
+                eval_fn=lambda m, s: dtypes.append(m.net[0](torch.zeros(1, 8)).dtype) or {}, eval_every=1)
+    assert res.steps == 2 and res.flops_per_step > 0 and dtypes == [torch.bfloat16] * 2
+    assert all(v.dtype == torch.float32 for v in final_weights(tmp_path).values() if v.is_floating_point())
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
     with pytest.raises(CpcbenchError, match=r"loss became nan at step 5; last good checkpoint: .*step_00000004"):
