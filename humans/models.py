@@ -3,7 +3,8 @@
 Resolution order for ``load_model(kind, gender)``:
 
 1. ``$CPCBENCH_MODELS`` (a folder; also searched in its ``smpl/`` and ``mano/`` subfolders): ``SMPL_NEUTRAL.pkl``,
-   ``SMPL_MALE.pkl``, ``SMPL_FEMALE.pkl``, ``MANO_RIGHT.pkl`` (or the same names with ``.npz``). Official
+   ``SMPL_MALE.pkl``, ``SMPL_FEMALE.pkl``, ``MANO_RIGHT.pkl`` (or the same names with ``.npz``; the official
+   download names ``basicmodel_{neutral,m,f}_lbs_10_207_0_v1.*.pkl`` are recognised too). Official
    pickles that hold chumpy objects load too (read with a restricted unpickler that needs no chumpy); to
    write a clean copy once use ``convert_official``. An optional ``J_regressor_h36m.npy`` there is used as
    the H36M-17 regressor.
@@ -102,6 +103,17 @@ def real_model_file(kind: str, gender: str = "neutral") -> Path | None:
             p = Path(root) / sub / f"{stem}{ext}"
             if p.is_file():
                 return p
+    # the names of the official SMPL downloads (v1.0.0 / v1.1.0), e.g. basicModel_neutral_lbs_10_207_0_v1.0.0.pkl
+    official = {("smpl", "neutral"): "basicmodel_neutral_lbs_10_207_0_v1.",
+                ("smpl", "male"): "basicmodel_m_lbs_10_207_0_v1.",
+                ("smpl", "female"): "basicmodel_f_lbs_10_207_0_v1."}.get((kind, gender.lower()))
+    if official:
+        for sub in ("", kind, kind.upper()):
+            d = Path(root) / sub
+            if d.is_dir():
+                hits = sorted(p for p in d.iterdir() if p.name.lower().startswith(official) and p.suffix == ".pkl")
+                if hits:
+                    return hits[-1]
     return None
 
 

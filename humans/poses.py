@@ -357,7 +357,7 @@ def body_motion(rng: np.random.Generator, num_frames: int, fps: float = 30.0) ->
     t = np.arange(num_frames) / fps
     pose = np.stack([_slerp_track(keys[:, 3 * j:3 * j + 3], kt, t) for j in range(23)], 1).reshape(num_frames, 69)
     yaw0 = rng.uniform(-180, 180)
-    yaw = yaw0 + np.cumsum(rng.normal(0.0, 30.0, k)) * (kt[1] - kt[0] if k > 1 else 1.0)
+    yaw = yaw0 + np.cumsum(rng.normal(0.0, 30.0, k) * np.diff(kt, prepend=0.0))  # ~30 deg/s random walk
     tilt = rng.normal(0.0, 4.0, (k, 2))
     key_go = Rotation.from_euler("YXZ", np.column_stack([yaw, tilt]), degrees=True).as_rotvec()
     go = _slerp_track(key_go, kt, t)

@@ -196,6 +196,9 @@ def test_real_file_override(cache, tmp_path, monkeypatch):
     np.testing.assert_allclose(out["verts"][0].numpy(), data["v_template"], atol=1e-5)
     assert models.model_file("mano") == real / "MANO_RIGHT.pkl"
     assert models.model_file("smpl", "male").parent != real  # no real male file: the generated one
+    # the official download name is recognised
+    shutil.copy(real / "SMPL_NEUTRAL.pkl", real / "basicModel_m_lbs_10_207_0_v1.0.0.pkl")
+    assert models.model_file("smpl", "male") == real / "basicModel_m_lbs_10_207_0_v1.0.0.pkl"
     # .npz files (e.g. written by convert_official) work the same way
     models.convert_official(real / "SMPL_NEUTRAL.pkl", real / "smpl" / "SMPL_FEMALE.npz")
     assert models.model_file("smpl", "female") == real / "smpl" / "SMPL_FEMALE.npz"
