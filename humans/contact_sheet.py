@@ -23,6 +23,7 @@ def _part_colours(n: int) -> np.ndarray:
 
 
 def _tile(frame: dict[str, np.ndarray], thumb: int, parents: list[int] | None, what: str = "rgb") -> Any:
+    """One thumbnail: ``what`` = "rgb" (the image), "joints" (image + 2D joints and skeleton) or "parts"."""
     from PIL import Image, ImageDraw
 
     if what == "parts" and "parts" in frame:
@@ -33,26 +34,29 @@ def _tile(frame: dict[str, np.ndarray], thumb: int, parents: list[int] | None, w
     h, w = img.shape[:2]
     im = Image.fromarray(img).resize((thumb, int(round(thumb * h / w))), Image.BILINEAR)
     s = thumb / w
-    if what == "rgb" and "joints2d" in frame:
-        d = ImageDraw.Draw(im)
+    if what == "joints" and "joints2d" in frame:
+        overlay = Image.new("RGBA", im.size, (0, 0, 0, 0))
+        d = ImageDraw.Draw(overlay)
         j = (frame["joints2d"].astype(np.float64) + 0.5) * s  # pixel centres at integers -> PIL's corner origin
         if parents is not None and len(parents) == len(j):
             for c, p in enumerate(parents):
                 if p >= 0:
-                    d.line([tuple(j[p]), tuple(j[c])], fill=(255, 255, 255), width=1)
-        r = max(1.0, thumb / 100)
+                    d.line([tuple(j[p]), tuple(j[c])], fill=(255, 255, 255, 150), width=1)
+        r = max(1.0, thumb / 110)
         for k, (x, y) in enumerate(j):
-            col = (255, 60, 60) if k % 2 else (60, 200, 255)
+            col = (255, 60, 60, 230) if k % 2 else (60, 200, 255, 230)
             d.ellipse([x - r, y - r, x + r, y + r], fill=col)
+        im = Image.alpha_composite(im.convert("RGBA"), overlay).convert("RGB")
     return im
 
 
 def make_contact_sheet(root: str | Path, out: str | Path | None = None, n_frames: int = 16, n_pairs: int = 4,
-                       thumb: int = 128, cols: int = 8, seed: int = 0) -> Path:
+                       thumb: int = 128, cols: int = 8, seed: int = 0, colors: int = 0) -> Path:
     """Write a PNG contact sheet of the frame set at ``root`` (default ``root/contact_sheet.png``).
 
     Rows: ``n_frames`` frames from distinct sequences with joints (and skeleton) drawn; their part
-    segmentations (when stored); then ``n_pairs`` cross-view and ``n_pairs`` cross-pose pairs side by side.
+    segmentations (when stored); then ``n_pairs`` cross-view and ``n_pairs`` cross-pose pairs side by side,
+    as the model sees them. ``colors`` > 0 quantises the PNG to that many colours (small files for docs).
     """
     from PIL import Image, ImageDraw
 
@@ -74,7 +78,10 @@ def make_contact_sheet(root: str | Path, out: str | Path | None = None, n_frames
     while len(picks) < min(n_frames, len(df)):
         picks.append(int(rng.integers(len(df))))
     frames = [store.load(i) for i in picks]
-    tiles = [("frames (joints drawn)", [_tile(f, thumb, parents) for f in frames])]
+    title = "frames (joints drawn)" if any("joints2d" in f for f in frames) else "frames"
+    if meta.get("labels"):
+        title += " - classes: " + ", ".join(str(x) for x in meta["labels"])
+    tiles = [(title, [_tile(f, thumb, parents, "joints") for f in frames])]
     if any("parts" in f for f in frames):
         tiles.append(("part segmentation", [_tile(f, thumb, parents, "parts") for f in frames[:cols]]))
     for kind, mix in (("cross-view pairs (same instant, two cameras)", 1.0),
@@ -106,5 +113,7 @@ def make_contact_sheet(root: str | Path, out: str | Path | None = None, n_frames
         y += -(-len(ts) // cols) * (th + 2)
     out = Path(out) if out is not None else Path(root) / "contact_sheet.png"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if colors:
+        sheet = sheet.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     sheet.save(out, optimize=True)
     return out

@@ -461,13 +461,16 @@ def is_complete(root: Path, cfg: WorldConfig) -> bool:
 
 
 def ensure_frames(domain: str, frames: int, size: int = 128, seed: int = 0, out: str | Path | None = None,
-                  workers: int = 1, **overrides: Any) -> Path:
+                  workers: int | None = None, **overrides: Any) -> Path:
     """The directory of a synthetic frame set, generated (or completed) if absent. What pretraining and tasks
-    call to get data with nothing to download."""
+    call to get data with nothing to download. ``workers=None``: rendering processes = min(CPUs, 4, number
+    of sequences to render); one process renders in this one. Call it on one rank only under DDP."""
     cfg = make_config(domain, frames, size, seed, **overrides)
     root = Path(out) if out is not None else default_dir(domain, size, seed)
     if is_complete(root, cfg):
         return root
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, 4, cfg.num_sequences))
     return generate(domain, frames, size, seed, out=root, workers=workers, **overrides)
 
 

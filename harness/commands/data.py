@@ -67,11 +67,12 @@ def show(
     pairs: int = typer.Option(4, "--pairs", help="Cross-view and cross-pose pairs to show (each)."),
     thumb: int = typer.Option(128, "--thumb", help="Thumbnail side, pixels."),
     seed: int = typer.Option(0, "--seed", help="Which frames and pairs are picked."),
+    colors: int = typer.Option(0, "--colors", help="Quantise the PNG to this many colours (0 = full colour)."),
 ) -> None:
     """Write a contact sheet: frames with joints drawn, part segmentations, cross-view and cross-pose pairs."""
     from humans.contact_sheet import make_contact_sheet
 
-    path = make_contact_sheet(root, out, n_frames=frames, n_pairs=pairs, thumb=thumb, seed=seed)
+    path = make_contact_sheet(root, out, n_frames=frames, n_pairs=pairs, thumb=thumb, seed=seed, colors=colors)
     typer.echo(f"wrote {path}")
 
 
