@@ -209,8 +209,16 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     from harness.train import train
 
     method_cls = METHODS.get(cfg.method)
-    backbone = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed, class_token=cfg.class_token,
-                                       drop_path_rate=cfg.drop_path_rate)
+    try:
+        backbone = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed,
+                                           class_token=cfg.class_token, drop_path_rate=cfg.drop_path_rate)
+    except ValueError as e:
+        raise CpcbenchError(f"cannot build the {cfg.arch} backbone: {e}") from None
+    if hasattr(method_cls, "validate_config"):  # fail before generating or reading any data
+        try:
+            method_cls.validate_config(cfg.objective_config())
+        except ValueError as e:
+            raise CpcbenchError(f"bad {cfg.method} settings: {e}") from None
     train_ds, held_ds, data_info = build_datasets(cfg, method_cls.data_kind)
     try:
         model = method_cls(backbone, cfg.objective_config(), data_info=data_info)

@@ -145,6 +145,10 @@ class CPC(nn.Module):
         self.decoder = CompletionDecoder(backbone, dim, depth, heads, cfg.mlp_ratio, cross=True)
         check_mask_config(cfg.mask_ratio, cfg.mask_strategy)
 
+    @staticmethod
+    def validate_config(cfg: CPCConfig) -> None:
+        check_mask_config(cfg.mask_ratio, cfg.mask_strategy)
+
     def mask_for(self, batch: dict[str, Any]) -> torch.Tensor:
         """[B, N] mask of image 1: ``batch["mask"]`` if given, else drawn from ``batch["mask_noise"]`` (uniform
         draws the data set made: deterministic per item, identical under DDP) or from torch's RNG."""

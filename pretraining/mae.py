@@ -57,6 +57,10 @@ class MAE(nn.Module):
         self.decoder = CompletionDecoder(backbone, cfg.dec_dim or d, cfg.dec_depth or n, cfg.dec_heads or h,
                                          cfg.mlp_ratio, cross=False)
 
+    @staticmethod
+    def validate_config(cfg: MAEConfig) -> None:
+        check_mask_config(cfg.mask_ratio, cfg.mask_strategy)
+
     def mask_for(self, batch: dict[str, Any]) -> torch.Tensor:
         if "mask" in batch:
             return batch["mask"]

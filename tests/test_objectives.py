@@ -179,13 +179,14 @@ def test_cpc_uses_the_reference_view_and_logs_both_kinds() -> None:
     out = model(batch)
     assert {"loss_cross_view", "loss_cross_pose"} <= set(out)
     # the batch loss is the mean of per-sample losses; the parts are the per-kind means (2 + 2 samples here)
-    assert float(out["loss"]) == pytest.approx((float(out["loss_cross_view"]) + float(out["loss_cross_pose"])) / 2,
-                                               rel=1e-5)
+    parts = (float(out["loss_cross_view"]) + float(out["loss_cross_pose"])) / 2
+    assert float(out["loss"].detach()) == pytest.approx(parts, rel=1e-5)
     out["loss"].backward()
     assert batch["img2"].grad.abs().sum() > 0  # cross-attention really reads image 2
     only_view = {**make_batch("pairs"), "kind": torch.zeros(B, dtype=torch.long)}
     out = model(only_view)
-    assert "loss_cross_pose" not in out and float(out["loss_cross_view"]) == pytest.approx(float(out["loss"]))
+    assert "loss_cross_pose" not in out
+    assert float(out["loss_cross_view"]) == pytest.approx(float(out["loss"].detach()))
 
 
 @pytest.mark.parametrize("name", ["cpc", "mae"])

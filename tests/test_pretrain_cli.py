@@ -42,7 +42,8 @@ def frames(tmp_path_factory) -> Path:
 
 
 def invoke(args: list[str], runs: Path):
-    return runner.invoke(app, args, env={"CPCBENCH_RUNS": str(runs)})
+    # the data cache points into tmp too: no test may reach (or render) the repo's synthetic frames
+    return runner.invoke(app, args, env={"CPCBENCH_RUNS": str(runs), "CPCBENCH_DATA_CACHE": str(runs / "data")})
 
 
 def test_pretrain_cpc_exports_a_backbone_that_resolve_finds(tmp_path, frames, monkeypatch) -> None:
@@ -116,6 +117,8 @@ def test_epochs_set_the_steps(tmp_path, frames) -> None:
     (["pretrain", "body", "--preset", "huge"], "unknown preset 'huge'"),
     (["pretrain", "body", "--data", "/nonexistent/frames"], "not a frame set"),
     (["pretrain", "body", "--set", "cpc.mask_ratio=1.0"], "mask ratio must be in [0, 1)"),
+    (["pretrain", "body", "--img-size", "100"], "not a multiple of the patch size"),
+    (["pretrain", "body", "--set", "pos_embed=alibi"], "unknown pos_embed 'alibi'"),
 ])
 def test_pretrain_errors_are_one_line(tmp_path, args: list[str], message: str) -> None:
     res = invoke(args, tmp_path)
