@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from humans.body_model import LEFT, MIRROR, PARENTS, RIGHT, rest_joints
+from humans.body_model import MIRROR, PARENTS, RIGHT, rest_joints
 
 # ----------------------------------------------------------------------------------------------- body limits
 
@@ -519,4 +519,4 @@ def hand_motion(rng: np.random.Generator, num_frames: int, fps: float = 30.0) ->
 
 __all__ = ["BODY_LIMITS", "GESTURES", "HAND_LIMITS", "body_motion", "hand_motion", "sample_body_pose",
            "sample_global_orient", "sample_hand_orient", "sample_hand_pose", "self_penetrating",
-           "within_body_limits", "within_hand_limits", "LEFT"]
+           "within_body_limits", "within_hand_limits"]
