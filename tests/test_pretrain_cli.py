@@ -185,3 +185,21 @@ def test_multicrop_views(frames) -> None:
     ds = MultiCropDataset(CachedFrames(FrameStore(frames)), DataConfig(), 32, 16, 3, (0.4, 1.0), (0.05, 0.4))
     item = ds[0]
     assert item["global"].shape == (2, 3, 32, 32) and item["local"].shape == (3, 3, 16, 16)
+
+
+def test_supervised_on_an_image_folder(tmp_path) -> None:
+    from PIL import Image
+
+    from harness.pretrain import build_config, build_datasets
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            img = Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+            img.save(tmp_path / "imgs" / cls / f"{i}.png")
+    cfg = build_config("body", (), [f"data.source={tmp_path / 'imgs'}"], method="supervised", img_size=32)
+    train, held, info = build_datasets(cfg, "labelled")
+    assert info["num_classes"] == 2 and held is None and len(train) == 6
+    item = train[4]
+    assert item["image"].shape == (3, 32, 32) and item["label"] == 1
