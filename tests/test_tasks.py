@@ -393,3 +393,78 @@ def test_groups_are_the_synthetic_tasks():
     assert resolve_tasks("synth-hand-mesh,hand") == ["synth-hand-mesh", "synth-hand-gesture"]
     with pytest.raises(CpcbenchError, match="Did you mean"):
         resolve_tasks("synth-body-msh")
+
+
+# ---------------------------------------------------------------------------------------------- heads
+def test_rotation_conversions_round_trip():
+    from tasks.heads import axis_angle_to_rotmat, rot6d_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
+
+    aa = torch.randn(200, 3, dtype=torch.float64) * 1.2
+    aa[:3] = 0
+    aa[3:6] = torch.nn.functional.normalize(torch.randn(3, 3, dtype=torch.float64), dim=-1) * math.pi
+    r = axis_angle_to_rotmat(aa)
+    assert torch.allclose(r @ r.transpose(-1, -2), torch.eye(3, dtype=r.dtype).expand_as(r), atol=1e-10)
+    assert torch.allclose(axis_angle_to_rotmat(rotmat_to_axis_angle(r)), r, atol=1e-8)
+    assert torch.allclose(rot6d_to_rotmat(rotmat_to_rot6d(r)), r, atol=1e-10)
+    # any 6D vector maps to a proper rotation
+    q = rot6d_to_rotmat(torch.randn(50, 6, dtype=torch.float64))
+    assert torch.allclose(torch.det(q), torch.ones(50, dtype=q.dtype), atol=1e-10)
+
+
+def test_mean_rotation():
+    from scipy.spatial.transform import Rotation
+
+    from tasks.heads import mean_rotation
+
+    r0 = torch.from_numpy(Rotation.from_rotvec([0.3, -1.0, 2.0]).as_matrix())
+    assert torch.allclose(mean_rotation(r0.expand(5, 3, 3)), r0, atol=1e-10)
+    d = torch.from_numpy(Rotation.from_rotvec([[0, 0, 0.2], [0, 0, -0.2]]).as_matrix())
+    assert torch.allclose(mean_rotation(r0 @ d), r0, atol=1e-10)  # symmetric perturbations average out
+
+
+def test_soft_argmax_and_upsampling():
+    from tasks.heads import coarse_upsampling, soft_argmax
+
+    hm = torch.full((1, 2, 8, 8), -1e4)
+    hm[0, 0, 2, 5] = 0  # row 2, column 5 -> x = (5 + 0.5) / 8 * 2 - 1
+    hm[0, 1, 7, 0] = 0
+    xy = soft_argmax(hm)[0]
+    assert torch.allclose(xy, torch.tensor([[0.375, -0.375], [-0.875, 0.875]]), atol=1e-6)
+    template = torch.rand(300, 3)
+    ids, up = coarse_upsampling(template, 40)
+    assert ids.unique().numel() == 40 and torch.allclose(up.sum(1), torch.ones(300))
+    assert (up @ template[ids] - template).norm(dim=1).mean() < 0.15  # a smooth start near the template
+
+
+def test_mesh_head_starts_at_training_mean(frame_sets):
+    """The model-based head's first estimate is the training set's mean parameters (HMR's mean-pose start)."""
+    from tasks.heads import mean_rotation
+
+    task = TASKS.get("synth-body-mesh")(frame_sets["body"])
+    task.build_dataset("train", SIZE)
+    bb = tiny_backbone()
+    head = task.build_head(info_of(bb))
+    with torch.no_grad():
+        head.head.out.weight.zero_()
+        pred = head(bb.forward_features(torch.zeros(1, 3, SIZE, SIZE)))
+    a = task.arrays("train", SIZE)
+    assert torch.allclose(pred["rotmat"][0], mean_rotation(torch.from_numpy(a["rotmat"])), atol=1e-5)
+    assert torch.allclose(pred["betas"][0], torch.from_numpy(a["betas"].mean(0)), atol=1e-5)
+
+
+def test_stale_frame_set_is_refused(tmp_path, frame_sets):
+    """Mesh targets that the current model cannot reproduce (a frame set from another model version) fail loudly."""
+    import shutil
+
+    from humans.frames import FrameStore, FrameWriter
+
+    src = FrameStore(frame_sets["hand"])
+    w = FrameWriter(tmp_path / "stale", src.meta, shard_size=8)
+    for i in range(len(src)):
+        fr = src.load(i)
+        fr["verts"] = fr["verts"][::-1].copy()  # another vertex order
+        w.add(fr, src.manifest.iloc[i].drop(["shard", "index"]).to_dict())
+    w.close()
+    with pytest.raises(DataError, match="another MANO model"):
+        TASKS.get("synth-hand-mesh")(tmp_path / "stale").build_dataset("train", SIZE)
+    shutil.rmtree(tmp_path / "stale")
