@@ -202,7 +202,11 @@ class SynthTask(Task):
         key = (split, img_size, limit)
         if key not in self._cache:
             self._size = self._size or img_size
-            self._cache[key] = load_frames(self.frame_root(img_size), split, img_size, self.fields, limit)
+            root = self.frame_root(img_size)
+            domain = self.meta().get("domain")
+            if domain not in (None, self.domain):
+                raise DataError(f"task {self.name!r} needs a {self.domain} frame set, but {root} holds {domain} frames")
+            self._cache[key] = load_frames(root, split, img_size, self.fields, limit)
         return self._cache[key]
 
     def build_dataset(self, split: Split, img_size: int, limit: int | None = None) -> Dataset:
