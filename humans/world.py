@@ -233,11 +233,13 @@ def film(renderer: Any, cfg: WorldConfig, verts_world: np.ndarray, cameras: list
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(size: int) -> None:
-    """Per process: one renderer (reused for every sequence), single-threaded torch."""
-    import torch
+def _worker_init(size: int, pool: bool = True) -> None:
+    """Per process: one renderer (reused for every sequence); single-threaded torch in pool workers (never
+    in the calling process, whose later training must keep its threads)."""
+    if pool:
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
     from humans.render import Renderer
 
     _WORKER["renderer"] = Renderer(size)
@@ -306,7 +308,7 @@ def _do_sequence(args: tuple[WorldConfig, SequenceSpec, str]) -> tuple[int, np.n
     if "renderer" not in _WORKER or _WORKER["renderer"].size != cfg.size:
         if "renderer" in _WORKER:
             _WORKER.pop("renderer").close()
-        _worker_init(cfg.size)
+        _worker_init(cfg.size, pool=False)
     frames = render_sequence(cfg, spec, _WORKER["renderer"])
     if len(frames) != cfg.frames_per_sequence:
         raise DataError(f"sequence {spec.sequence} rendered {len(frames)} frames, expected {cfg.frames_per_sequence}")

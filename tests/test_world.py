@@ -178,6 +178,15 @@ def test_same_seed_identical_and_resume_completes_missing_shards(synth_body: Pat
 
 
 def test_other_seed_differs(tmp_path: Path, synth_objects: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:  # another size makes a new renderer in this process: the caller's torch threads must stay as they are
+        generate("objects", 6, size=32, out=tmp_path / "o32", workers=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     other = tiny_frames(tmp_path / "o1", "objects", seed=1)
     a, b = FrameStore(synth_objects).load(0)["rgb"], FrameStore(other).load(0)["rgb"]
     assert np.abs(a.astype(int) - b).mean() > 5
