@@ -249,7 +249,8 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     except (RuntimeError, ValueError) as e:
         raise CpcbenchError(str(e)) from None
 
-    # data first: a missing data root fails before any backbone is built
+    if task.data_status().get("data") == "missing":  # say what to download before anything else is built
+        task.build_dataset("test", cfg.img_size or d.img_size, limit=1)
     probe_backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, cfg.img_size)
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
     del probe_backbone
