@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         data: str | None = typer.Option(None, "--data", help="synth (generated world) | a frame-set dir | "
                                                              "(supervised) an ImageFolder root [synth]."),
         out: Path | None = typer.Option(None, "--out",
-                                        help="Run directory [runs/pretrain/<domain>-<method>-<arch>-<time>]."),
+                                        help="Run directory [runs/pretrain/DOMAIN-METHOD-ARCH-TIME]."),
         resume: bool = typer.Option(False, "--resume", help="Continue --out (or the newest unfinished run)."),
         preset: list[str] = typer.Option([], "--preset", help="Named preset(s), e.g. paper (ViT-B/16, 224 px, "
                                                                 "full schedule; for GPUs)."),
