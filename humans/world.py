@@ -437,13 +437,11 @@ def meta_for(cfg: WorldConfig, identity: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_dir(domain: str, size: int, seed: int) -> Path:
-    """``$CPCBENCH_DATA_CACHE/<domain>-<size>-<seed>`` or ``runs/data/<domain>-<size>-<seed>``."""
+    """``$CPCBENCH_DATA_CACHE/<domain>-<size>-<seed>``, else ``$CPCBENCH_RUNS/data/...`` (default ``runs/``)."""
     base = os.environ.get("CPCBENCH_DATA_CACHE")
     if base:
         return Path(base) / f"{domain}-{size}-{seed}"
-    from harness.io import ROOT
-
-    return ROOT / "runs" / "data" / f"{domain}-{size}-{seed}"
+    return Path(os.environ.get("CPCBENCH_RUNS", "runs")) / "data" / f"{domain}-{size}-{seed}"
 
 
 def is_complete(root: Path, cfg: WorldConfig) -> bool:
@@ -492,13 +490,27 @@ def person_meta(domain: str) -> dict[str, Any]:
     return meta
 
 
-def _rest_verts(kind: str, betas: np.ndarray) -> np.ndarray:
-    """The model in its rest pose for these betas.  betas: [10] -> [V, 3]"""
+def _forward(kind: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``humans.models.forward`` on one torch thread: float32 sums depend on the thread count, and frames must
+    be bit-identical whatever the number of worker processes.  -> verts [B, V, 3], joints [B, J, 3] float64"""
+    import torch
+
     from humans.models import forward
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = forward(kind, params)
+    finally:
+        torch.set_num_threads(threads)
+    return {k: v.numpy().astype(np.float64) for k, v in out.items()}
+
+
+def _rest_verts(kind: str, betas: np.ndarray) -> np.ndarray:
+    """The model in its rest pose for these betas.  betas: [10] -> [V, 3]"""
     pose_key, dim = ("body_pose", 69) if kind == "smpl" else ("hand_pose", 45)
-    out = forward(kind, {"global_orient": np.zeros((1, 3)), pose_key: np.zeros((1, dim)), "betas": betas[None]})
-    return out["verts"][0].numpy().astype(np.float64)
+    out = _forward(kind, {"global_orient": np.zeros((1, 3)), pose_key: np.zeros((1, dim)), "betas": betas[None]})
+    return out["verts"][0]
 
 
 def _cam_orient(E: np.ndarray, global_orient: np.ndarray) -> np.ndarray:
@@ -511,7 +523,7 @@ def _cam_orient(E: np.ndarray, global_orient: np.ndarray) -> np.ndarray:
 def render_body_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list[dict[str, np.ndarray]]:
     """One subject (betas, skin, clothing) performing one motion in a room, filmed by a camera rig."""
     from humans.appearance import body_colours, random_lighting, room
-    from humans.models import forward, model_info
+    from humans.models import model_info
     from humans.poses import body_motion
 
     info = model_info("smpl")
@@ -527,8 +539,8 @@ def render_body_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) ->
     transl = (np.arange(T)[:, None] - (T - 1) / 2) * step[None] + mrng.normal(0, 0.005, (T, 3)).cumsum(0)
     go = np.asarray(motion["global_orient"], np.float64)
     bp = np.asarray(motion["body_pose"], np.float64)
-    out = forward("smpl", {"global_orient": go, "body_pose": bp, "betas": np.tile(betas, (T, 1)), "transl": transl})
-    verts, joints = out["verts"].numpy().astype(np.float64), out["joints"].numpy().astype(np.float64)
+    out = _forward("smpl", {"global_orient": go, "body_pose": bp, "betas": np.tile(betas, (T, 1)), "transl": transl})
+    verts, joints = out["verts"], out["joints"]
     srng_scene = rng_of(spec.scene_seed)
     lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
     centre = (lo + hi) / 2
@@ -551,7 +563,7 @@ def render_body_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) ->
 def render_hand_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list[dict[str, np.ndarray]]:
     """One hand (shape, skin or glove) articulating towards a gesture, filmed by cameras all around it."""
     from humans.appearance import backdrop, hand_colours, random_lighting
-    from humans.models import forward, model_info
+    from humans.models import model_info
     from humans.poses import hand_motion
 
     info = model_info("mano")
@@ -567,8 +579,8 @@ def render_hand_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) ->
     if labels.size == 1:
         labels = np.full(T, int(labels[0]))
     transl = mrng.normal(0, 0.003, (T, 3)).cumsum(0)
-    out = forward("mano", {"global_orient": go, "hand_pose": hp, "betas": np.tile(betas, (T, 1)), "transl": transl})
-    verts, joints = out["verts"].numpy().astype(np.float64), out["joints"].numpy().astype(np.float64)
+    out = _forward("mano", {"global_orient": go, "hand_pose": hp, "betas": np.tile(betas, (T, 1)), "transl": transl})
+    verts, joints = out["verts"], out["joints"]
     scene_rng = rng_of(spec.scene_seed)
     lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
     centre = (lo + hi) / 2

@@ -233,5 +233,16 @@ def test_workers_give_identical_frames(tmp_path: Path) -> None:
     for fa, fb in zip(a, b, strict=True):
         for k in fa:
             np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
-    assert FrameStore(one).manifest.equals(FrameStore(two).manifest.assign(image="").astype(
-        FrameStore(one).manifest.dtypes.to_dict()))
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(FrameStore(one).manifest, FrameStore(two).manifest)
+
+
+def test_default_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from humans.world import default_dir
+
+    monkeypatch.delenv("CPCBENCH_DATA_CACHE", raising=False)
+    monkeypatch.setenv("CPCBENCH_RUNS", str(tmp_path / "r"))
+    assert default_dir("hand", 96, 3) == tmp_path / "r" / "data" / "hand-96-3"
+    monkeypatch.setenv("CPCBENCH_DATA_CACHE", str(tmp_path / "cache"))
+    assert default_dir("body", 128, 0) == tmp_path / "cache" / "body-128-0"
