@@ -385,6 +385,10 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
             if progress:
                 progress(len(done) * cfg.frames_per_sequence, total)
     _write_manifest(cfg, root, specs, done, identity)
+    if not any(s.split == "test" for s in specs):
+        need = (TEST_OFFSET * cfg.motions_per_subject + 1) * cfg.frames_per_sequence
+        log.warning("this %s frame set has no test split (every fifth subject is a test subject, starting with "
+                    "subject %d): ask for at least %d frames for one", domain, TEST_OFFSET, need)
     return root
 
 
