@@ -294,7 +294,13 @@ class MeshTask(SynthTask):
         decoder = heads.ModelDecoder(self._kind())
         if self.model_based:
             return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, **self.init_params()), decoder)
-        return VertexRegressor(heads.VertexHead(dim, decoder.template()), decoder)
+        return VertexRegressor(heads.VertexHead(dim, self.mean_mesh(decoder)), decoder)
+
+    def mean_mesh(self, decoder: heads.ModelDecoder) -> torch.Tensor:
+        """[V, 3] the model-free head's starting mesh: the training split's mean root-relative mesh (camera
+        coordinates, as the targets), else the model's rest mesh."""
+        train = [v for (split, _, _), v in self._cache.items() if split == "train" and "verts" in v]
+        return torch.from_numpy(train[0]["verts"].mean(0)) if train else decoder.template()
 
     def loss(self, pred: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         lj = (pred["joints3d"] - batch["joints3d"]).abs().mean()
