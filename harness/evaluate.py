@@ -320,7 +320,8 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
             continue
         metrics[spec.name] = {**summarize(per_seed[spec.name]), "unit": spec.unit,
                               "higher_is_better": spec.higher_is_better}
-    extra: dict[str, Any] = {"per_seed": seed_info, "predictions": f"{run_id}.predictions.npz"}
+    extra: dict[str, Any] = {"per_seed": seed_info, "predictions": f"{run_id}.predictions.npz",
+                             "data": task.data_info()}
     baseline = mean_baseline(task, train_subset, preds_out, n_test, cfg.eval_batch_size)
     if baseline:
         extra["baseline_mean"] = baseline

@@ -57,7 +57,8 @@ class FinetuneDefaults:
     """The fine-tuning schedule every backbone gets on a task (``--steps`` etc. override per run).
 
     base_lr is per 256 samples (the loop scales it by batch_size / 256); layer_decay is the layer-wise LR
-    decay of the ``finetune`` protocol (BEiT/MAE fine-tuning); img_size is the square input resolution.
+    decay of the ``finetune`` protocol (BEiT/MAE fine-tuning); img_size is the benchmark's nominal square input
+    resolution (``cpcbench eval`` feeds a backbone at its own input size unless ``--img-size`` says otherwise).
     """
 
     steps: int
@@ -126,6 +127,10 @@ class Task:
         if self.root is None:
             return {"data": "missing", "where": f"set --data-root or ${DATA_ENV}; {self.data_hint}"}
         return {"data": "found" if self.root.exists() else "missing", "where": str(self.root)}
+
+    def data_info(self) -> dict[str, Any]:
+        """Where the data of a run came from, for the result record (default: ``data_status``)."""
+        return dict(self.data_status())
 
     def require_root(self, *parts: str) -> Path:
         """``root / parts`` if it exists, else a ``DataError`` that says what to download and where."""

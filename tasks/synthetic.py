@@ -189,6 +189,11 @@ class SynthTask(Task):
             return {"data": "found", "where": str(self.root)}
         return {"data": "synthetic", "where": f"humans.world default {self.domain} frames (rendered on first use)"}
 
+    def data_info(self) -> dict[str, Any]:
+        meta = self.meta()
+        return {"frames": str(self.frame_root()), "generator": meta.get("generator", {}),
+                "model": meta.get("model"), "source": meta.get("source", "")}
+
     def frame_root(self, size: int | None = None) -> Path:
         """The frame set: ``root`` if given, else the world's default set rendered at ``size`` (on first use)."""
         if self.root is not None:
