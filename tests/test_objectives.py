@@ -227,3 +227,28 @@ def test_dino_teacher_ema_and_centre() -> None:
     model(batch)
     assert not torch.equal(model.center, c0)
     assert model.export_backbone() is model.teacher_backbone
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_loss_and_gradients_split_over_ranks_like_ddp(name: str) -> None:
+    """What DDP computes on 2 ranks (mean of the two half-batch losses and gradients) equals the single-process
+    full-batch step: the losses are per-sample means and masks come from the batch (``mask_noise``), not
+    from a per-process RNG. Eval mode keeps DINO's centre fixed between the calls."""
+    torch.manual_seed(0)
+    model = make_objective(name).eval()
+    batch = make_batch(model.data_kind)
+    if model.data_kind in ("pairs", "images"):
+        batch["mask_noise"] = torch.rand(B, 4, generator=torch.Generator().manual_seed(3))
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(b: dict) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = model(b)["loss"]
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+    full, g_full = loss_and_grads(batch)
+    halves = [loss_and_grads({k: v[i * B // 2:(i + 1) * B // 2] for k, v in batch.items()}) for i in range(2)]
+    assert full == pytest.approx((halves[0][0] + halves[1][0]) / 2, rel=1e-5)
+    for gf, g0, g1 in zip(g_full, halves[0][1], halves[1][1], strict=True):
+        assert torch.allclose(gf, (g0 + g1) / 2, atol=1e-6, rtol=1e-4)
