@@ -33,7 +33,7 @@ def runs_root() -> Path:
 
 def find_pretrained(method: str, domain: str, root: Path | None = None) -> Path | None:
     """Newest ``backbone.safetensors`` of ``method`` for ``domain`` (by modification time), or None."""
-    base = (root or runs_root()) / "pretrain"
+    base = (root or runs_root()).absolute() / "pretrain"
     hits = [p for p in base.glob(f"{domain}-{method}-*/backbone.safetensors") if p.is_file()]
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
