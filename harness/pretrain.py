@@ -189,7 +189,7 @@ def run_dir_for(cfg: PretrainConfig, out: str | Path | None, resume: bool) -> Pa
 
     if out:
         return Path(out)
-    base = runs_root() / "pretrain"
+    base = runs_root().absolute() / "pretrain"
     prefix = f"{cfg.domain}-{cfg.method}-{cfg.arch}-"
     if resume:
         unfinished = [p for p in base.glob(prefix + "*") if (p / "checkpoints" / "latest.json").is_file()
