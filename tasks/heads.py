@@ -116,6 +116,24 @@ def mean_rotation(r: torch.Tensor) -> torch.Tensor:
     return (u * fix[..., None, :] @ vh).to(r.dtype)
 
 
+class AttentionPool(nn.Module):
+    """One learned query cross-attends to all tokens through a small transformer decoder (HMR2.0's SMPL head):
+    tokens [B, N, C] -> feature [B, width]. Keeps the spatial layout that mean pooling averages away."""
+
+    def __init__(self, embed_dim: int, width: int = 256, depth: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        self.width = width
+        self.proj = nn.Linear(embed_dim, width)
+        self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
+        layer = nn.TransformerDecoderLayer(width, heads, dim_feedforward=width * 2, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, depth)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mem = self.proj(tokens)
+        return self.decoder(self.query.to(mem.dtype).expand(tokens.shape[0], -1, -1), mem)[:, 0]
+
+
 # ---------------------------------------------------------------------------------------------- model-based
 class ParamMeshHead(nn.Module):
     """HMR-style iterative regression of body/hand model parameters from pooled tokens.
@@ -130,12 +148,21 @@ class ParamMeshHead(nn.Module):
 
     def __init__(self, embed_dim: int, num_prefix_tokens: int, n_joints: int, n_betas: int = 10,
                  n_iter: int = 3, hidden: int = 512, init_rotmat: torch.Tensor | None = None,
-                 init_betas: torch.Tensor | None = None, init_cam: torch.Tensor | None = None) -> None:
+                 init_betas: torch.Tensor | None = None, init_cam: torch.Tensor | None = None,
+                 pool: str = "mean") -> None:
         super().__init__()
         self.num_prefix, self.n_joints, self.n_betas, self.n_iter = num_prefix_tokens, n_joints, n_betas, n_iter
         n_params = n_joints * 6 + n_betas + 3
-        self.norm = nn.LayerNorm(embed_dim)
-        self.mlp = nn.Sequential(nn.Linear(embed_dim + n_params, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+        if pool == "mean":
+            self.pool: nn.Module | None = None
+            feat_dim = embed_dim
+        elif pool == "attn":  # HMR2.0: one query token cross-attends to all tokens (a small transformer decoder)
+            self.pool = AttentionPool(embed_dim)
+            feat_dim = self.pool.width
+        else:
+            raise CpcbenchError(f"ParamMeshHead: pool must be 'mean' or 'attn', got {pool!r}")
+        self.norm = nn.LayerNorm(feat_dim)
+        self.mlp = nn.Sequential(nn.Linear(feat_dim + n_params, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                  nn.GELU())
         self.out = nn.Linear(hidden, n_params)
         nn.init.xavier_uniform_(self.out.weight, gain=0.01)  # start near the mean estimate (HMR/HMR2.0 decoders)
@@ -149,7 +176,7 @@ class ParamMeshHead(nn.Module):
         self.register_buffer("init_params", init, persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        feat = self.norm(pooled(tokens, self.num_prefix))
+        feat = self.norm(pooled(tokens, self.num_prefix) if self.pool is None else self.pool(tokens))
         est = self.init_params.to(feat.dtype).expand(feat.shape[0], -1)
         for _ in range(self.n_iter):
             est = est + self.out(self.mlp(torch.cat([feat, est], dim=1)))

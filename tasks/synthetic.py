@@ -255,6 +255,7 @@ class MeshTask(SynthTask):
 
     fields: ClassVar[tuple[str, ...]] = ("joints3d", "verts", "root", "K", "rotmat", "betas", "joints2d")
     model_based: ClassVar[bool] = True
+    pool: ClassVar[str] = "mean"  # how the model-based head reads the tokens: "mean" (HMR) or "attn" (HMR2.0)
     w_rotmat: ClassVar[float] = 0.1
     w_betas: ClassVar[float] = 0.001
     w_2d: ClassVar[float] = 0.05
@@ -298,7 +299,8 @@ class MeshTask(SynthTask):
         dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
         decoder = heads.ModelDecoder(self._kind())
         if self.model_based:
-            return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, **self.init_params()), decoder)
+            return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, pool=self.pool,
+                                                     **self.init_params()), decoder)
         return VertexRegressor(heads.VertexHead(dim, self.mean_mesh(decoder)), decoder)
 
     def mean_mesh(self, decoder: heads.ModelDecoder) -> torch.Tensor:
