@@ -238,7 +238,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     params = [p for g in opt.param_groups for p in g["params"]]
 
     step, history, flops = 0, [], 0.0
-    window = {"loss": 0.0, "parts": {}, "count": 0}
+    window = {"loss": 0.0, "parts": {}, "part_counts": {}, "count": 0}
     ckpt_dir = latest_train_state(run_dir)
     if ckpt_dir is not None and not resume:
         raise CpcbenchError(f"{run_dir} already holds a checkpoint ({ckpt_dir.name}): pass --resume to continue "
@@ -307,17 +307,24 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                 if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
                     raise CpcbenchError(f"{type(raw).__name__}.forward must return 'loss' as a scalar tensor, got "
                                         f"{getattr(loss, 'shape', type(loss).__name__)}; reduce it with .mean()")
-                names = sorted(k for k, v in out.items() if k != "loss" and (
-                    isinstance(v, int | float) or (isinstance(v, torch.Tensor) and v.ndim == 0)))
-                vals = torch.stack([loss.detach().float().reshape(())] + [
-                    torch.as_tensor(out[k], dtype=torch.float32, device=loss.device).detach().float().reshape(())
-                    for k in names])
+                # Loss parts may differ between ranks and steps (a CPC batch without cross-pose pairs has no
+                # loss_cross_pose): the loss is all-reduced, the parts are gathered by name and averaged over
+                # the ranks (and logged steps) that report them.
+                parts = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()
+                         if k != "loss" and (isinstance(v, int | float) or (isinstance(v, torch.Tensor)
+                                                                            and v.ndim == 0))}
+                total = loss.detach().float().reshape(1).clone()
                 if dist.distributed:
                     import torch.distributed as tdist
 
-                    tdist.all_reduce(vals)
-                    vals = vals / world
-                vals = vals.cpu().tolist()
+                    tdist.all_reduce(total)
+                    total = total / world
+                    gathered: dict[str, list[float]] = {}
+                    for rank_parts in all_gather_object(parts):
+                        for k, v in rank_parts.items():
+                            gathered.setdefault(k, []).append(v)
+                    parts = {k: sum(v) / len(v) for k, v in gathered.items()}
+                vals = [float(total.item())]
                 if not math.isfinite(vals[0]):
                     raise _nan_error("loss", vals[0], step + 1, run_dir)
                 opt.zero_grad(set_to_none=True)
@@ -333,8 +340,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                 window["loss"] += vals[0]
                 window["grad_norm"] = window.get("grad_norm", 0.0) + norm
                 window["count"] += 1
-                for k, v in zip(names, vals[1:], strict=True):
+                for k, v in parts.items():
                     window["parts"][k] = window["parts"].get(k, 0.0) + v
+                    window["part_counts"][k] = window["part_counts"].get(k, 0) + 1
 
                 do_eval = eval_fn is not None and eval_every > 0 and (step % eval_every == 0 or step == loop.steps)
                 do_log = step == loop.steps or do_eval or (loop.log_every > 0 and step % loop.log_every == 0)
@@ -342,7 +350,8 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                     dt = max(time.perf_counter() - t_window, 1e-9)
                     c = max(window["count"], 1)
                     entry = {"step": step, "epoch": (step - 1) // per_epoch, "loss": window["loss"] / c,
-                             "parts": {k: v / c for k, v in window["parts"].items()}, "lr": lr,
+                             "parts": {k: v / window["part_counts"][k] for k, v in window["parts"].items()},
+                             "lr": lr,
                              "grad_norm": window.get("grad_norm", 0.0) / c,
                              "img_per_s": batch * steps_window / dt,
                              "gflops_per_s": max(flops, 0.0) * steps_window / dt / 1e9}
@@ -356,7 +365,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                         entry["eval"] = _plain(result)
                         raw.train()
                     history.append(entry)
-                    window = {"loss": 0.0, "parts": {}, "count": 0}
+                    window = {"loss": 0.0, "parts": {}, "part_counts": {}, "count": 0}
                     t_window, steps_window = time.perf_counter(), 0
                     if rank == 0:
                         with open(run_dir / "log.jsonl", "a") as f:
