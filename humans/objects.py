@@ -82,7 +82,8 @@ def render_object_sequence(cfg: Any, spec: Any, renderer: Any) -> list[dict[str,
     from scipy.spatial.transform import Rotation
 
     from humans.appearance import backdrop, random_lighting
-    from humans.world import film, rig, rng_of
+    from humans.cameras import rig
+    from humans.world import film, rng_of
 
     rng = rng_of(spec.motion_seed)
     label = int(rng.integers(len(CLASSES)))
