@@ -361,6 +361,11 @@ class VertexRegressor(nn.Module):
         return {**p, "verts": p["verts"] - root, "joints3d": joints - root}
 
 
+# One fine-tuning schedule for every synthetic task, so that backbones are compared under the same budget.
+SYNTH_DEFAULTS = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
+                                  warmup_steps=20, img_size=64)
+
+
 @TASKS.register("synth-body-mesh")
 class SynthBodyMesh(MeshTask):
     """Model-based body mesh recovery on the synthetic world (SMPL params via smplx; MPJPE, PA-MPJPE, PVE)."""
@@ -373,8 +378,7 @@ class SynthBodyMesh(MeshTask):
                MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
                MetricSpec("pve", "mm", False, "vertices, joint 0 subtracted"))
     primary_metric = "pa_mpjpe"
-    defaults = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
-                                warmup_steps=20, img_size=64)
+    defaults = SYNTH_DEFAULTS
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         p, g = self.protocol.prepare(a["pred/joints3d"], a["gt/joints3d"])
@@ -396,8 +400,7 @@ class SynthBodyMeshFree(MeshTask):
                MetricSpec("pa_pve", "mm", False, "vertices after similarity alignment on the vertices"),
                MetricSpec("mpjpe", "mm", False, "24 joints regressed from the vertices, joint 0 subtracted"))
     primary_metric = "pve"
-    defaults = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
-                                warmup_steps=20, img_size=64)
+    defaults = SYNTH_DEFAULTS
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.protocol.scale
@@ -421,8 +424,7 @@ class SynthHandMesh(MeshTask):
                MetricSpec("f15", "", True, "F-score at 15 mm of the aligned mesh"),
                MetricSpec("auc", "", True, "AUC of the aligned keypoints' PCK over 0-50 mm (100 steps)"))
     primary_metric = "pa_mpjpe"
-    defaults = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
-                                warmup_steps=20, img_size=64)
+    defaults = SYNTH_DEFAULTS
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.protocol.scale
@@ -449,8 +451,7 @@ class SynthBody2D(SynthTask):
     fields = ("joints2d", "norm")
     metrics = (MetricSpec("pck05", "%", True, "PCK at 0.05 x max(bbox w, h), inclusive"),
                MetricSpec("pck10", "%", True, "PCK at 0.1 x max(bbox w, h), inclusive"))
-    defaults = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
-                                warmup_steps=20, img_size=64)
+    defaults = SYNTH_DEFAULTS
 
     def build_head(self, backbone_info: Mapping[str, Any]) -> nn.Module:
         dim, prefix, grid, img = heads.check_backbone_info(backbone_info)
@@ -492,8 +493,7 @@ class SynthBodyParts(SynthTask):
     fields = ("parts",)
     metrics = (MetricSpec("miou", "%", True, "per-image mean IoU over the classes present in prediction or ground "
                                              "truth (background included)"),)
-    defaults = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
-                                warmup_steps=20, img_size=64)
+    defaults = SYNTH_DEFAULTS
 
     def n_classes(self) -> int:
         """Background + the part ids of the frame set (meta ``part_names``, else the largest id in the data)."""
@@ -536,8 +536,7 @@ class SynthHandGesture(SynthTask):
     protocol = None
     fields = ("label",)
     metrics = (MetricSpec("top1", "%", True, "top-1 accuracy over the gesture classes"),)
-    defaults = FinetuneDefaults(steps=300, batch_size=32, base_lr=2e-3, weight_decay=0.05, layer_decay=0.75,
-                                warmup_steps=20, img_size=64)
+    defaults = SYNTH_DEFAULTS
 
     def n_classes(self) -> int:
         meta = self.meta()
