@@ -99,6 +99,9 @@ def destroy() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # All ranks leave together: a rank that tears gloo down while another still works (e.g. rank 0 writing
+        # results) made the late rank abort at exit ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
