@@ -10,7 +10,7 @@ APT_PKGS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglu1-mesa libosmesa6
 export PYOPENGL_PLATFORM ?= egl
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-slow bench lint clean-runs system-deps
+.PHONY: setup demo reproduce tables test test-slow bench lint clean-runs system-deps
 
 setup: system-deps $(STAMP)
 
@@ -33,6 +33,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/python -m harness.demo
+
+# the committed CPU-scale reproduction (records -> results/, tables -> leaderboards/); resumable, ~2 h on 2 cores
+reproduce: setup
+	$(BIN)/python -m harness.reproduce
+
+# regenerate every table, plot and the HTML page under leaderboards/ from results/
+tables: setup
+	$(BIN)/cpcbench tables --paper --results results --out leaderboards
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow and not bench"

@@ -3,7 +3,8 @@
 ``spec`` is one of:
 - a pretraining method name (``cpc``, ``mae``, ``dino``, ``supervised``): the newest local export of that
   method for that domain, ``<runs>/pretrain/<domain>-<method>-*/backbone.safetensors`` with ``<runs>`` =
-  ``$CPCBENCH_RUNS`` or ``./runs``; none -> a ``CpcbenchError`` naming the ``cpcbench pretrain`` command;
+  ``$CPCBENCH_RUNS`` or ``./runs`` (``supervised``: of any domain, its data are objects, not people); none -> a
+  ``CpcbenchError`` naming the ``cpcbench pretrain`` command;
 - ``scratch``: random init of the default architecture (``SCRATCH``: ViT-Tiny/16, 2D RoPE, CLS token,
   the same backbone ``cpcbench pretrain`` trains by default);
 - ``timm:NAME.TAG`` (e.g. ``timm:vit_base_patch16_224.mae``): timm weights from the local cache;
@@ -34,7 +35,9 @@ def runs_root() -> Path:
 def find_pretrained(method: str, domain: str, root: Path | None = None) -> Path | None:
     """Newest ``backbone.safetensors`` of ``method`` for ``domain`` (by modification time), or None."""
     base = (root or runs_root()).absolute() / "pretrain"
-    hits = [p for p in base.glob(f"{domain}-{method}-*/backbone.safetensors") if p.is_file()]
+    # supervised pretraining reads synth-objects (or an ImageFolder) whatever the domain: any domain's run will do
+    pattern = f"*-{method}-*" if method == "supervised" else f"{domain}-{method}-*"
+    hits = [p for p in base.glob(f"{pattern}/backbone.safetensors") if p.is_file()]
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
 

@@ -132,7 +132,9 @@ def body_colours(rng: np.random.Generator, rest_verts: np.ndarray, part_of_verte
         out[region == "shin"] = bottom[region == "shin"]
     head = region == "head"
     if head.any():
-        out[head] = _hair(rng, rest_verts, head, out[head])
+        out[head] = _face(rng, rest_verts, head, _hair(rng, rest_verts, head, out[head]))
+    if (region == "top").any():
+        out = _front_of_top(rng, rest_verts, region == "top", out, skin)
     # soft per-vertex shading noise so that flat colours do not look like plastic
     out *= rng.uniform(0.95, 1.05, size=(len(out), 1))
     return np.clip(out, 0, 1)
@@ -140,7 +142,7 @@ def body_colours(rng: np.random.Generator, rest_verts: np.ndarray, part_of_verte
 
 def _hair(rng: np.random.Generator, verts: np.ndarray, head: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """Paint hair on the upper/back part of the head region (short or long hair, sometimes none)."""
-    style = rng.choice(["short", "short", "long", "bald"])
+    style = rng.choice(["short", "short", "short", "long", "long", "long", "bald"])
     if style == "bald":
         return colours
     hv = verts[head]
@@ -155,6 +157,51 @@ def _hair(rng: np.random.Generator, verts: np.ndarray, head: np.ndarray, colours
         hair |= (front < -0.02 * height)
     out = colours.copy()
     out[hair] = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
+    return out
+
+
+def _face(rng: np.random.Generator, verts: np.ndarray, head: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Eyes, brows and mouth on the front (+z) of the head region: a person's front differs from their back."""
+    hv = verts[head]
+    c = hv.mean(axis=0)
+    height = hv[:, 1].max() - hv[:, 1].min()
+    width = hv[:, 0].max() - hv[:, 0].min()
+    front = hv[:, 2] > c[2] + 0.3 * (hv[:, 2].max() - c[2])
+    dx, dy = np.abs(hv[:, 0] - c[0]) / width, (hv[:, 1] - c[1]) / height
+    eyes = front & (dy > 0.02) & (dy < 0.1) & (dx > 0.08) & (dx < 0.26)
+    brows = front & (dy >= 0.1) & (dy < 0.15) & (dx > 0.07) & (dx < 0.28)
+    mouth = front & (dy > -0.2) & (dy < -0.13) & (dx < 0.12)
+    out = colours.copy()
+    out[eyes] = rng.uniform(0.05, 0.2) * np.ones(3)
+    out[brows] = colours[brows] * 0.45
+    out[mouth] = colours[mouth] * np.array([0.75, 0.45, 0.45])
+    return out
+
+
+def _front_of_top(rng: np.random.Generator, verts: np.ndarray, top: np.ndarray, colours: np.ndarray,
+                  skin: np.ndarray) -> np.ndarray:
+    """The front of a top differs from its back: a lower neckline (skin shows), often a chest print or a
+    placket/zip down the middle."""
+    tv = verts[top]
+    c = tv.mean(axis=0)
+    y0, y1 = tv[:, 1].min(), tv[:, 1].max()
+    h, w = y1 - y0, tv[:, 0].max() - tv[:, 0].min()
+    dx = np.abs(verts[:, 0] - c[0]) / w
+    up = (verts[:, 1] - y0) / h
+    front = top & (verts[:, 2] > c[2])
+    out = colours.copy()
+    depth = rng.uniform(0.1, 0.25)  # neckline: a V or a scoop below the collar, on the front only
+    v_neck = rng.random() < 0.5
+    neck = front & (up > 1 - depth * ((1 - dx / 0.22) if v_neck else np.sqrt(np.clip(1 - (dx / 0.22) ** 2, 0, 1))))
+    out[neck & (dx < 0.22)] = skin
+    r = rng.random()
+    if r < 0.45:  # a print on the chest, contrasting with the top
+        base = colours[front].mean(axis=0) if front.any() else skin
+        ink = np.ones(3) - base if rng.random() < 0.6 else random_cloth_colour(rng)
+        cy, half_h, half_w = rng.uniform(0.5, 0.7), rng.uniform(0.08, 0.15), rng.uniform(0.1, 0.22)
+        out[front & (np.abs(up - cy) < half_h) & (dx < half_w)] = ink
+    elif r < 0.7:  # a placket or zip down the front
+        out[front & (dx < 0.025) & (up < 1 - depth)] = colours[front].mean(axis=0) * rng.uniform(0.2, 0.5)
     return out
 
 

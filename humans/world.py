@@ -38,7 +38,10 @@ from humans.cameras import bbox_of, crop_intrinsics, look_at, project, rig, to_c
 
 log = logging.getLogger("cpcbench.data")
 
-WORLD_VERSION = 1
+#: generator version per domain: a new version changes the frames, and frame sets of another version are refused
+#: (body 2: faces, necklines and chest prints tell a person's front from their back)
+WORLD_VERSIONS = {"body": 2, "hand": 1, "objects": 1}
+WORLD_VERSION = WORLD_VERSIONS["body"]
 DOMAINS = ("body", "hand", "objects")
 _DOMAIN_ID = {"body": 1, "hand": 2, "objects": 3}
 # rng streams
@@ -88,6 +91,7 @@ def make_config(domain: str, frames: int, size: int = 128, seed: int = 0, **over
     if domain not in DOMAINS:
         raise DataError(f"unknown synthetic domain {domain!r}; choose one of {', '.join(DOMAINS)}")
     kw = {**DEFAULTS[domain], **{k: v for k, v in overrides.items() if v is not None}}
+    kw.setdefault("version", WORLD_VERSIONS[domain])
     cfg = WorldConfig(domain=domain, frames=int(frames), size=int(size), seed=int(seed), **kw)
     if cfg.frames < 1 or cfg.size < 16 or cfg.cameras < 1 or cfg.seq_len < 1 or cfg.motions_per_subject < 1:
         raise DataError(f"bad synthetic-world config {cfg}: need frames >= 1, size >= 16, cameras, seq_len, "

@@ -43,7 +43,8 @@ class CPCConfig:
     """CPC objective settings. ``dec_*`` of 0 take the per-arch default in ``DECODERS``."""
 
     mask_ratio: float = 0.9
-    mask_strategy: str = "uniform"  # uniform | human
+    # CroCo-Man's human-aware masking is the recipe (paper.md 3.2); "uniform" is CroCo's, kept for the ablation
+    mask_strategy: str = "human"  # human | uniform
     human_weight: float = 0.0  # human masking: person-patch weight relative to background; 0 = person first
     dec_dim: int = 0
     dec_depth: int = 0

@@ -257,6 +257,7 @@ class MeshTask(SynthTask):
     model_based: ClassVar[bool] = True
     pool: ClassVar[str] = "mean"  # how the model-based head reads the tokens: "mean" (HMR) or "attn" (HMR2.0)
     w_rotmat: ClassVar[float] = 0.1
+    w_root: ClassVar[float] = 0.0
     w_betas: ClassVar[float] = 0.001
     w_2d: ClassVar[float] = 0.05
 
@@ -316,8 +317,10 @@ class MeshTask(SynthTask):
         total = lj + lv
         if "rotmat" in pred and "rotmat" in batch:
             out["loss_rotmat"] = ((pred["rotmat"] - batch["rotmat"]) ** 2).mean()
+            out["loss_root"] = ((pred["rotmat"][:, 0] - batch["rotmat"][:, 0]) ** 2).mean()
             out["loss_betas"] = ((pred["betas"] - batch["betas"]) ** 2).mean()
-            total = total + self.w_rotmat * out["loss_rotmat"] + self.w_betas * out["loss_betas"]
+            total = (total + self.w_rotmat * out["loss_rotmat"] + self.w_root * out["loss_root"]
+                     + self.w_betas * out["loss_betas"])
         if "cam" in pred and "joints2d" in batch:
             cam = pred["cam"]
             proj = cam[:, None, :1] * pred["joints3d"][..., :2] + cam[:, None, 1:]
