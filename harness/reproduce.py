@@ -101,15 +101,15 @@ def body_lane(lane: Lane, results: Path) -> None:
 
 
 def hand_lane(lane: Lane, results: Path) -> None:
-    """Hand pretraining, the hand grid, the body ablations' pretraining, then the data-efficiency fractions."""
+    """Hand pretraining, the body ablations' pretraining, the hand grid, then the data-efficiency fractions."""
     pre = lane.runs / "pretrain"
     for method in ("cpc", "mae", "dino"):
         lane.pretrain("hand", method, pre / f"hand-{method}-vit_tiny-repro")
+    for overrides, out in zip(ABLATIONS.values(), ablation_backbones(lane.runs), strict=True):
+        lane.pretrain("body", "cpc", out, overrides)
     while not lane.dry_run and not any(pre.glob("*-supervised-*/backbone.safetensors")):
         time.sleep(10)  # made by the body lane (synth-objects serve every domain)
     lane.sweep(BACKBONES, TASKS["hand"], results)
-    for overrides, out in zip(ABLATIONS.values(), ablation_backbones(lane.runs), strict=True):
-        lane.pretrain("body", "cpc", out, overrides)
     task, backbones, fractions = FRACTIONS
     lane.sweep(backbones, [task], results, fractions=fractions)
 

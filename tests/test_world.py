@@ -246,3 +246,25 @@ def test_default_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_dir("hand", 96, 3) == tmp_path / "r" / "data" / "hand-96-3"
     monkeypatch.setenv("CPCBENCH_DATA_CACHE", str(tmp_path / "cache"))
     assert default_dir("body", 128, 0) == tmp_path / "cache" / "body-128-0"
+
+
+def test_people_look_different_from_the_front_and_the_back() -> None:
+    """Which way a person faces must be visible (real people have faces, necklines, prints): the face and the
+    front details of a top change only vertices in front (+z) of their region, and every subject gets some."""
+    from humans.appearance import _face, _front_of_top, region_of_part
+    from humans.models import model_info
+    from humans.world import _rest_verts
+
+    info = model_info("smpl")
+    verts = _rest_verts("smpl", np.zeros(10))
+    region = np.array([region_of_part(info["part_names"][p - 1]) for p in info["part_of_vertex"]])
+    head, top = region == "head", region == "top"
+    plain, skin = np.full((len(verts), 3), 0.5), np.array([0.9, 0.7, 0.6])
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        face = np.zeros(len(verts), bool)
+        face[head] = (_face(rng, verts, head, plain[head]) != 0.5).any(1)
+        front = (_front_of_top(rng, verts, top, plain, skin) != 0.5).any(1)
+        assert face.sum() >= 10 and front.sum() >= 20, seed  # eyes/brows/mouth; a neckline at least
+        assert (verts[face, 2] > verts[head, 2].mean()).all() and (verts[front, 2] > verts[top, 2].mean()).all()
+        assert not front[~top].any()
