@@ -410,6 +410,11 @@ def spec_table(spec: TableSpec, records: Sequence[Mapping[str, Any]],
     empty = []
     for row, rs in zip(spec.rows, row_recs, strict=True):
         rows, sup = _rows_from(rs, row.label, columns)
+        idle = {(r.backbone, r.weights_sha256) for r in rows if all(c is None for c in r.cells)}
+        if idle:  # weights this row's filter matches that have no records in the shown columns: no all-"–" rows
+            rs = [r for r in rs if (str(r["backbone"]["name"]), str(r["backbone"].get("weights_sha256", "")))
+                  not in idle]
+            rows, sup = _rows_from(rs, row.label, columns)
         superseded += sup
         if not rows:
             empty.append(row.label)
