@@ -174,8 +174,8 @@ def to_csv(table: Table) -> str:
             if c is None:
                 continue
             k = col.key
-            w.writerow([table.name, row.label, row.source, row.backbone, row.weights_sha256, k.task, k.version,
-                        k.task_protocol, k.protocol, f"{k.fraction:g}" if col.measured else "",
+            w.writerow([table.name, row.label, row.source, row.backbone, c.weights_sha256 or row.weights_sha256,
+                        k.task, k.version, k.task_protocol, k.protocol, f"{k.fraction:g}" if col.measured else "",
                         "" if k.limit is None else k.limit, k.metric, col.unit, str(col.higher_is_better).lower(),
                         _num(c.mean), _num(c.std), c.n if c.per_seed else "",
                         " ".join(str(s) for s in c.per_seed), " ".join(_num(v) for v in c.per_seed.values()),

@@ -102,6 +102,7 @@ class Cell:
     worse: bool = False  # significantly worse than the best row (paired test)
     p_value: float | None = None
     tested: bool = False
+    weights_sha256: str = ""  # the weights behind this cell (a row may merge one method's per-domain weights)
 
     @property
     def n(self) -> int:
@@ -305,29 +306,70 @@ def mark_best(table: Table) -> None:
                 "row, identical values, or a tie for best)." if untested else "."))
 
 
+def _pretrain_domain(records: Sequence[Mapping[str, Any]]) -> str:
+    """The domain the weights behind ``records`` were pretrained on ('' if unknown or mixed)."""
+    doms = {str(((r["backbone"].get("pretrain") or {}).get("domain")) or "") for r in records}
+    return doms.pop() if len(doms) == 1 else ""
+
+
 def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequence[Column],
-               ) -> tuple[list[Row], int]:
-    """One row per backbone variant (name, weights sha256) among ``records``; labels disambiguated."""
+               ) -> tuple[list[Row], int, list[str]]:
+    """Rows for the backbone variants (name, weights sha256) among ``records``; returns (rows, seeds superseded,
+    notes).
+
+    Weights with no records in ``columns`` are left out. Variants of one backbone name whose filled columns do not
+    overlap share a row: a method pretrained once per domain (body weights on the body tasks, hand weights on the
+    hand tasks), as the papers lay out their tables; the CSV names the weights of every cell. Variants that
+    compete for a column keep their own rows, labelled by pretraining domain when that tells them apart, else by
+    the first 8 hex digits of their weights' sha256.
+    """
     variants: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for rec in records:
         bb = rec["backbone"]
         variants.setdefault((str(bb["name"]), str(bb.get("weights_sha256", ""))), []).append(rec)
-    names = {n for n, _ in variants}
-    rows, superseded = [], 0
+    superseded = 0
+    built: list[tuple[str, str, list[Mapping[str, Any]], list[Cell | None]]] = []
     for (name, sha), recs in sorted(variants.items(), key=lambda kv: (_backbone_rank(kv[0][0]), kv[0][1])):
         cells = []
         for col in columns:
             cell, sup = _pool(recs, col.key) if col.measured else (None, 0)
+            if cell is not None:
+                cell.weights_sha256 = sha
             cells.append(cell)
             superseded += sup
-        if len(variants) == 1:
+        if any(c is not None for c in cells):
+            built.append((name, sha, recs, cells))
+    # merge the variants of one name whose filled columns are disjoint
+    merged: list[dict[str, Any]] = []
+    for name, sha, recs, cells in built:
+        for m in merged:
+            if m["name"] == name and all(a is None or b is None for a, b in zip(m["cells"], cells, strict=True)):
+                m["cells"] = [a if a is not None else b for a, b in zip(m["cells"], cells, strict=True)]
+                m["shas"].append(sha)
+                m["recs"].append(recs)
+                break
+        else:
+            merged.append({"name": name, "cells": cells, "shas": [sha], "recs": [recs]})
+    names = [m["name"] for m in merged]
+    notes = []
+    rows = []
+    for m in merged:
+        name = m["name"]
+        doms = [_pretrain_domain(r) for r in m["recs"]]
+        if len(m["shas"]) > 1:
+            notes.append(f"{label if len(merged) == 1 else name}: one row for the weights pretrained on "
+                         f"{' / '.join(sorted(d or '?' for d in doms))} data, each on its own tasks.")
+        if len(merged) == 1:
             text = label
-        elif len(names) == len(variants):
+        elif names.count(name) == 1:
             text = f"{label} ({name})" if label != name else name
         else:
-            text = f"{label} [{sha[:8] or 'no weights'}]"
-        rows.append(Row(text, cells, backbone=name, weights_sha256=sha, color_key=name))
-    return rows, superseded
+            dom = _pretrain_domain([r for rs in m["recs"] for r in rs])
+            same_dom = [_pretrain_domain([r for rs in o["recs"] for r in rs]) for o in merged if o["name"] == name]
+            text = (f"{label} ({dom})" if dom and same_dom.count(dom) == 1
+                    else f"{label} [{m['shas'][0][:8] or 'no weights'}]")
+        rows.append(Row(text, m["cells"], backbone=name, weights_sha256="+".join(m["shas"]), color_key=name))
+    return rows, superseded, notes
 
 
 def _finish(table: Table, superseded: int) -> Table:
@@ -369,8 +411,9 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
                       caption="Rows: backbones (every backbone with records); mean ± std over seeds.")
         superseded = 0
         for bname in sorted({str(r["backbone"]["name"]) for r in grecs}, key=_backbone_rank):
-            rows, sup = _rows_from([r for r in grecs if r["backbone"]["name"] == bname], bname, columns)
+            rows, sup, notes = _rows_from([r for r in grecs if r["backbone"]["name"] == bname], bname, columns)
             table.rows.extend(rows)
+            table.notes.extend(notes)
             superseded += sup
         tables.append(_finish(table, superseded))
     return tables
@@ -409,12 +452,8 @@ def spec_table(spec: TableSpec, records: Sequence[Mapping[str, Any]],
     superseded = 0
     empty = []
     for row, rs in zip(spec.rows, row_recs, strict=True):
-        rows, sup = _rows_from(rs, row.label, columns)
-        idle = {(r.backbone, r.weights_sha256) for r in rows if all(c is None for c in r.cells)}
-        if idle:  # weights this row's filter matches that have no records in the shown columns: no all-"–" rows
-            rs = [r for r in rs if (str(r["backbone"]["name"]), str(r["backbone"].get("weights_sha256", "")))
-                  not in idle]
-            rows, sup = _rows_from(rs, row.label, columns)
+        rows, sup, notes = _rows_from(rs, row.label, columns)
+        table.notes.extend(notes)
         superseded += sup
         if not rows:
             empty.append(row.label)

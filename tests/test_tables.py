@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.leaderboard import build_leaderboard, generate, to_markdown
+from harness.leaderboard import build_leaderboard, generate, to_csv, to_markdown
 from harness.results import load_records
 from harness.tables import TableError, load_spec, main_tables, matches, paired_p, spec_table
 
@@ -261,3 +261,43 @@ def test_tie_for_best_is_not_tested() -> None:
     mark_best(table)
     assert [r.cells[0].best for r in rows] == [True, True, False]
     assert not rows[2].cells[0].worse and "tie for best" in table.notes[-1]
+
+
+def test_one_row_per_method_across_pretraining_domains(tmp_path: Path) -> None:
+    """A method pretrained once per domain gets one row (body weights on body tasks, hand weights on hand tasks);
+    weights with no records in the shown columns get no row; two weights competing for a column keep two rows."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    from make_records import pretrain_cfg, record
+
+    hand_cfg = {**pretrain_cfg("cpc"), "domain": "hand"}
+    body = record("synth-body-mesh", "cpc", [0, 1, 2], {"mpjpe": [80.0, 81.0, 79.0], "pa_mpjpe": [50.0, 51.0, 49.0],
+                                                       "pve": [90.0, 91.0, 92.0]}, sha="b" * 64)
+    hand = record("synth-hand-mesh", "cpc", [0, 1, 2], {"pa_mpjpe": [9.0, 9.5, 9.2], "f5": [0.5, 0.6, 0.55]},
+                  sha="h" * 64, pretrain=hand_cfg)
+    spec_file = tmp_path / "t.yaml"
+    spec_file.write_text("title: T\nrows:\n  - {label: CPC, where: {backbone.name: cpc}}\n"
+                         "columns:\n  - {task: synth-body-mesh, metrics: [mpjpe]}\n"
+                         "  - {task: synth-hand-mesh, metrics: [pa_mpjpe]}\n")
+    table = spec_table(load_spec(spec_file), [body, hand])
+    assert [r.label for r in table.rows] == ["CPC"]
+    assert [c.mean for c in table.rows[0].cells] == pytest.approx([80.0, 9.2333333])
+    assert any("body / hand data" in n for n in table.notes)
+    csv_text = to_csv(table)
+    assert "b" * 64 in csv_text and "h" * 64 in csv_text  # each cell names its own weights
+    # only body columns shown: the hand weights have no row (and no all-"–" row)
+    spec_file.write_text("title: T\nrows:\n  - {label: CPC, where: {backbone.name: cpc}}\n"
+                         "columns:\n  - {task: synth-body-mesh, metrics: [mpjpe]}\n")
+    table = spec_table(load_spec(spec_file), [body, hand])
+    assert [r.label for r in table.rows] == ["CPC"] and table.rows[0].weights_sha256 == "b" * 64
+    # two body weights on the same column: two rows, told apart by their weights
+    body2 = record("synth-body-mesh", "cpc", [0, 1, 2], {"mpjpe": [70.0, 71.0, 72.0], "pa_mpjpe": [40.0, 41.0, 42.0],
+                                                        "pve": [80.0, 81.0, 82.0]}, sha="c" * 64)
+    table = spec_table(load_spec(spec_file), [body, body2])
+    assert [r.label for r in table.rows] == ["CPC [bbbbbbbb]", "CPC [cccccccc]"]
+    # the same on both columns with one competitor pretrained on hands: labelled by domain
+    hand2 = record("synth-body-mesh", "cpc", [0, 1, 2], {"mpjpe": [75.0, 76.0, 77.0], "pa_mpjpe": [45.0, 46.0, 47.0],
+                                                        "pve": [85.0, 86.0, 87.0]}, sha="d" * 64, pretrain=hand_cfg)
+    table = spec_table(load_spec(spec_file), [body, hand2])
+    assert [r.label for r in table.rows] == ["CPC (body)", "CPC (hand)"]
