@@ -24,10 +24,12 @@ crashes the process when torchvision/timm are imported after rendering.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +233,10 @@ def _ordered_scene_class(pr: Any) -> type:
     return OrderedScene
 
 
+#: the open renderers of this process (weak: a renderer that is garbage-collected unclosed drops out)
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
 class Renderer:
     """A reusable offscreen renderer: one scenery, one actor (a mesh split into part nodes), any cameras.
 
@@ -248,6 +254,7 @@ class Renderer:
         except Exception as e:  # noqa: BLE001 - any GL/EGL failure becomes one actionable line
             raise RenderError(f"cannot open an offscreen {os.environ.get('PYOPENGL_PLATFORM')} context ({e}); "
                               "set PYOPENGL_PLATFORM=osmesa or install Mesa's EGL (make setup)") from e
+        _LIVE.add(self)
         self._scene = _ordered_scene_class(pr)(bg_color=[0.5, 0.5, 0.5, 1.0], ambient_light=[0.3, 0.3, 0.3])
         # draw in a fixed order (pyrender sorts by node distance, ties in set order): scenery, then parts
         self._r._renderer._sorted_mesh_nodes = lambda scene: sorted(scene.mesh_nodes, key=_rank)
@@ -373,7 +380,29 @@ class Renderer:
         return out
 
     def close(self) -> None:
+        """Free this renderer's GL resources. pyrender's EGL teardown terminates the EGL display, which every
+        renderer of the process shares (eglGetDisplay returns one handle), so while other renderers are open only
+        this one's context is destroyed: closing one renderer never breaks another (e.g. the cached renderer of
+        ``humans.world`` and the one ``cpcbench eval --visualize`` opens)."""
+        r = getattr(self, "_r", None)  # unset if opening the context failed
+        if r is None or getattr(r, "_platform", None) is None:
+            return
+        _LIVE.discard(self)
+        plat = self._r._platform
+        if len(_LIVE) and hasattr(plat, "_egl_display") and hasattr(plat, "_egl_context"):
+            def destroy_context_only() -> None:
+                from OpenGL.EGL import eglDestroyContext
+
+                if plat._egl_display is not None and plat._egl_context is not None:
+                    eglDestroyContext(plat._egl_display, plat._egl_context)
+                plat._egl_context = plat._egl_display = None
+
+            plat.delete_context = destroy_context_only
         self._r.delete()
+
+    def __del__(self) -> None:  # an unclosed renderer must not terminate the display under the others either
+        with contextlib.suppress(Exception):  # at interpreter shutdown there is nothing left to protect
+            self.close()
 
     def __enter__(self) -> Renderer:
         return self

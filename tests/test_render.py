@@ -95,6 +95,32 @@ def test_render_matches_projection_mask_and_parts() -> None:
         assert cy_after < cy_before - 2  # up in the world is up in the image
 
 
+def test_closing_one_renderer_keeps_the_others_working() -> None:
+    """pyrender's EGL teardown terminates the process-wide display; our close() must not break a live renderer
+    (the cached one of humans.world, a visualisation's own), whether the other is closed or just dropped."""
+    import gc
+
+    verts, faces, parts = _two_part_actor()
+    E = look_at(np.array([0.1, 0.3, 2.0]), np.zeros(3))
+    K = crop_intrinsics(to_camera(verts, E), 32, margin=1.2)
+
+    def actor(r: Renderer) -> Renderer:
+        r.set_scene([], Lighting(lights=[(np.array([0, -1, -1.0]), np.ones(3), 3.0)]))
+        r.set_actor(faces, parts, np.full((len(verts), 3), 0.7))
+        r.update_actor(verts)
+        return r
+
+    with actor(Renderer(32)) as keep:
+        before = keep.render(K, E)["mask"]
+        actor(Renderer(32)).close()
+        actor(Renderer(32))  # dropped unclosed: collected at once
+        gc.collect()
+        after = keep.render(K, E)["mask"]
+        assert before.sum() > 0 and np.array_equal(before, after)
+    with Renderer(32) as fresh:  # and a renderer opened after all were closed still works
+        assert actor(fresh).render(K, E)["mask"].sum() > 0
+
+
 def test_platform_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from humans.render import choose_platform
 
