@@ -351,6 +351,8 @@ def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequen
         else:
             merged.append({"name": name, "cells": cells, "shas": [sha], "recs": [recs]})
     names = [m["name"] for m in merged]
+    for m in merged:
+        m["dom"] = _pretrain_domain([r for rs in m["recs"] for r in rs])
     notes = []
     rows = []
     for m in merged:
@@ -364,9 +366,8 @@ def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequen
         elif names.count(name) == 1:
             text = f"{label} ({name})" if label != name else name
         else:
-            dom = _pretrain_domain([r for rs in m["recs"] for r in rs])
-            same_dom = [_pretrain_domain([r for rs in o["recs"] for r in rs]) for o in merged if o["name"] == name]
-            text = (f"{label} ({dom})" if dom and same_dom.count(dom) == 1
+            same_dom = [o["dom"] for o in merged if o["name"] == name]
+            text = (f"{label} ({m['dom']})" if m["dom"] and same_dom.count(m["dom"]) == 1
                     else f"{label} [{m['shas'][0][:8] or 'no weights'}]")
         rows.append(Row(text, m["cells"], backbone=name, weights_sha256="+".join(m["shas"]), color_key=name))
     return rows, superseded, notes
