@@ -388,7 +388,7 @@ class Renderer:
         if r is None or getattr(r, "_platform", None) is None:
             return
         _LIVE.discard(self)
-        plat = self._r._platform
+        plat = r._platform
         if len(_LIVE) and hasattr(plat, "_egl_display") and hasattr(plat, "_egl_context"):
             def destroy_context_only() -> None:
                 from OpenGL.EGL import eglDestroyContext
@@ -398,7 +398,7 @@ class Renderer:
                 plat._egl_context = plat._egl_display = None
 
             plat.delete_context = destroy_context_only
-        self._r.delete()
+        r.delete()
 
     def __del__(self) -> None:  # an unclosed renderer must not terminate the display under the others either
         with contextlib.suppress(Exception):  # at interpreter shutdown there is nothing left to protect
