@@ -9,7 +9,11 @@ could run code. ``load_pickle`` admits only what annotation files need to be reb
   (``numpy.core.multiarray``) and numpy 2 (``numpy._core.multiarray``) names, ``numpy.ndarray``, ``numpy.dtype``;
 - plain containers and scalars: ``set``, ``frozenset``, ``complex``, ``slice``, ``collections.OrderedDict``
   (dict, list, tuple, str, bytes, int, float, bool and None need no global);
-- ``_codecs.encode`` with a latin-1 encoding only (Python 3 writes bytes that way at protocols 0-2).
+- the byte strings that Python 3 writes at protocols 0-2 (where pickle has no bytes opcode): ``_codecs.encode``
+  with a latin-1 encoding only (non-empty ``bytes``), ``bytes()`` (every empty ``bytes``, hence the raw data of
+  every empty numpy array), ``bytearray()`` / ``bytearray(<bytes>)``, under the Python 3 (``builtins``) and
+  Python 2 (``__builtin__``) names. Only those argument forms: ``bytes(10**12)`` or ``bytes(<iterable>)`` is
+  refused.
 
 Any other global -> ``DataError("refusing <file>: it contains <module.name>, which is not plain data")``, raised
 before anything the file names is called.
@@ -35,6 +39,24 @@ def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") ->
     if not isinstance(obj, str) or codecs.lookup(encoding).name not in {"iso8859-1", "latin-1"}:
         raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not plain data")
     return codecs.encode(obj, "latin1", errors)
+
+
+def _plain_bytes(*args: Any) -> bytes:
+    """``bytes()`` or ``bytes(<bytes>)``: the calls Python 3's pickler writes; any other form is refused."""
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    raise pickle.UnpicklingError(f"bytes{tuple(type(a).__name__ for a in args)} is not plain data")
+
+
+def _plain_bytearray(*args: Any) -> bytearray:
+    """``bytearray()`` or ``bytearray(<bytes>)`` (Python 3's pickler, protocols 0-4); any other form is refused."""
+    if not args:
+        return bytearray()
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytearray(args[0])
+    raise pickle.UnpicklingError(f"bytearray{tuple(type(a).__name__ for a in args)} is not plain data")
 
 
 def _numpy_attr(module_tail: str, name: str) -> Any:
@@ -63,7 +85,8 @@ def _allowed() -> dict[tuple[str, str], Any]:
         table[(f"{core}.multiarray", "scalar")] = _numpy_attr("multiarray", "scalar")
         table[(f"{core}.numeric", "_frombuffer")] = _numpy_attr("numeric", "_frombuffer")
     for builtins_mod in ("builtins", "__builtin__"):  # Python 3 and Python 2 names
-        for name, obj in (("set", set), ("frozenset", frozenset), ("complex", complex), ("slice", slice)):
+        for name, obj in (("set", set), ("frozenset", frozenset), ("complex", complex), ("slice", slice),
+                          ("bytes", _plain_bytes), ("bytearray", _plain_bytearray)):
             table[(builtins_mod, name)] = obj
     return table
 
