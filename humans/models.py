@@ -6,8 +6,9 @@ Resolution order for ``load_model(kind, gender)``:
    ``SMPL_MALE.pkl``, ``SMPL_FEMALE.pkl``, ``MANO_RIGHT.pkl`` (or the same names with ``.npz``; the official
    download names ``basicmodel_{neutral,m,f}_lbs_10_207_0_v1.*.pkl`` are recognised too). Official
    pickles that hold chumpy objects load too (read with a restricted unpickler that needs no chumpy); to
-   write a clean copy once use ``convert_official``. An optional ``J_regressor_h36m.npy`` there is used as
-   the H36M-17 regressor.
+   write a clean copy once use ``convert_official``. An optional ``J_regressor_h36m.npy`` is used as the
+   H36M-17 regressor: beside the SMPL file, or at the root of ``$CPCBENCH_MODELS`` (SPIN's and 4D-Humans'
+   layout: ``data/J_regressor_h36m.npy`` beside ``data/smpl/``; ``h36m_regressor_file`` says which).
 2. Otherwise the procedurally generated models (``humans.body_model``, ``humans.hand_model``), written on first
    use, deterministically and atomically, to ``$CPCBENCH_CACHE/models/v<version>-<digest>/`` (default
    ``~/.cache/cpcbench/models``; the digest hashes the generator sources, so a changed generator never reuses a
@@ -365,7 +366,7 @@ def model_info(kind: Kind, gender: str = "neutral") -> dict[str, Any]:
         else:
             info["part_of_vertex"] = np.asarray(_SMPL_JOINT_PART)[weights.argmax(1)]
         info["h36m_names"] = list(bm.H36M_NAMES)
-        info["h36m_regressor"] = _h36m_for(data, path)
+        info["h36m_regressor"], info["h36m_regressor_source"] = _h36m_for(data, path)
     elif kind == "mano":
         info["joint_names"] = list(FREIHAND_NAMES)
         info["parents"] = list(FREIHAND_PARENTS)
@@ -380,17 +381,41 @@ def model_info(kind: Kind, gender: str = "neutral") -> dict[str, Any]:
     return info
 
 
-def _h36m_for(data: dict[str, Any], path: Path) -> np.ndarray:
-    """[17, V]: the user's ``J_regressor_h36m.npy`` beside a real model, our generated one, or an
-    approximation from the SMPL joint regressor (hips/knees/... rows) plus head-top and nose vertices."""
-    beside = path.parent / "J_regressor_h36m.npy"
-    if beside.is_file():
-        r = np.load(beside)
+def h36m_regressor_file(model_path: Path | None = None) -> Path | None:
+    """The user's ``J_regressor_h36m.npy`` for the real SMPL file ``model_path`` (default: the real neutral SMPL),
+    or None. Looked for beside the SMPL file first, then at the root of ``$CPCBENCH_MODELS`` (nkolot/SPIN
+    ``config.py``: ``JOINT_REGRESSOR_H36M = 'data/J_regressor_h36m.npy'`` next to ``SMPL_MODEL_DIR = 'data/smpl'``).
+    Only real models get a user regressor: a generated model keeps its own."""
+    root = os.environ.get("CPCBENCH_MODELS")
+    if model_path is None:
+        model_path = real_model_file("smpl", "neutral")
+    if not root or model_path is None:
+        return None
+    # absolute, not resolved: a symlinked model file still counts as the user's
+    model_path, base = Path(os.path.abspath(model_path)), Path(os.path.abspath(root))
+    if not model_path.is_relative_to(base):  # a generated model (the cache), not the user's
+        return None
+    for cand in (model_path.parent / "J_regressor_h36m.npy", base / "J_regressor_h36m.npy"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _h36m_for(data: dict[str, Any], path: Path) -> tuple[np.ndarray, str]:
+    """([17, V], source): the user's ``J_regressor_h36m.npy`` (``h36m_regressor_file``; source = its path), our
+    generated one (source ``"generated"``), or an approximation from the SMPL joint regressor (hips/knees/... rows)
+    plus head-top and nose vertices (source ``"approximated"``)."""
+    user = h36m_regressor_file(path)
+    if user is not None:
+        try:
+            r = np.load(user, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise CpcbenchError(f"cannot read {user}: {err}; re-download J_regressor_h36m.npy (SPIN's data)") from err
         if r.shape == (17, len(data["v_template"])):
-            return r
-        raise CpcbenchError(f"{beside} has shape {r.shape}, expected (17, {len(data['v_template'])})")
+            return r, str(user)
+        raise CpcbenchError(f"{user} has shape {r.shape}, expected (17, {len(data['v_template'])})")
     if "J_regressor_h36m" in data:
-        return np.asarray(data["J_regressor_h36m"], dtype=np.float64)
+        return np.asarray(data["J_regressor_h36m"], dtype=np.float64), "generated"
     jreg = np.asarray(data["J_regressor"], dtype=np.float64)
     v = np.asarray(data["v_template"], dtype=np.float64)
     head = np.asarray(data["weights"]).argmax(1) == 15
@@ -405,4 +430,4 @@ def _h36m_for(data: dict[str, Any], path: Path) -> np.ndarray:
     r[8] = 0.3 * jreg[9] + 0.7 * jreg[12]
     r[9, 332] = 1.0  # SMPL nose vertex
     r[10, top] = 1.0 / len(top)
-    return r
+    return r, "approximated"

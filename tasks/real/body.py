@@ -5,8 +5,10 @@ Ground truth of 3DPW and EMDB comes from the published SMPL parameters through t
 (``humans.models.load_model("smpl", gender)``, files from ``$CPCBENCH_MODELS``), global orientation in the camera
 frame, no translation (nkolot/SPIN ``eval.py``; eth-ait/emdb ``evaluation_engine.py``). Predictions come from the
 neutral SMPL. Joints of the H36M protocols are regressed from the vertices with ``J_regressor_h36m.npy`` (SPIN's
-data), which must lie beside the SMPL files: the benchmarks' numbers are only comparable with the real SMPL and the
-real regressor, so these tasks refuse the embedded synthetic body model.
+data), which must lie beside the SMPL files or at the root of ``$CPCBENCH_MODELS`` (SPIN's and 4D-Humans' layout,
+``data/J_regressor_h36m.npy`` next to ``data/smpl/``; ``humans.models.h36m_regressor_file``); the record's ``data``
+block names the file used. The benchmarks' numbers are only comparable with the real SMPL and the real regressor,
+so these tasks refuse the embedded synthetic body model.
 
 Item targets (all root-relative to SMPL joint 0, metres, camera orientation): ``joints3d`` [24, 3], ``verts``
 [6890, 3], ``joints_h36m`` [17, 3], plus ``global_orient`` [3], ``body_pose`` [69], ``betas`` [10], ``gender``
@@ -29,25 +31,36 @@ from tasks.real.common import GENDER_CODE, BodyFrames, CropDataset, limit_indice
 
 SMPL_MODELS: tuple[tuple[str, str], ...] = (("smpl", "neutral"), ("smpl", "male"), ("smpl", "female"))
 SMPL_HINT = ("Download the SMPL body model (smpl.is.tue.mpg.de: SMPL_NEUTRAL/MALE/FEMALE .pkl) into "
-             "$CPCBENCH_MODELS/smpl/, and SPIN's J_regressor_h36m.npy (from SPIN's fetch_data.sh data) beside them.")
+             "$CPCBENCH_MODELS/smpl/, and SPIN's J_regressor_h36m.npy (from SPIN's fetch_data.sh data) beside them "
+             "or into $CPCBENCH_MODELS/.")
 
 
 def require_real_smpl(genders: tuple[str, ...] = ("neutral", "male", "female"), h36m: bool = True) -> None:
     """The real SMPL files (and ``J_regressor_h36m.npy``) under ``$CPCBENCH_MODELS``, else a ``DataError``."""
-    from humans.models import real_model_file
+    from humans.models import h36m_regressor_file, real_model_file
 
     for g in genders:
         path = real_model_file("smpl", g)
         if path is None:
             raise DataError(f"the real-body benchmarks need the real SMPL model ({g}): none under "
                             f"$CPCBENCH_MODELS. {SMPL_HINT}")
-        if h36m and not (path.parent / "J_regressor_h36m.npy").is_file():
-            raise DataError(f"missing {path.parent / 'J_regressor_h36m.npy'} (the H36M-17 joint regressor of the "
-                            f"protocol). {SMPL_HINT}")
+    if h36m and h36m_regressor_file() is None:
+        path = real_model_file("smpl", "neutral")
+        where = path.parent if path is not None else "$CPCBENCH_MODELS"
+        raise DataError(f"missing J_regressor_h36m.npy (the H36M-17 joint regressor of the protocol): looked in "
+                        f"{where} and the root of $CPCBENCH_MODELS. {SMPL_HINT}")
+
+
+def regressor_info() -> dict[str, str]:
+    """The ``data`` block entry naming the H36M regressor file a run used (for the result record)."""
+    from humans.models import h36m_regressor_file
+
+    path = h36m_regressor_file()
+    return {"h36m_regressor": str(path) if path is not None else "missing"}
 
 
 def h36m_regressor() -> np.ndarray:
-    """[17, 6890] ``J_regressor_h36m`` of the neutral SMPL (the file beside the real model)."""
+    """[17, 6890] ``J_regressor_h36m`` of the neutral SMPL (the user's file: ``humans.models.h36m_regressor_file``)."""
     from humans.models import model_info
 
     return np.asarray(model_info("smpl", "neutral")["h36m_regressor"], np.float32)
@@ -136,6 +149,10 @@ class RealBodyTask(Task):
 
     def body_frames(self, split: str) -> BodyFrames:
         raise NotImplementedError
+
+    def data_info(self) -> dict[str, Any]:
+        info = dict(self.data_status())
+        return {**info, **regressor_info()} if self.needs_h36m_regressor else info
 
     def build_dataset(self, split: str, img_size: int, limit: int | None = None) -> CropDataset:
         if split not in ("train", "test"):

@@ -27,7 +27,7 @@ from harness.errors import DataError
 from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.body import SMPL_HINT, BodyMeshModel, require_real_smpl
+from tasks.real.body import SMPL_HINT, BodyMeshModel, regressor_info, require_real_smpl
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices
 from tasks.real.spin_npz import read_spin_npz
 
@@ -61,6 +61,9 @@ class _H36M(Task):
 
     def data_status(self) -> dict[str, str]:
         return data_status(self.root, "h36m", self.test_file, self.data_short, models=(("smpl", "neutral"),))
+
+    def data_info(self) -> dict[str, Any]:
+        return {**self.data_status(), **regressor_info()}
 
     def npz_path(self, split: str) -> Path:
         if split not in ("train", "test"):
