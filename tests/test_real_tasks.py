@@ -146,7 +146,10 @@ def test_freihand_reader_and_submission(tmp_path: Path) -> None:
     assert [p.name for p in test.images] == ["00000000.jpg", "00000001.jpg", "00000002.jpg"]
     train = read_freihand(tmp_path / "freihand", "train")
     assert len(train) == 8 and train.mano.shape == (8, 61)  # 2 frames x 4 versions (gs, hom, sample, auto)
-    assert train.images[2].name == "00000002.jpg" and np.allclose(train.joints3d[2], train.joints3d[0])
+    # version v of training id i is image i + 32560 * v (fh_utils.py: the stride is db_size, not the json length)
+    assert [p.name for p in train.images[:3]] == ["00000000.jpg", "00000001.jpg", "00032560.jpg"]
+    assert train.images[7].name == "00097681.jpg" and all(p.is_file() for p in train.images)
+    assert np.allclose(train.joints3d[2], train.joints3d[0])
     path = write_hand_submission(tmp_path / "out/pred.json", test.joints3d, test.verts)
     import json
 

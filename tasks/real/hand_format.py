@@ -4,7 +4,7 @@
 FreiHAND (Zimmermann et al., ICCV 2019), dataset root::
 
     training_K.json  training_xyz.json  training_verts.json  training_mano.json  training_scale.json
-    training/rgb/%08d.jpg        (id + 32560 * v for the versions gs, hom, sample, auto)
+    training/rgb/%08d.jpg        (id + 32560 * v for the versions v = gs, hom, sample, auto; 32560 is fixed)
     evaluation_K.json  evaluation_xyz.json  evaluation_verts.json  evaluation_scale.json
     evaluation/rgb/%08d.jpg
 
@@ -41,6 +41,9 @@ from tasks.real.safe_pickle import load_pickle
 
 FREIHAND_SPLITS = {"train": "training", "test": "evaluation"}
 FREIHAND_VERSIONS = ("gs", "hom", "sample", "auto")
+#: the id offset between two versions of a training image: ``db_size('training')``, hard-coded in
+#: lmb-freiburg/freihand ``utils/fh_utils.py::sample_version.map_id`` (not the length of the json lists)
+FREIHAND_VERSION_STRIDE = 32560
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
 
 
@@ -93,7 +96,7 @@ def read_freihand(data_dir: Path, split: str, versions: Sequence[str] = FREIHAND
         raise DataError(f"unknown FreiHAND versions {unknown}; choose from {', '.join(FREIHAND_VERSIONS)}")
     ids, images = [], []
     for v in versions:
-        off = FREIHAND_VERSIONS.index(v) * n
+        off = FREIHAND_VERSIONS.index(v) * FREIHAND_VERSION_STRIDE
         if not (img_dir / f"{off:08d}.jpg").is_file():
             raise DataError(f"missing {img_dir / f'{off:08d}.jpg'} (FreiHAND {pre} images, version {v!r}); "
                             f"extract the FreiHAND {pre} images there")
@@ -156,10 +159,12 @@ def read_ho3d_meta(path: Path, split: str) -> dict[str, Any] | None:
     src = str(path)
     if not isinstance(meta, dict):
         raise DataError(f"{src}: expected a dict of annotations, got {type(meta).__name__}")
+    joints = meta.get("handJoints3D")
+    if split == "train" and (meta.get("objRot") is None or joints is None or meta.get("handPose") is None):
+        return None  # shreyashampali/ho3d vis_HO3D.py: a frame whose objRot is None has no annotations
     if meta.get("camMat") is None:
         raise DataError(f"{src}: no camMat (camera intrinsics)")
     out: dict[str, Any] = {"K": as_array(meta["camMat"], "camMat", src, (3, 3))}
-    joints = meta.get("handJoints3D")
     if split == "test":
         if joints is None:
             raise DataError(f"{src}: no handJoints3D (the root joint of the evaluation split)")
@@ -168,8 +173,6 @@ def read_ho3d_meta(path: Path, split: str) -> dict[str, Any] | None:
             raise DataError(f"{src}: no handBoundingBox")
         out["bbox_xyxy"] = as_array(meta["handBoundingBox"], "handBoundingBox", src, (4,))
         return out
-    if joints is None or meta.get("handPose") is None:
-        return None
     j = as_array(joints, "handJoints3D", src, (21, 3)) @ OPENGL_TO_OPENCV.T
     out["joints3d"] = j[list(MANO_TO_FREIHAND)].astype(np.float32)
     pose = as_array(meta["handPose"], "handPose", src, (48,))

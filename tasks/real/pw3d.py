@@ -52,6 +52,15 @@ PW3D_KEYS = ("sequence", "betas", "poses", "genders", "poses2d", "campose_valid"
 PW3D_SPLITS = ("train", "validation", "test")
 
 
+def _flat_betas(b: Any) -> Any:
+    """One actor's betas as a vector: the readme calls them "10x1", so a column (10, 1) is flattened."""
+    try:
+        arr = np.asarray(b)
+    except (TypeError, ValueError):
+        return b  # as_array reports it
+    return arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+
+
 def read_pw3d_sequence(path: Path) -> dict[str, Any]:
     """One 3DPW sequence pickle, validated: arrays with the documented shapes, or ``DataError``."""
     d = load_pickle(path)
@@ -71,7 +80,7 @@ def read_pw3d_sequence(path: Path) -> dict[str, Any]:
         "cam_poses": as_array(d["cam_poses"], "cam_poses", src, (n, 4, 4)),
         "cam_intrinsics": as_array(d["cam_intrinsics"], "cam_intrinsics", src, (3, 3)),
         "poses": [as_array(p, f"poses[{i}]", src, (n, 72)) for i, p in enumerate(d["poses"])],
-        "betas": [as_array(b, f"betas[{i}]", src, (None,))[:10] for i, b in enumerate(d["betas"])],
+        "betas": [as_array(_flat_betas(b), f"betas[{i}]", src, (None,))[:10] for i, b in enumerate(d["betas"])],
         "genders": [gender_name(g, src) for g in d["genders"]],
         "poses2d": [as_array(p, f"poses2d[{i}]", src, (n, 3, 18)) for i, p in enumerate(d["poses2d"])],
         "campose_valid": [as_array(v, f"campose_valid[{i}]", src, (n,), bool)
