@@ -492,19 +492,19 @@ def make_for_task(name: str, data_root: Path) -> None:
     """A data root with the train and test splits of real task ``name`` in its published format. The body and hand
     tasks also need ``$CPCBENCH_MODELS`` (see ``make_models``); this function does not touch the environment."""
     if name == "3dpw":
-        make_pw3d(data_root, "test")
-        make_pw3d(data_root, "train")
+        for split in ("train", "validation", "test"):
+            make_pw3d(data_root, split)
     elif name == "emdb":
         make_emdb(data_root)
         make_pw3d(data_root, "train")  # EMDB fine-tunes on 3DPW train
     elif name in ("h36m-p1", "h36m-p2"):
-        p = int(name[-1])
-        make_h36m(data_root, p)
-        make_h36m(data_root, p, train=True)
+        make_h36m(data_root, 1)
+        make_h36m(data_root, 2)
+        make_h36m(data_root, 1, train=True)
     elif name == "freihand":
         make_freihand(data_root)
     elif name == "ho3d":
-        make_ho3d(data_root)
+        make_ho3d(data_root, version=3)
     elif name == "imagefolder":
         make_imagefolder(data_root)
     else:

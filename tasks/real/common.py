@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +128,18 @@ def load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """All arrays of an npz (object arrays refused), checking ``keys`` are present."""
     if not path.is_file():
         raise DataError(f"missing {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # np.load would try a .npy or a pickle next
+        raise DataError(f"cannot read {path}: not a valid npz (no zip archive); re-download this file")
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
-    except ValueError as err:  # object arrays need pickle: refuse
-        raise DataError(f"refusing {path}: it holds object arrays, which need unpickling ({err})") from err
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "pickled" in str(err):  # object arrays need pickle: refuse
+            raise DataError(f"refusing {path}: it holds object arrays, which need unpickling ({err})") from err
+        raise DataError(f"cannot read {path}: not a valid npz ({err}); re-download this file") from err
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"cannot read {path}: not a valid npz ({err}); re-download this file") from err
     missing = [k for k in keys if k not in out]
     if missing:
