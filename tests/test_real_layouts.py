@@ -122,3 +122,20 @@ def test_pw3d_betas_as_a_column(tmp_path: Path) -> None:
     assert raw.shape == (10, 1)
     seq = read_pw3d_sequence(path)
     assert seq["betas"][0].shape == (10,) and np.allclose(seq["betas"][0], raw[:, 0])
+
+
+def test_ho3d_frame_without_object_pose_is_unannotated(tmp_path: Path) -> None:
+    """shreyashampali/ho3d vis_HO3D.py: a frame whose objRot is None "does not have annotations", whatever else its
+    meta pickle holds."""
+    from fixtures_real import make_ho3d, py3_pickle_numpy1
+
+    from tasks.real.hand_format import read_ho3d
+    from tasks.real.safe_pickle import load_pickle
+
+    make_ho3d(tmp_path, version=3)
+    path = tmp_path / "ho3d/train/MC1/meta/0002.pkl"
+    meta = load_pickle(path)
+    assert meta["handPose"] is not None
+    meta["objRot"] = None
+    path.write_bytes(py3_pickle_numpy1(meta, 2))
+    assert read_ho3d(tmp_path / "ho3d", "train").ids == ["MC1/0000"]
