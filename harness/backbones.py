@@ -8,10 +8,20 @@
 - ``scratch``: random init of the default architecture (``SCRATCH``: ViT-Tiny/16, 2D RoPE, CLS token,
   the same backbone ``cpcbench pretrain`` trains by default);
 - ``timm:NAME.TAG`` (e.g. ``timm:vit_base_patch16_224.mae``): timm weights from the local cache;
-- a checkpoint file: ours (``.safetensors`` + sidecar) or a CroCo/CroCo v2 ``.pth``.
+- a checkpoint file: ours (``.safetensors`` + sidecar), a CroCo v2 release ``.pth`` or a CroCo ``pretrain.py``
+  checkpoint (architecture from its ``args.model``);
+- ``ARCH[,key=value...]:FILE`` (e.g. ``vit_small:weights.safetensors``): a plain weights file (timm/our or CroCo
+  key layout) with the architecture given; options ``pos=learned|sincos|rope``, ``img=``, ``rope_base=``,
+  ``norm=imagenet|inception`` (``pretraining.arch_file``).
 
 The info dict: ``name, arch, method, weights (path or ""), weights_sha256, img_size, pretrain`` (the pretraining
-config or {}), plus ``backbone`` (the config that rebuilds it) and ``load`` (the key report).
+config or {}), ``input_norm`` (``{"mean": [3], "std": [3]}``: the pixel normalisation the weights expect, timm's
+``pretrained_cfg`` for timm tags, ImageNet's otherwise), plus ``backbone`` (the config that rebuilds it) and
+``load`` (the key report).
+
+A method name is a moving target (a run that finishes makes a newer export): ``pinned_spec(spec, info)`` is
+the spec that rebuilds exactly the file one resolution found; ``cpcbench eval`` resolves once and builds every
+seed from it.
 """
 
 from __future__ import annotations
@@ -47,14 +57,15 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
     sin-cos need nothing; learned positions are resampled)."""
     import pretraining  # noqa: F401  (fills the registries)
     from harness.registry import METHODS
-    from pretraining.load import backbone_from_file, backbone_from_timm
+    from pretraining.arch_file import backbone_from_arch_file, parse_arch_spec
+    from pretraining.load import NORMS, backbone_from_file, backbone_from_timm
     from pretraining.vit import ARCHS, build_vit
 
     if spec == "scratch":
         cfg = {**SCRATCH, **({"img_size": int(img_size)} if img_size else {})}
         bb = build_vit(**cfg)
         info: dict[str, Any] = {"weights": "", "weights_sha256": "", "method": "scratch", "load": {},
-                                "backbone": bb.config_dict()}
+                                "backbone": bb.config_dict(), "input_norm": dict(NORMS["imagenet"])}
     elif spec.startswith("timm:"):
         bb, info = backbone_from_timm(spec, img_size, strict)
     elif spec in METHODS.names():
@@ -64,13 +75,25 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
                                 f"make one with `cpcbench pretrain {domain} --method {spec}` (or set CPCBENCH_RUNS)")
         bb, info = backbone_from_file(path, img_size, strict)
         info["method"] = spec
+    elif parse_arch_spec(spec) is not None:
+        bb, info = backbone_from_arch_file(spec, img_size, strict)
     elif spec in ARCHS:
         raise CpcbenchError(f"{spec!r} is an architecture, not a backbone spec: use 'scratch' for a random "
-                            f"{spec}, a method name ({', '.join(METHODS.names())}), timm:NAME.TAG or a checkpoint file")
+                            f"{spec}, a method name ({', '.join(METHODS.names())}), timm:NAME.TAG, a checkpoint "
+                            f"file or {spec}:FILE for a plain weights file of that architecture")
     elif Path(spec).suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt") or Path(spec).is_file():
         bb, info = backbone_from_file(spec, img_size, strict)
     else:
         raise CpcbenchError(f"unknown backbone {spec!r}: use a method name ({', '.join(METHODS.names())}), "
-                            "'scratch', timm:NAME.TAG (e.g. timm:vit_base_patch16_224.mae) or a checkpoint file")
+                            "'scratch', timm:NAME.TAG (e.g. timm:vit_base_patch16_224.mae), a checkpoint file or "
+                            "ARCH:FILE (e.g. vit_small:weights.safetensors)")
     info = {"name": spec, "arch": bb.arch, "img_size": bb.img_size, "pretrain": info.pop("pretrain", {}), **info}
     return bb, info
+
+
+def pinned_spec(spec: str, info: dict[str, Any]) -> str:
+    """The spec that rebuilds exactly the weights ``info`` (from ``resolve_backbone(spec)``) describes: a method
+    name -> the file it resolved to; every other spec already names its weights."""
+    from harness.registry import METHODS
+
+    return str(info["weights"]) if spec in METHODS.names() and info.get("weights") else spec

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -107,9 +108,12 @@ def load_foreign(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refusing {path}: it is not a weights-only checkpoint ({first}). "
-                              "Convert it to safetensors in a trusted environment.") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        hit = re.search(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)", text)
+        first = (f"it carries {hit.group(1)}, which a weights-only load does not allow" if hit else
+                 f"it is not a weights-only checkpoint ({text.splitlines()[0] if text else type(e).__name__})")
+        raise CheckpointError(f"refusing {path}: {first}. Convert it to safetensors in a trusted environment "
+                              "(then load it as ARCH:FILE, e.g. vit_base:weights.safetensors).") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a dict of tensors")
     return obj

@@ -32,6 +32,7 @@ from typing import Any
 
 from torch import nn
 
+from harness.backbones import pinned_spec
 from harness.errors import CpcbenchError
 
 log = logging.getLogger("cpcbench.eval")
@@ -101,12 +102,17 @@ def resolve_tasks(spec: str) -> list[str]:
 class TaskModel(nn.Module):
     """backbone + task head; ``forward(batch) -> task.loss(...)``, ``predict(image) -> pred dict``.
 
-    With ``frozen=True`` (linear protocol) the backbone has no gradients and stays in eval mode.
+    With ``frozen=True`` (linear protocol) the backbone has no gradients and stays in eval mode. ``input_norm``
+    (the backbone info's mean/std) converts the ImageNet-normalised images of the datasets to what the weights expect.
     """
 
-    def __init__(self, backbone: Any, head: Any, task: Any, frozen: bool) -> None:
+    def __init__(self, backbone: Any, head: Any, task: Any, frozen: bool,
+                 input_norm: Mapping[str, Any] | None = None) -> None:
+        from pretraining.load import Renormalize
+
         super().__init__()
         self.backbone, self.head, self.frozen = backbone, head, frozen
+        self.renorm = Renormalize(input_norm)
         self._task = task  # plain attribute: not a module
         if frozen:
             for p in self.backbone.parameters():
@@ -121,6 +127,7 @@ class TaskModel(nn.Module):
     def predict(self, image: Any) -> dict[str, Any]:
         import torch
 
+        image = self.renorm(image)
         if self.frozen:
             with torch.no_grad():
                 tokens = self.backbone.forward_features(image)
@@ -252,6 +259,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     if task.data_status().get("data") == "missing":  # say what to download before anything else is built
         task.build_dataset("test", cfg.img_size or d.img_size, limit=1)
     probe_backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, cfg.img_size)
+    spec = pinned_spec(cfg.backbone, binfo)  # a method name -> the file found now, for every seed
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
     del probe_backbone
     train_full = task.build_dataset("train", img_size, cfg.limit)
@@ -269,10 +277,14 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     train_subset = None
     for k, seed in enumerate(seeds):
         seed_everything(seed)
-        backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, img_size)
-        info = backbone_info(backbone, binfo)
+        backbone, seed_binfo = _resolve_backbone(spec, task.domain, img_size)
+        if seed_binfo.get("weights_sha256") != binfo.get("weights_sha256"):
+            raise CpcbenchError(f"the weights of {cfg.backbone!r} changed during the run ({binfo.get('weights')}, "
+                                f"sha256 {binfo.get('weights_sha256')} -> {seed_binfo.get('weights_sha256')}): "
+                                "seeds would not share weights; run again")
+        info = backbone_info(backbone, seed_binfo)
         head = task.build_head(info)
-        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear")
+        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
         idx = fraction_subset(len(train_full), cfg.fraction, seed)
         train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
         loop = LoopConfig(steps=steps, batch_size=min(batch_size, len(train_subset)), num_workers=cfg.num_workers,

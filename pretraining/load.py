@@ -16,6 +16,18 @@ after checking it equals ours where the grid matches; the decoder (``decoder_emb
 ``dec_blocks``, ``dec_norm``, ``prediction_head``, ``dec_pos_embed``) is allowed-unexpected. CroCo has no CLS
 token and uses ``pos_embed='cosine'`` (our ``sincos``) or ``'RoPE100'`` (our ``rope``, base 100).
 
+CroCo's own training checkpoints (``pretrain.py``: ``{'model', 'optimizer', 'scaler', 'args', 'epoch'}``)
+carry the architecture only as ``args.model``, a constructor string such as ``"CroCoNet(enc_embed_dim=384,
+enc_depth=12, enc_num_heads=6, pos_embed='RoPE100')"``: it is parsed (``ast``, literal keyword values only),
+never evaluated, and ``argparse.Namespace`` is the one class the weights-only unpickler is allowed, for that
+load only.
+
+A plain weights file with no architecture of its own is named with one: ``ARCH:FILE``
+(``pretraining.arch_file``).
+
+Input normalisation: every loader reports the mean/std the weights expect (``input_norm``): timm's
+``pretrained_cfg`` for timm tags (0.5/0.5 for augreg and others), ImageNet's for ours and CroCo.
+
 timm weights are found offline: ``$CPCBENCH_WEIGHTS/<NAME.TAG>.safetensors`` (or ``.pth``/``.bin``; default
 directory ``~/.cache/cpcbench/weights``), else the Hugging Face hub cache that ``timm.create_model(...,
 pretrained=True)`` fills. Nothing is downloaded here.
@@ -23,6 +35,9 @@ pretrained=True)`` fills. Nothing is downloaded here.
 
 from __future__ import annotations
 
+import argparse
+import ast
+import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -34,11 +49,19 @@ import torch
 from torch import nn
 
 from harness.checkpoints import CheckpointError
+from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 
 OBJECTIVE_PREFIXES = ("decoder.", "head.", "teacher_backbone.", "teacher_head.", "center", "progress")
 TIMM_HEAD_PREFIXES = ("head.", "head_drop.", "fc_norm.")
 CROCO_DECODER_PREFIXES = ("decoder_embed.", "mask_token", "dec_blocks.", "dec_norm.", "prediction_head.",
                           "dec_pos_embed", "dec_blocks2.")
+NORMS: dict[str, dict[str, list[float]]] = {
+    "imagenet": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    "inception": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+}
+# CroCoNet's constructor arguments in order (naver/croco models/croco.py), for positional values in args.model
+CROCO_ARGS = ("img_size", "patch_size", "mask_ratio", "enc_embed_dim", "enc_depth", "enc_num_heads", "dec_embed_dim",
+              "dec_depth", "dec_num_heads", "mlp_ratio", "norm_layer", "norm_im2_in_dec", "pos_embed")
 
 
 @dataclass
@@ -134,6 +157,56 @@ def croco_config(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             "pos_embed": pos, "class_token": False, "rope_base": base}
 
 
+def parse_croco_model(text: str) -> dict[str, Any]:
+    """CroCo ``pretrain.py``'s ``args.model`` (``"CroCoNet(enc_embed_dim=384, ...)"``) -> its keyword arguments.
+
+    Parsed, never evaluated: only ``CroCoNet(...)`` with literal values is accepted; a non-literal value
+    (``norm_layer=partial(...)``) is refused, since it could change the encoder."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        node = None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "CroCoNet"):
+        raise CheckpointError(f"the checkpoint's args.model {text!r} is not a CroCoNet(...) call; "
+                              "give the architecture explicitly (ARCH:FILE, see `cpcbench eval --help`)")
+    if len(node.args) > len(CROCO_ARGS):
+        raise CheckpointError(f"args.model {text!r} has more positional arguments than CroCoNet takes")
+    items = [(name, v) for name, v in zip(CROCO_ARGS, node.args, strict=False)]
+    items += [(kw.arg, kw.value) for kw in node.keywords]
+    out: dict[str, Any] = {}
+    for name, value in items:
+        if name is None:
+            raise CheckpointError(f"args.model {text!r} unpacks **kwargs; cannot read the architecture")
+        try:
+            out[name] = ast.literal_eval(value)
+        except ValueError:
+            raise CheckpointError(f"args.model {text!r}: {name}= is not a literal value; cannot read the "
+                                  "architecture safely") from None
+    return out
+
+
+def croco_kwargs_of(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """A CroCo checkpoint's architecture: released CroCo v2 ``croco_kwargs``, else ``pretrain.py``'s ``args.model``
+    (CroCoNet defaults for what neither gives)."""
+    if ckpt.get("croco_kwargs"):
+        return dict(ckpt["croco_kwargs"])
+    args = ckpt.get("args")
+    model = vars(args).get("model") if isinstance(args, argparse.Namespace) else (
+        args.get("model") if isinstance(args, Mapping) else None)
+    return parse_croco_model(model) if isinstance(model, str) else {}
+
+
+def _plain(obj: Any) -> Any:
+    """An ``argparse.Namespace`` (and what it holds) -> JSON-safe values, for the record."""
+    if isinstance(obj, argparse.Namespace):
+        obj = vars(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj if obj is None or isinstance(obj, bool | int | float | str) else repr(obj)
+
+
 def is_croco(state_dict: Mapping[str, Any]) -> bool:
     return any(k.startswith("enc_blocks.") for k in state_dict)
 
@@ -189,6 +262,32 @@ def timm_config(model: str) -> dict[str, Any]:
     return {"arch": m.group(1), "img_size": int(m.group(2)), "pos_embed": "learned", **ARCHS[m.group(1)]}
 
 
+def timm_pretrained_cfg(model: str, tag: str) -> Any:
+    """timm's ``pretrained_cfg`` for ``model.tag`` (from timm's own table, nothing downloaded); an unknown tag is a
+    ``CheckpointError`` listing the close matches among timm's tags."""
+    import timm
+
+    name = f"{model}.{tag}"
+    known = timm.list_pretrained(f"{model}.*")
+    if name not in known:
+        close = difflib.get_close_matches(name, known or timm.list_pretrained(), n=5, cutoff=0.6)
+        hint = (f"did you mean {', '.join('timm:' + c for c in close)}?" if close else
+                f"its tags: {', '.join('timm:' + k for k in known)}" if known else f"timm knows no {model!r}")
+        raise CheckpointError(f"timm has no pretrained tag {tag!r} for {model}: {hint}")
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except RuntimeError as e:  # timm's own refusal, one line
+        raise CheckpointError(f"timm:{name}: {str(e).strip().splitlines()[0]}") from None
+
+
+def timm_input_norm(pretrained_cfg: Any) -> dict[str, list[float]]:
+    """The mean/std the weights were trained with (timm's ``pretrained_cfg``; ImageNet when it says none)."""
+    mean, std = getattr(pretrained_cfg, "mean", None), getattr(pretrained_cfg, "std", None)
+    if not mean or not std:
+        return dict(NORMS["imagenet"])
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
 def weights_dir() -> Path:
     return Path(os.environ.get("CPCBENCH_WEIGHTS", Path.home() / ".cache" / "cpcbench" / "weights"))
 
@@ -231,7 +330,7 @@ def adapt_timm(state_dict: Mapping[str, torch.Tensor], backbone: nn.Module) -> d
 
 
 # --- building a backbone from a source ---------------------------------------------------------------------
-def _build(cfg: Mapping[str, Any], img_size: int | None) -> nn.Module:
+def build_backbone(cfg: Mapping[str, Any], img_size: int | None) -> nn.Module:
     from pretraining.vit import vit_from_config
 
     cfg = dict(cfg)
@@ -244,48 +343,97 @@ def _build(cfg: Mapping[str, Any], img_size: int | None) -> nn.Module:
                               f"({e})") from None
 
 
+def read_checkpoint(path: Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``load_weights`` with ``argparse.Namespace`` (CroCo ``pretrain.py``'s ``args``) allowed for this load only;
+    any other class in a pickle is still refused."""
+    from harness.checkpoints import load_weights
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return load_weights(path, verify=verify)
+
+
+def state_of(ckpt: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The state dict inside a checkpoint (``model`` / ``state_dict`` entry, or the checkpoint itself)."""
+    for key in ("model", "state_dict"):
+        if isinstance(ckpt.get(key), Mapping):
+            return ckpt[key]
+    return ckpt
+
+
 def backbone_from_timm(spec: str, img_size: int | None = None, strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """``timm:NAME.TAG`` -> (backbone with learned positions, info). Classifier heads are allowed-unexpected."""
-    from harness.checkpoints import load_weights, sha256_file
+    from harness.checkpoints import sha256_file
 
     model, tag = parse_timm(spec)
     cfg = timm_config(model)
+    norm = timm_input_norm(timm_pretrained_cfg(model, tag))
     path = find_timm_weights(model, tag)
-    sd, _ = load_weights(path, verify=False)
-    sd = sd.get("state_dict", sd.get("model", sd)) if isinstance(sd, dict) else sd
+    sd, _ = read_checkpoint(path, verify=False)
+    sd = state_of(sd)
     has_cls = "cls_token" in sd
-    bb = _build({**cfg, "class_token": has_cls}, img_size)
+    bb = build_backbone({**cfg, "class_token": has_cls}, img_size)
     report = load_into(bb, adapt_timm(sd, bb), source=f"timm:{model}.{tag} ({path})",
                        allowed_prefixes=TIMM_HEAD_PREFIXES, strict=strict)
     return bb, {"weights": str(path), "weights_sha256": sha256_file(path), "load": report.as_dict(),
-                "method": f"timm.{tag}", "backbone": bb.config_dict()}
+                "method": f"timm.{tag}", "backbone": bb.config_dict(), "input_norm": norm}
+
+
+def load_croco(path: Path, sd: Mapping[str, Any], kwargs: Mapping[str, Any], img_size: int | None,
+                strict: bool) -> tuple[nn.Module, LoadReport]:
+    """A CroCo-layout state dict + CroCoNet kwargs -> (our backbone, load report); see module docstring."""
+    sd, renamed = remap_croco(sd)
+    bb = build_backbone(croco_config(kwargs), img_size)
+    check_croco_pos(sd, bb)
+    sd.pop("enc_pos_embed", None)
+    report = load_into(bb, sd, source=f"CroCo checkpoint {path}", allowed_prefixes=CROCO_DECODER_PREFIXES,
+                       strict=strict)
+    report.renamed = renamed
+    return bb, report
 
 
 def backbone_from_file(path: str | Path, img_size: int | None = None, strict: bool = True,
                        ) -> tuple[nn.Module, dict[str, Any]]:
-    """Our safetensors checkpoint (sidecar ``config.backbone``) or a CroCo ``.pth`` -> (backbone, info)."""
-    from harness.checkpoints import load_weights
-
+    """Our safetensors checkpoint (sidecar ``config.backbone``), a CroCo v2 release ``.pth`` or a CroCo
+    ``pretrain.py`` checkpoint -> (backbone, info)."""
     path = Path(path)
-    sd, meta = load_weights(path)
-    info: dict[str, Any] = {"weights": str(path), "weights_sha256": meta.get("sha256", "")}
-    if "croco_kwargs" in sd or is_croco(sd.get("model", sd) if isinstance(sd.get("model"), Mapping) else sd):
-        kwargs = sd.get("croco_kwargs", {}) or {}
-        sd = sd.get("model", sd) if isinstance(sd.get("model"), Mapping) else sd
-        sd, renamed = remap_croco(sd)
-        bb = _build(croco_config(kwargs), img_size)
-        check_croco_pos(sd, bb)
-        sd.pop("enc_pos_embed", None)
-        report = load_into(bb, sd, source=f"CroCo checkpoint {path}", allowed_prefixes=CROCO_DECODER_PREFIXES,
-                           strict=strict)
-        report.renamed = renamed
-        return bb, {**info, "method": "croco", "pretrain": {"croco_kwargs": dict(kwargs)}, "load": report.as_dict(),
+    ckpt, meta = read_checkpoint(path)
+    info: dict[str, Any] = {"weights": str(path), "weights_sha256": meta.get("sha256", ""),
+                            "input_norm": dict(NORMS["imagenet"])}
+    if "croco_kwargs" in ckpt or is_croco(state_of(ckpt)):
+        kwargs = croco_kwargs_of(ckpt)
+        bb, report = load_croco(path, state_of(ckpt), kwargs, img_size, strict)
+        pretrain: dict[str, Any] = {"croco_kwargs": _plain(kwargs)}
+        if "args" in ckpt:
+            pretrain.update(args=_plain(ckpt["args"]), epoch=_plain(ckpt.get("epoch")))
+        return bb, {**info, "method": "croco", "pretrain": pretrain, "load": report.as_dict(),
                     "backbone": bb.config_dict()}
     config = meta.get("config") or {}
     if "backbone" not in config:
         raise CheckpointError(f"{path} has no backbone config in its sidecar {path.with_suffix('.json').name}: "
-                              "not a cpcbench checkpoint (CroCo .pth files and timm:NAME.TAG specs are also accepted)")
-    bb = _build(config["backbone"], img_size)
-    report = load_into(bb, strip_objective(sd), source=str(path), allowed_prefixes=OBJECTIVE_PREFIXES, strict=strict)
+                              "not a cpcbench checkpoint; name its architecture as ARCH:FILE (e.g. "
+                              f"vit_small:{path}); CroCo .pth files and timm:NAME.TAG specs are also accepted")
+    bb = build_backbone(config["backbone"], img_size)
+    report = load_into(bb, strip_objective(ckpt), source=str(path), allowed_prefixes=OBJECTIVE_PREFIXES,
+                       strict=strict)
     return bb, {**info, "method": config.get("method", ""), "pretrain": config, "load": report.as_dict(),
                 "backbone": bb.config_dict()}
+
+
+# --- pixels in the backbone's normalisation ---------------------------------------------------------------------
+class Renormalize(nn.Module):
+    """Images normalised with ImageNet mean/std (what every dataset here yields) -> the normalisation the weights
+    expect (``info["input_norm"]``): ``x * std_in / std + (mean_in - mean) / std`` per channel. ``[B,3,H,W]``."""
+
+    def __init__(self, input_norm: Mapping[str, Any] | None) -> None:
+        super().__init__()
+        norm = input_norm or NORMS["imagenet"]
+        mean, std = (torch.tensor([float(v) for v in norm[k]]) for k in ("mean", "std"))
+        m0, s0 = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        if mean.shape != (3,) or std.shape != (3,) or not bool((std > 0).all()):
+            raise CheckpointError(f"input normalisation {dict(norm)} is not three means and three positive stds")
+        self.identity = bool(torch.allclose(mean, m0) and torch.allclose(std, s0))
+        self.register_buffer("scale", (s0 / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", ((m0 - mean) / std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else x * self.scale + self.shift

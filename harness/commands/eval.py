@@ -11,6 +11,7 @@ from harness.cli_util import emit_json, print_table, user_errors
 EPILOG = ("Examples:  cpcbench eval --backbone cpc --task synth-body-mesh  |  "
           "cpcbench eval --backbone mae --task body --protocol linear --seeds 3  |  "
           "cpcbench eval --backbone timm:vit_small_patch16_224.dino --task 3dpw --data-root ~/data  |  "
+          "cpcbench eval --backbone vit_base,pos=rope:croco_encoder.safetensors --task hand  |  "
           "cpcbench eval --backbone scratch --task synth-hand-mesh --limit 8  (smoke run)")
 
 
@@ -26,7 +27,10 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def eval_cmd(
         backbone: str = typer.Option(..., "--backbone", "-b",
-                                     help="cpc | mae | dino | supervised | scratch | timm:NAME.TAG | checkpoint file"),
+                                     help="cpc | mae | dino | supervised (newest local export, resolved once "
+                                          "for all seeds) | scratch | timm:NAME.TAG | checkpoint file (ours, "
+                                          "CroCo) | ARCH[,pos=..,img=..,norm=..]:FILE (a plain weights file, "
+                                          "e.g. vit_small:w.safetensors)"),
         task: str = typer.Option(..., "--task", "-t",
                                  help="A task name (cpcbench ls tasks), a comma list, or a group: body | hand "
                                       "(the synthetic tasks of that domain)."),
