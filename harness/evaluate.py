@@ -15,6 +15,11 @@ then the test split is predicted and scored per sample by ``task.score_arrays``.
 aggregates over seeds; the record also carries the score of a trivial predictor (training mean / majority class)
 as ``baseline_mean`` so every number can be read against "no image information".
 
+Every statistic of the training data that a run uses (the head's starting point of ``head_from_data`` tasks, the
+trivial baseline) comes from the seed's ``fraction`` subset alone; records say so with ``config.train_stats =
+"fraction"`` (``harness.results.TRAIN_STATS``). Records without it were made before that rule and, at fractions
+below 1, never share a table cell or a sweep cell with records that have it (``harness.tables.eval_setting``).
+
 ``limit`` makes a smoke run: at most ``limit`` training and test samples and ``limit`` steps; the record is marked
 ``smoke`` and never enters a paper table.
 """
@@ -236,7 +241,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     from torch.utils.data import Subset
 
     from harness.registry import TASKS
-    from harness.results import build_record, new_run_id, record_path, summarize, write_record
+    from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize, write_record
     from harness.runtime import get_device, seed_everything
     from harness.train import LoopConfig, OptimConfig, train
 
@@ -258,6 +263,8 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
 
     if task.data_status().get("data") == "missing":  # say what to download before anything else is built
         task.build_dataset("test", cfg.img_size or d.img_size, limit=1)
+    from harness.results import portable_path
+
     probe_backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, cfg.img_size)
     spec = pinned_spec(cfg.backbone, binfo)  # a method name -> the file found now, for every seed
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
@@ -270,11 +277,12 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
 
     per_seed: dict[str, list[Any]] = {}
     submission = None
-    record_dir = Path(results_root) / _safe(task.name) / _safe(str(binfo.get("name") or cfg.backbone))
+    bb_name = portable_path(str(binfo.get("name") or cfg.backbone))  # no machine path in a record or its location
+    record_dir = Path(results_root) / _safe(task.name) / _safe(bb_name)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     preds_out: dict[str, Any] = {}
     seed_info = []
-    train_subset = None
+    baselines: list[dict[str, float]] = []
     for k, seed in enumerate(seeds):
         seed_everything(seed)
         backbone, seed_binfo = _resolve_backbone(spec, task.domain, img_size)
@@ -283,10 +291,12 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                                 f"sha256 {binfo.get('weights_sha256')} -> {seed_binfo.get('weights_sha256')}): "
                                 "seeds would not share weights; run again")
         info = backbone_info(backbone, seed_binfo)
-        head = task.build_head(info)
-        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
         idx = fraction_subset(len(train_full), cfg.fraction, seed)
         train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
+        # statistics only from the samples this seed trains on (never the full split when --fraction < 1)
+        head = (task.build_head(info, train=train_subset) if getattr(task, "head_from_data", False)
+                else task.build_head(info))
+        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
         loop = LoopConfig(steps=steps, batch_size=min(batch_size, len(train_subset)), num_workers=cfg.num_workers,
                           log_every=max(1, steps // 10), seed=seed, device=str(device), count_flops=False)
         optim = OptimConfig(base_lr=base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
@@ -310,6 +320,9 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                 preds_out[key if k == 0 else f"seed{seed}/{key}"] = v
         for name, v in scores.items():
             preds_out[f"score/{name}" if k == 0 else f"seed{seed}/score/{name}"] = v.astype(np.float32)
+        base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
+        if base:
+            baselines.append(base)
         if k == 0:
             sub_dir = record_dir / f"{run_id}.submission"
             sub = task.write_submission(arrays, sub_dir)
@@ -334,9 +347,8 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                               "higher_is_better": spec.higher_is_better}
     extra: dict[str, Any] = {"per_seed": seed_info, "predictions": f"{run_id}.predictions.npz",
                              "data": task.data_info()}
-    baseline = mean_baseline(task, train_subset, preds_out, n_test, cfg.eval_batch_size)
-    if baseline:
-        extra["baseline_mean"] = baseline
+    if baselines:  # the trivial predictor of each seed's own training subset, averaged over seeds
+        extra["baseline_mean"] = {m: float(np.mean([b[m] for b in baselines])) for m in baselines[0]}
     if submission is not None:
         extra["submission"] = submission
         if getattr(task, "submission_note", ""):
@@ -344,10 +356,11 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
               "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
-              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full)}
+              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full),
+              "train_stats": TRAIN_STATS}
     bb = {**{k: v for k, v in binfo.items() if k != "pretrain"}, "spec": cfg.backbone,
           "pretrain": binfo.get("pretrain", {})}
-    bb["name"] = str(binfo.get("name") or cfg.backbone)
+    bb["name"] = bb_name
     rec = build_record(task=task.info(), backbone=bb, method=str(binfo.get("method", cfg.backbone)),
                        protocol=cfg.protocol, seeds=seeds, fraction=cfg.fraction, limit=cfg.limit, metrics=metrics,
                        n_samples=n_test, config=config, wall_time_s=time.perf_counter() - t0, run_id=run_id, **extra)

@@ -106,7 +106,7 @@ def page(board: Leaderboard) -> str:
 
 
 def modal_n_text(table: Table) -> str:
-    from harness.leaderboard import modal_n
+    from harness.leaderboard import modal_n, seeds_note
 
     n = modal_n(table)
-    return f"Mean ± std over seeds (std with ddof=1; {n} seeds per cell unless marked n=...)." if n else ""
+    return seeds_note(n) if n else ""

@@ -54,9 +54,24 @@ def group_label(table: Table, col: Column) -> str:
         parts.append(pct(k.fraction))
     if table.shared("limit") is _MISSING and k.limit is not None:
         parts.append(f"limit {k.limit}")
-    if table.shared("setting") is _MISSING and k.setting:
-        parts.append(k.setting)
+    common = shared_setting(table)
+    own = [p for p in setting_parts(k.setting) if p not in common]
+    if own:
+        parts.append(", ".join(own))
     return " · ".join(parts)
+
+
+def setting_parts(setting: str) -> list[str]:
+    """``"steps=150, img_size=96"`` -> ``["steps=150", "img_size=96"]``."""
+    return [p for p in setting.split(", ") if p]
+
+
+def shared_setting(table: Table) -> list[str]:
+    """The setting parts every measured column has (said once under the title; the header names the rest)."""
+    settings = [setting_parts(c.key.setting) for c in table.columns if c.measured]
+    if not settings:
+        return []
+    return [p for p in settings[0] if all(p in s for s in settings[1:])]
 
 
 def metric_label(col: Column, latex: bool = False) -> str:
@@ -73,10 +88,20 @@ def subtitle(table: Table) -> str:
         bits.append(f"protocol: {proto}")
     if frac is not _MISSING and not table.shared_in_title:
         bits.append(f"training data: {pct(frac)}")
-    setting = table.shared("setting")
-    if setting is not _MISSING and setting:
-        bits.append(f"schedule: {setting}")
+    setting = shared_setting(table)
+    if setting:
+        bits.append(f"schedule: {', '.join(setting)}")
     return "; ".join(bits)
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def seeds_note(n: int) -> str:
+    """The note under a table about its cells' seeds (n: the usual number of seeds per cell)."""
+    return f"Mean ± std over seeds (std with ddof=1; {plural(n, 'seed')} per cell unless marked n=...)."
 
 
 def fmt(x: float, decimals: int) -> str:
@@ -129,7 +154,7 @@ def to_markdown(table: Table, level: int = 3) -> str:
         lines.append("| " + " | ".join([label, *cells]) + " |")
     lines.append("")
     if n_usual:
-        lines.append(f"- Mean ± std over seeds (std with ddof=1; {n_usual} seeds per cell unless marked n=...).")
+        lines.append(f"- {seeds_note(n_usual)}")
     lines += [f"- {n}" for n in table.notes]
     lines += [f"- {n}" for n in reference_notes(table)]
     lines.append("")

@@ -14,6 +14,11 @@ A record says what was measured and how it was produced::
       "wall_time_s": 123.4, "predictions": "20261124T221500Z-1a2b3c4d.predictions.npz"
     }
 
+Paths in a record never name the machine that ran it (``portable_path``): a path inside the project (the working
+directory) is stored relative to it, one under ``$CPCBENCH_RUNS`` / ``$CPCBENCH_DATA`` / ``$CPCBENCH_MODELS`` as
+``$CPCBENCH_RUNS/...``; the file itself is identified by its sha256 (``backbone.weights_sha256``). Records written
+before this rule are normalised the same way when read (records are append-only: the files stay as written).
+
 ``mean``/``std`` are over seeds (std with ddof=1, null for one seed); ``stderr`` is the standard error of
 the per-sample mean, pooled over seeds. A record with ``limit`` set is a smoke run (``smoke: true``) and
 never enters a paper table.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +40,9 @@ from harness.errors import CpcbenchError
 from harness.io import atomic_write_json, git_commit
 
 SCHEMA_VERSION = 1
+#: ``config.train_stats`` of a run whose training statistics (head start, trivial baseline) come from its
+#: ``--fraction`` subset alone; records without it were made before that rule (see ``harness.tables.eval_setting``)
+TRAIN_STATS = "fraction"
 REQUIRED = ("schema_version", "run_id", "task", "backbone", "method", "protocol", "seeds", "fraction", "limit",
             "smoke", "metrics", "n_samples", "config", "git_commit", "versions", "hardware", "wall_time_s")
 METRIC_KEYS = ("mean", "std", "stderr", "per_seed", "unit", "higher_is_better")
@@ -69,6 +78,56 @@ def summarize(per_seed_samples: Sequence[Sequence[float]]) -> dict[str, Any]:
     return {"mean": float(np.mean(means)), "std": std, "stderr": stderr, "per_seed": means}
 
 
+PATH_ROOT_ENVS = ("CPCBENCH_RUNS", "CPCBENCH_DATA", "CPCBENCH_MODELS")
+_WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def portable_path(text: str, project: str | Path | None = None) -> str:
+    """``text`` if it is not an absolute path, else the same path without the machine's part:
+
+    1. relative to ``project`` (default: the working directory) when inside it: ``runs/repro/pretrain/...``;
+    2. ``$CPCBENCH_RUNS/...`` (or ``_DATA`` / ``_MODELS``) when inside the root an environment variable names;
+    3. from its last ``runs`` component (the runs root's conventional name) when it has one: what records made in
+       another checkout (``/home/me/cpcbench/runs/...``) name;
+    4. else ``.../<last three components>``.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if text.startswith("/"):
+        p: PurePosixPath | PureWindowsPath = PurePosixPath(text)
+    elif _WINDOWS_ABS.match(text):
+        p = PureWindowsPath(text)
+    else:
+        return text
+    roots = [("", Path(project) if project is not None else Path.cwd())]
+    roots += [(f"${env}", Path(os.environ[env])) for env in PATH_ROOT_ENVS if os.environ.get(env)]
+    for prefix, root in roots:
+        if not root.is_absolute():
+            root = Path.cwd() / root
+        try:
+            rel = p.relative_to(type(p)(str(root)))
+        except ValueError:
+            continue
+        rel_s = rel.as_posix()
+        return f"{prefix}/{rel_s}" if prefix else (rel_s or ".")
+    parts = p.parts[1:]
+    if "runs" in parts:
+        i = len(parts) - 1 - parts[::-1].index("runs")
+        return "/".join(parts[i:])
+    return ".../" + "/".join(parts[-3:])
+
+
+def portable_paths(node: Any, project: str | Path | None = None) -> Any:
+    """``node`` (a record or part of one) with every absolute path string made ``portable_path``."""
+    if isinstance(node, str):
+        return portable_path(node, project)
+    if isinstance(node, Mapping):
+        return {k: portable_paths(v, project) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [portable_paths(v, project) for v in node]
+    return node
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -90,6 +149,8 @@ def build_record(*, task: Mapping[str, Any], backbone: Mapping[str, Any], method
         "git_commit": git_commit(), "versions": versions(), "hardware": hardware(),
         "wall_time_s": float(wall_time_s), **extra,
     }
+    for key in ("task", "backbone", "config", *extra):  # provenance, not hardware/versions/metrics
+        rec[key] = portable_paths(rec[key])
     validate(rec)
     return rec
 
@@ -142,6 +203,9 @@ def read_record(path: str | Path) -> dict[str, Any]:
     if not isinstance(rec, dict):
         raise RecordError(f"result record {path} is not a JSON object")
     validate(rec, source=str(path))
+    for key in ("task", "backbone", "config", "data", "per_seed"):  # records made before paths were portable
+        if key in rec:
+            rec[key] = portable_paths(rec[key])
     return rec
 
 

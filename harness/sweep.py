@@ -5,7 +5,8 @@ it writes one record; ``cpcbench tables`` pools the seeds of a cell back togethe
 backbone spec is resolved once per domain (``harness.backbones.resolve_backbone``: name + weights sha256) and
 every task's version read from the registry; a cell is **skipped** when ``results/`` already holds a record
 for the same task, task version, backbone name + weights sha256, protocol, fraction, seed, smoke limit and
-fine-tuning schedule. A failed or interrupted sweep is therefore re-run, not restarted: only missing cells run.
+fine-tuning setting (schedule, input size, where training statistics come from: ``harness.tables.eval_setting``),
+i.e. for the same table cell. A failed or interrupted sweep is therefore re-run, not restarted: only missing cells run.
 
 Launchers:
 
@@ -64,12 +65,14 @@ class EvalOverrides:
 
 @dataclass(frozen=True)
 class Identity:
-    """What a cell's record will say about it, known before running: task version + defaults, backbone id."""
+    """What a cell's record will say about it, known before running: task version + defaults, backbone id and the
+    input size the evaluation will use (``--img-size``, else the backbone's own; None: the task's default)."""
 
     task_version: str
     backbone_name: str
     weights_sha256: str
     task_defaults: Mapping[str, Any] = field(default_factory=dict)
+    img_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class RegistryIdentifier:
 
     def __init__(self, img_size: int | None = None) -> None:
         self.img_size = img_size
-        self._bb: dict[tuple[str, str], tuple[str, str]] = {}
+        self._bb: dict[tuple[str, str], tuple[str, str, int | None]] = {}
 
     def __call__(self, cell: Cell) -> Identity:
         import tasks  # noqa: F401
@@ -159,11 +162,14 @@ class RegistryIdentifier:
         key = (cell.backbone, task.domain)
         if key not in self._bb:
             from harness.backbones import resolve_backbone
+            from harness.evaluate import backbone_info
+            from harness.results import portable_path
 
-            _, info = resolve_backbone(cell.backbone, task.domain, self.img_size)
-            self._bb[key] = (str(info.get("name", cell.backbone)), str(info.get("weights_sha256", "")))
-        name, sha = self._bb[key]
-        return Identity(str(task.version), name, sha, task.defaults.to_dict())
+            bb, info = resolve_backbone(cell.backbone, task.domain, self.img_size)
+            self._bb[key] = (portable_path(str(info.get("name", cell.backbone))), str(info.get("weights_sha256", "")),
+                             backbone_info(bb, info)["img_size"])  # what evaluate() will use and record
+        name, sha, img = self._bb[key]
+        return Identity(str(task.version), name, sha, task.defaults.to_dict(), img)
 
 
 def _fkey(x: float) -> float:
@@ -184,10 +190,12 @@ def done_keys(records: Iterable[Mapping[str, Any]]) -> set[tuple]:
 
 
 def cell_key(cell: Cell, ident: Identity, overrides: EvalOverrides) -> tuple:
+    from harness.results import TRAIN_STATS
     from harness.tables import setting_string
 
     setting = setting_string({"steps": overrides.steps, "batch_size": overrides.batch_size,
-                              "base_lr": overrides.base_lr}, ident.task_defaults, cell.limit)
+                              "base_lr": overrides.base_lr, "img_size": ident.img_size or overrides.img_size,
+                              "train_stats": TRAIN_STATS}, ident.task_defaults, cell.limit, cell.fraction)
     return (cell.task, ident.task_version, ident.backbone_name, ident.weights_sha256, cell.protocol,
             _fkey(cell.fraction), cell.limit, setting, cell.seed)
 

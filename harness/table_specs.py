@@ -9,7 +9,7 @@ Unknown keys and unknown filter operators are errors, so a typo never silently s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +124,45 @@ def matches(rec: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
     ``pretrain.<key>`` the backbone's pretraining config (``pretrain.data.pair_mix``; see ``get_field``).
     """
     return all(_match_value(get_field(rec, k), v, k) for k, v in where.items())
+
+METHOD_LABELS = {"cpc": "CPC", "mae": "MAE", "dino": "DINO", "supervised": "Supervised", "scratch": "Scratch"}
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+def is_checkpoint_name(name: str) -> bool:
+    """Whether a record's backbone name is a checkpoint path (``--backbone runs/.../backbone.safetensors``)."""
+    return "/" in name or "\\" in name or name.endswith(_WEIGHT_SUFFIXES)
+
+
+def backbone_label(name: str, records: Sequence[Mapping[str, Any]]) -> str:
+    """A human label for a backbone: its name, or for a checkpoint file one read from the pretraining config its
+    records carry: ``CPC, cross-view pairs only``, ``CPC, uniform masking``; ``CPC (body-cpc-run)`` (the run's
+    directory) when the config names nothing that differs from the method's standard recipe."""
+    if not is_checkpoint_name(name) or not records:
+        return name
+    rec = records[0]
+    method = get_field(rec, "pretrain.method")
+    method = str(rec["method"] if method is _MISSING or not method else method)
+    parts = []
+    if method == "cpc":
+        mix = get_field(rec, "pretrain.data.pair_mix")
+        if isinstance(mix, int | float) and not isinstance(mix, bool):
+            if _equal(mix, 1.0):
+                parts.append("cross-view pairs only")
+            elif _equal(mix, 0.0):
+                parts.append("cross-pose pairs only")
+        mask, usual = get_field(rec, "pretrain.cpc.mask_strategy"), "human"
+    else:
+        mask, usual = get_field(rec, f"pretrain.{method}.mask_strategy"), "uniform"
+    if isinstance(mask, str) and mask and mask != usual:
+        parts.append(f"{'human-aware' if mask == 'human' else mask} masking")
+    label = METHOD_LABELS.get(method, method)
+    if parts:
+        return f"{label}, {', '.join(parts)}"
+    path = name.replace("\\", "/").rstrip("/").split("/")
+    run = path[-2] if len(path) > 1 and path[-1].endswith(_WEIGHT_SUFFIXES) else path[-1]
+    return f"{label} ({run})"
+
 
 # ---------------------------------------------------------------------------------------------- specs
 @dataclass(frozen=True)

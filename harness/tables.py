@@ -4,8 +4,10 @@
 compare backbones honestly (STYLE.md 8-9: tables are derived by one command and never edited):
 
 - A **cell** is one (row, column): column = (task, task version, task protocol, eval protocol, data
-  fraction, smoke limit, fine-tuning schedule when it differs from the task's defaults, metric). Records
-  that differ in any of these never share a cell. Records of the same cell pool their per-seed values (a
+  fraction, smoke limit, fine-tuning setting where it differs from the task's defaults (steps, batch size,
+  LR, input size; and, below fraction 1, records whose training statistics came from the full split), metric);
+  row = backbone weights. Records that differ in any of these never share a cell, and a header names what
+  varies between a table's columns. Records of the same cell pool their per-seed values (a
   sweep writes one record per seed, ``cpcbench eval --seeds 3`` one record with three seeds); a seed
   measured twice keeps its newest record. The cell shows the mean and the std (ddof=1) over seeds, as
   ``harness.results.summarize`` defines them.
@@ -33,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harness.results import TRAIN_STATS
 from harness.table_specs import (  # noqa: F401  (re-exported: the tables API in one place)
     _MISSING,
     DOMAIN_ORDER,
@@ -42,6 +45,7 @@ from harness.table_specs import (  # noqa: F401  (re-exported: the tables API in
     TableError,
     TableSpec,
     _equal,
+    backbone_label,
     get_field,
     load_published,
     load_spec,
@@ -161,26 +165,32 @@ def _backbone_rank(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
-SETTING_KEYS = ("steps", "batch_size", "base_lr")
+SETTING_KEYS = ("steps", "batch_size", "base_lr", "img_size")
 
 
-def setting_string(values: Mapping[str, Any], defaults: Mapping[str, Any], limit: int | None) -> str:
-    """``"steps=50, base_lr=0.002"``: the schedule values that differ from the task's defaults ("" if none).
+def setting_string(values: Mapping[str, Any], defaults: Mapping[str, Any], limit: int | None,
+                   fraction: float = 1.0) -> str:
+    """``"steps=50, img_size=96"``: the settings that differ from the task's defaults ("" if none).
 
-    Steps are ignored for smoke runs (``--limit`` caps them; smoke runs are kept apart by ``limit`` anyway)."""
+    A value without a default to compare with is always named. Steps are ignored for smoke runs (``--limit``
+    caps them; smoke runs are kept apart by ``limit`` anyway). Below fraction 1, a run whose head start and
+    baseline came from the full training split (``train_stats`` not ``"fraction"``: records made before that
+    fix) is ``train_stats=full-split``, so it never shares a cell with a run that saw only its fraction."""
     parts = []
     for k in SETTING_KEYS:
         v, dv = values.get(k), defaults.get(k)
-        if (k == "steps" and limit is not None) or v is None or dv is None or _equal(v, dv):
+        if (k == "steps" and limit is not None) or v is None or (dv is not None and _equal(v, dv)):
             continue
         parts.append(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}")
+    if not _equal(float(fraction), 1.0) and values.get("train_stats") != TRAIN_STATS:
+        parts.append("train_stats=full-split")
     return ", ".join(parts)
 
 
 def eval_setting(rec: Mapping[str, Any]) -> str:
-    """The fine-tuning schedule of a record relative to its task's defaults (``config`` vs ``config.defaults``)."""
+    """The fine-tuning setting of a record relative to its task's defaults (``config`` vs ``config.defaults``)."""
     cfg = rec.get("config") or {}
-    return setting_string(cfg, cfg.get("defaults") or {}, rec["limit"])
+    return setting_string(cfg, cfg.get("defaults") or {}, rec["limit"], rec["fraction"])
 
 
 def _group_of(rec: Mapping[str, Any]) -> tuple[str, str, str, str, float, int | None, str]:
@@ -359,12 +369,14 @@ def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequen
         name = m["name"]
         doms = [_pretrain_domain(r) for r in m["recs"]]
         if len(m["shas"]) > 1:
-            notes.append(f"{label if len(merged) == 1 else name}: one row for the weights pretrained on "
+            who = label if len(merged) == 1 else backbone_label(name, [r for rs in m["recs"] for r in rs])
+            notes.append(f"{who}: one row for the weights pretrained on "
                          f"{' / '.join(sorted(d or '?' for d in doms))} data, each on its own tasks.")
         if len(merged) == 1:
             text = label
         elif names.count(name) == 1:
-            text = f"{label} ({name})" if label != name else name
+            own = backbone_label(name, [r for rs in m["recs"] for r in rs])
+            text = f"{label} ({own})" if label != own else own
         else:
             same_dom = [o["dom"] for o in merged if o["name"] == name]
             text = (f"{label} ({m['dom']})" if m["dom"] and same_dom.count(m["dom"]) == 1
@@ -376,6 +388,10 @@ def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequen
 def _finish(table: Table, superseded: int) -> Table:
     if superseded:
         table.notes.append(f"{superseded} seed value(s) measured twice: the newest record's value is used.")
+    if any("train_stats=full-split" in c.key.setting for c in table.columns if c.measured):
+        table.notes.append("train_stats=full-split: records made before the --fraction fix, whose head started from "
+                           "the mean of the full training split (labels the run did not train on); never pooled "
+                           "with runs that saw only their fraction. Re-run those cells (cpcbench sweep).")
     protos = sorted({(c.key.task, c.key.version, c.key.task_protocol) for c in table.columns if c.measured})
     if protos:
         table.notes.append("Task versions and protocols: " + "; ".join(
@@ -412,7 +428,8 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
                       caption="Rows: backbones (every backbone with records); mean ± std over seeds.")
         superseded = 0
         for bname in sorted({str(r["backbone"]["name"]) for r in grecs}, key=_backbone_rank):
-            rows, sup, notes = _rows_from([r for r in grecs if r["backbone"]["name"] == bname], bname, columns)
+            brecs = [r for r in grecs if r["backbone"]["name"] == bname]
+            rows, sup, notes = _rows_from(brecs, backbone_label(bname, brecs), columns)
             table.rows.extend(rows)
             table.notes.extend(notes)
             superseded += sup

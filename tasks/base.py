@@ -8,6 +8,7 @@ default fine-tuning hyperparameters, and five methods:
     task = TASKS.get("synth-body-mesh")(root=None)      # no I/O in __init__
     ds = task.build_dataset("train", img_size=64)        # items: {"image": [3,H,W] float32, ...targets}
     head = task.build_head(backbone_info)                # tokens [B, N, C] -> pred dict
+    head = task.build_head(backbone_info, train=train_ds)  # tasks with ``head_from_data``: statistics of train_ds
     task.loss(pred, batch)["loss"]                       # scalar
     task.score(pred, batch)                              # {metric: [B]} per sample, in the metric's unit
 
@@ -90,6 +91,8 @@ class Task:
         steps=300, batch_size=32, base_lr=1e-3, weight_decay=0.05, layer_decay=0.75, warmup_steps=20, img_size=64)
     data_hint: ClassVar[str] = ""
     synthetic: ClassVar[bool] = False
+    #: ``build_head(info, train=...)`` starts the head from statistics of ``train`` (see ``build_head``)
+    head_from_data: ClassVar[bool] = False
     #: the metric a sweep or table sorts by (default: the first one)
     primary_metric: ClassVar[str] = ""
 
@@ -152,7 +155,11 @@ class Task:
 
     def build_head(self, backbone_info: Mapping[str, Any]) -> nn.Module:
         """The task head: tokens [B, prefix + N, C] -> pred dict. ``backbone_info`` has embed_dim,
-        num_prefix_tokens, grid_size, patch_size, img_size."""
+        num_prefix_tokens, grid_size, patch_size, img_size.
+
+        A task whose head starts from statistics of the training data (a mean pose, a mean mesh) sets
+        ``head_from_data = True`` and takes ``train``: the very samples the head is trained on (the ``--fraction``
+        subset), so no statistic ever comes from samples the run does not train on."""
         raise NotImplementedError
 
     def loss(self, pred: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -73,6 +73,27 @@ class FrameArrays(Dataset):
         return item
 
 
+def dataset_arrays(ds: Dataset, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``keys`` of every sample of ``ds`` as arrays [N, ...]: a ``FrameArrays`` or a (nested) ``Subset`` of one is
+    sliced without decoding images; any other dataset is read item by item."""
+    from torch.utils.data import Subset
+
+    idx: np.ndarray | None = None
+    while isinstance(ds, Subset):
+        sub = np.asarray(ds.indices, dtype=np.int64)
+        idx = sub if idx is None else sub[idx]
+        ds = ds.dataset
+    if isinstance(ds, FrameArrays):
+        missing = [k for k in keys if k not in ds.arrays]
+        if missing:
+            raise DataError(f"the training data lack {missing}: cannot compute the head's starting statistics")
+        return {k: ds.arrays[k] if idx is None else ds.arrays[k][idx] for k in keys}
+    items = [ds[int(i)] for i in (range(len(ds)) if idx is None else idx)]
+    if not items:
+        raise DataError("the training data are empty: no statistics for the head's start")
+    return {k: np.stack([np.asarray(it[k]) for it in items]) for k in keys}
+
+
 def _resize(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     if img.shape[0] == size and img.shape[1] == size:
         return img
@@ -255,6 +276,7 @@ class MeshTask(SynthTask):
 
     fields: ClassVar[tuple[str, ...]] = ("joints3d", "verts", "root", "K", "rotmat", "betas", "joints2d")
     model_based: ClassVar[bool] = True
+    head_from_data: ClassVar[bool] = True
     pool: ClassVar[str] = "mean"  # how the model-based head reads the tokens: "mean" (HMR) or "attn" (HMR2.0)
     w_rotmat: ClassVar[float] = 0.1
     w_root: ClassVar[float] = 0.0
@@ -281,13 +303,12 @@ class MeshTask(SynthTask):
                             f"(its parameters decode to vertices up to {err * 1000:.0f} mm away from the stored ones): "
                             "delete it and re-render with `cpcbench data synth`, or pass a matching frame set")
 
-    def init_params(self) -> dict[str, torch.Tensor]:
-        """Mean parameters of the training split (built by ``build_dataset``): rotations, betas, camera."""
-        train = [v for (split, _, _), v in self._cache.items() if split == "train" and "rotmat" in v]
-        if not train:
+    def init_params(self, train: Dataset | None) -> dict[str, torch.Tensor]:
+        """Mean parameters (rotations, betas, camera) of ``train``, the samples the head trains on; {} without."""
+        if train is None:
             return {}
-        a = train[0]
-        size = a["image"].shape[1]
+        a = dataset_arrays(train, ("rotmat", "betas", "root", "K"))
+        size = int(train[0]["image"].shape[-1])  # the crop the intrinsics K refer to
         root, k = a["root"].astype(np.float64), a["K"].astype(np.float64)
         scale = 2 * k[:, 0, 0] / (size * root[:, 2])  # weak perspective: crop units per metre at the root's depth
         uv = np.einsum("bij,bj->bi", k, root)
@@ -296,19 +317,22 @@ class MeshTask(SynthTask):
                 "init_betas": torch.from_numpy(a["betas"].mean(0)),
                 "init_cam": torch.tensor([scale.mean(), *t.mean(0)], dtype=torch.float32)}
 
-    def build_head(self, backbone_info: Mapping[str, Any]) -> nn.Module:
+    def build_head(self, backbone_info: Mapping[str, Any], train: Dataset | None = None) -> nn.Module:
+        """``train``: the samples the head trains on (the ``--fraction`` subset); the head starts from their mean
+        (HMR's mean-pose start), or, without ``train``, from the model's rest pose / template mesh."""
         dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
         decoder = heads.ModelDecoder(self._kind())
         if self.model_based:
             return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, pool=self.pool,
-                                                     **self.init_params()), decoder)
-        return VertexRegressor(heads.VertexHead(dim, self.mean_mesh(decoder)), decoder)
+                                                     **self.init_params(train)), decoder)
+        return VertexRegressor(heads.VertexHead(dim, self.mean_mesh(decoder, train)), decoder)
 
-    def mean_mesh(self, decoder: heads.ModelDecoder) -> torch.Tensor:
-        """[V, 3] the model-free head's starting mesh: the training split's mean root-relative mesh (camera
+    def mean_mesh(self, decoder: heads.ModelDecoder, train: Dataset | None) -> torch.Tensor:
+        """[V, 3] the model-free head's starting mesh: the mean root-relative mesh of ``train`` (camera
         coordinates, as the targets), else the model's rest mesh."""
-        train = [v for (split, _, _), v in self._cache.items() if split == "train" and "verts" in v]
-        return torch.from_numpy(train[0]["verts"].mean(0)) if train else decoder.template()
+        if train is None:
+            return decoder.template()
+        return torch.from_numpy(dataset_arrays(train, ("verts",))["verts"].mean(0))
 
     def loss(self, pred: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         lj = (pred["joints3d"] - batch["joints3d"]).abs().mean()

@@ -327,7 +327,11 @@ def test_every_seed_uses_the_weights_resolved_once(tmp_path, monkeypatch, body_f
     monkeypatch.setattr(ev, "_resolve_backbone", resolve)
     rec = ev.evaluate(_eval_cfg(body_frames), tmp_path / "results", runs)
     assert used == [str(first)] * 3  # the probe and both seeds
-    assert rec["backbone"]["weights"] == str(first) and rec["backbone"]["weights_sha256"] == sha256_file(first)
+    from harness.results import portable_path
+
+    assert rec["backbone"]["weights"] == portable_path(str(first))
+    assert rec["backbone"]["weights"] == "$CPCBENCH_RUNS/pretrain/body-cpc-vit_tiny-a/backbone.safetensors"
+    assert rec["backbone"]["weights_sha256"] == sha256_file(first)
     assert rec["backbone"]["name"] == "cpc" and rec["method"] == "cpc"
     assert rec["backbone"]["input_norm"] == {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CpcbenchError
-from harness.results import build_record, load_records, write_record
+from harness.results import TRAIN_STATS, build_record, load_records, write_record
 from harness.sweep import (
     Cell,
     EvalOverrides,
@@ -22,7 +22,7 @@ from harness.sweep import (
     sweep,
 )
 
-DEFAULTS = {"steps": 300, "batch_size": 32, "base_lr": 0.002}
+DEFAULTS = {"steps": 300, "batch_size": 32, "base_lr": 0.002, "img_size": 64}
 SHA = {"cpc": "c" * 64, "mae": "a" * 64, "scratch": ""}
 
 
@@ -35,7 +35,8 @@ def fake_identity(cell: Cell) -> Identity:
 def fake_runner(cell: Cell, results: str, runs: str | None, overrides: EvalOverrides) -> str:
     """A cheap cell: writes the record `cpcbench eval --seeds 1 --first-seed S` would write."""
     cfg = {"steps": overrides.steps or DEFAULTS["steps"], "batch_size": overrides.batch_size or 32,
-           "base_lr": overrides.base_lr or 0.002, "defaults": dict(DEFAULTS)}
+           "base_lr": overrides.base_lr or 0.002, "img_size": overrides.img_size or DEFAULTS["img_size"],
+           "train_stats": TRAIN_STATS, "defaults": dict(DEFAULTS)}
     if cell.limit is not None:
         cfg["steps"] = min(cfg["steps"], cell.limit)
     value = 100.0 - 10 * (cell.backbone == "cpc") + cell.seed
@@ -225,3 +226,42 @@ def test_slurm_without_cluster_is_a_clear_error(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(CpcbenchError, match="cannot submit to slurm.*--launcher local"):
         sweep(plan(["cpc"], ["synth-body-mesh"], seeds=1), tmp_path / "r", launcher="slurm",
               identify=fake_identity, runner=fake_runner, folder=tmp_path / "logs")
+
+
+def test_new_image_size_runs_its_cells(tmp_path: Path) -> None:
+    """A sweep at another --img-size is another set of cells: it runs them, and then skips them."""
+    results = tmp_path / "r"
+    cells = plan(["cpc", "mae"], ["synth-body-mesh"], seeds=2)
+    assert len(_sweep(results, Counting(), cells).ran) == 4
+    assert _sweep(results, Counting(), cells, overrides=EvalOverrides(img_size=64)).pending == []  # the default
+    at96 = Counting()
+    assert len(_sweep(results, at96, cells, overrides=EvalOverrides(img_size=96)).ran) == 4 and at96.ran == cells
+    assert {r["config"]["img_size"] for r in load_records(results)} == {64, 96}
+    assert _sweep(results, Counting(), cells, overrides=EvalOverrides(img_size=96)).pending == []
+    assert _sweep(results, Counting(), cells).pending == []
+
+
+def test_identity_knows_the_input_size_eval_will_use() -> None:
+    """Without --img-size an evaluation runs at the backbone's own size (scratch: 128 px), which the sweep must
+    know to match records."""
+    from harness.backbones import SCRATCH
+    from harness.sweep import RegistryIdentifier
+
+    cell = Cell("scratch", "synth-body-2d", "finetune", 1.0, 0)
+    assert RegistryIdentifier()(cell).img_size == SCRATCH["img_size"]
+    assert RegistryIdentifier(img_size=96)(cell).img_size == 96
+
+
+def test_pre_fix_fraction_records_are_not_done(tmp_path: Path) -> None:
+    """Records made before head statistics came from the fraction alone do not cover a fraction < 1 cell (the
+    sweep re-runs it); at fraction 1 nothing changed and they still count."""
+    results = tmp_path / "r"
+    cells = plan(["cpc"], ["synth-hand-mesh"], seeds=1, fractions=[1.0, 0.1])
+    _sweep(results, Counting(), cells)
+    for rec in load_records(results):  # as the committed records were written
+        path = Path(rec.pop("_path"))
+        del rec["config"]["train_stats"]
+        path.write_text(json.dumps(rec))
+    rerun = Counting()
+    _sweep(results, rerun, cells)
+    assert [c.fraction for c in rerun.ran] == [0.1]

@@ -199,12 +199,12 @@ def test_shipped_specs_and_published_block(records: list[dict], tmp_path: Path) 
     abl = spec_table(load_spec(SPECS / "ablation-pairs.yaml"), records, pub)
     assert [r.label for r in abl.rows] == ["CPC cross-view only", "CPC cross-pose only", "CPC both", "MAE (no pairs)"]
     # without the masking filter two checkpoints match "both" (human-aware and uniform masking): two rows,
-    # never averaged together
+    # never averaged together, the checkpoint's labelled by its pretraining config (not by its path)
     text = (SPECS / "ablation-pairs.yaml").read_text().replace("pretrain.cpc.mask_strategy: human, ", "")
     (tmp_path / "pairs.yaml").write_text(text)
     abl = spec_table(load_spec(tmp_path / "pairs.yaml"), records, pub)
     assert [r.label for r in abl.rows] == ["CPC cross-view only", "CPC cross-pose only", "CPC both (cpc)",
-                                           "CPC both (runs/cpc-ablation-2/final.safetensors)", "MAE (no pairs)"]
+                                           "CPC both (CPC, uniform masking)", "MAE (no pairs)"]
 
 
 def test_empty_and_smoke_only(tmp_path: Path, records: list[dict]) -> None:
@@ -301,3 +301,116 @@ def test_one_row_per_method_across_pretraining_domains(tmp_path: Path) -> None:
                                                         "pve": [85.0, 86.0, 87.0]}, sha="d" * 64, pretrain=hand_cfg)
     table = spec_table(load_spec(spec_file), [body, hand2])
     assert [r.label for r in table.rows] == ["CPC (body)", "CPC (hand)"]
+
+
+# ---------------------------------------------------------------------------------------------- what a cell claims
+def _golden_record(task: str, backbone: str, values: dict[str, list[float]], **kw: object) -> dict:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    from make_records import record
+
+    config = kw.pop("config", {})
+    rec = record(task, backbone, [0, 1, 2], values, **kw)
+    rec["config"] = {**rec["config"], **config}
+    return rec
+
+
+def test_image_sizes_never_share_a_cell() -> None:
+    """A 64 px and a 96 px run of the same task, weights and schedule are two cells, and the header says which."""
+    runs = [_golden_record("synth-body-2d", "cpc", {"pck05": v, "pck10": v}, config={
+        "img_size": size, "defaults": {"steps": 10, "batch_size": 32, "base_lr": 1e-3, "img_size": 64}})
+        for size, v in ((64, [20.0, 21.0, 22.0]), (96, [30.0, 31.0, 32.0]))]
+    (table,) = main_tables(runs)
+    assert len(table.columns) == 4 and [c.mean for c in table.rows[0].cells] == pytest.approx([21, 21, 31, 31])
+    md = to_markdown(table)
+    assert "synth-body-2d v1 · img_size=96: PCK@0.05" in md and md.count("img_size=96") == 2
+    # what all columns share is said once under the title, what varies in the header
+    for r in runs:
+        r["config"]["steps"] = 50
+    md = to_markdown(main_tables(runs)[0])
+    assert "(schedule: steps=50)" in md and "synth-body-2d v1 · img_size=96: PCK@0.05" in md
+    # a run whose size is not recorded against a default is named too, never pooled with the default one
+    runs[1]["config"]["defaults"].pop("img_size")
+    runs[1]["config"]["img_size"] = 64
+    assert len(main_tables(runs)[0].columns) == 4
+
+
+def test_pre_fix_fraction_records_never_pool_with_fixed_ones() -> None:
+    """Below fraction 1, a record made before head statistics came from the fraction alone (no
+    ``config.train_stats``) keeps its own cell, labelled; at fraction 1 nothing changed, so both pool."""
+    vals = {"pa_mpjpe": [12.0, 12.5, 11.8], "f5": [0.4, 0.4, 0.4]}
+    new = _golden_record("synth-hand-mesh", "cpc", vals, fraction=0.1)
+    old = _golden_record("synth-hand-mesh", "cpc", {k: [x + 5 for x in v] for k, v in vals.items()}, fraction=0.1,
+                         day=2)
+    del old["config"]["train_stats"]
+    (table,) = main_tables([new, old])
+    assert len(table.columns) == 4 and "train_stats=full-split" in to_markdown(table)
+    assert [c.mean for c in table.rows[0].cells][::2] == pytest.approx([12.1, 17.1])
+    full_new, full_old = (_golden_record("synth-hand-mesh", "cpc", vals, day=d) for d in (1, 2))
+    del full_old["config"]["train_stats"]
+    assert len(main_tables([full_new, full_old])[0].columns) == 2
+
+
+def test_one_seed_is_singular() -> None:
+    from harness.html import modal_n_text
+    from harness.leaderboard import to_latex
+
+    rec = _golden_record("synth-body-2d", "cpc", {"pck05": [1.0, 2.0, 3.0], "pck10": [1.0, 2.0, 3.0]})
+    rec.update(seeds=[0])
+    for m in rec["metrics"].values():
+        m.update(per_seed=[m["per_seed"][0]], std=None)
+    (table,) = main_tables([rec])
+    for text in (to_markdown(table), to_latex(table), modal_n_text(table)):
+        assert "1 seeds" not in text
+    assert "1 seed per cell" in to_markdown(table) and "1 seed per cell" in modal_n_text(table)
+
+
+def test_checkpoint_rows_are_labelled_by_their_pretraining(records: list[dict]) -> None:
+    from harness.tables import backbone_label
+
+    body = next(t for t in main_tables(records) if t.name == "main-body-finetune")
+    labels = [r.label for r in body.rows]
+    assert labels[-3:] == ["CPC, cross-view pairs only", "CPC, cross-pose pairs only", "CPC, uniform masking"]
+    assert not any("/" in lb or "safetensors" in lb for lb in labels)
+    plain = _golden_record("synth-body-2d", "runs/repro/body-cpc-long/backbone.safetensors",
+                           {"pck05": [1.0, 2.0, 3.0]}, method="cpc")
+    assert backbone_label(plain["backbone"]["name"], [plain]) == "CPC (body-cpc-long)"  # nothing differs: the run
+    assert backbone_label("cpc", [plain]) == "cpc"
+
+
+def test_records_never_name_machine_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written records store project-relative paths (or $CPCBENCH_RUNS/...); records written before that rule
+    are read back normalised, so neither a record reader nor a table sees the machine that ran them."""
+    from harness.results import portable_path, read_record, write_record
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    monkeypatch.chdir(proj)
+    monkeypatch.setenv("CPCBENCH_RUNS", str(tmp_path / "scratch" / "runs-x"))
+    assert portable_path(str(proj / "runs" / "a" / "backbone.safetensors")) == "runs/a/backbone.safetensors"
+    elsewhere = tmp_path / "scratch" / "runs-x" / "p" / "b.safetensors"
+    assert portable_path(str(elsewhere)) == "$CPCBENCH_RUNS/p/b.safetensors"
+    assert portable_path("/home/me/cpcbench/runs/repro/pretrain/x/backbone.safetensors") == \
+        "runs/repro/pretrain/x/backbone.safetensors"
+    assert portable_path("/mnt/ckpt/deep/model.pth") == ".../ckpt/deep/model.pth"
+    assert portable_path("runs/already/relative") == "runs/already/relative" and portable_path("cpc") == "cpc"
+    # a new record
+    rec = _golden_record("synth-body-2d", "cpc", {"pck05": [1.0, 2.0, 3.0]})
+    from harness.results import build_record
+
+    fresh = build_record(task=rec["task"], backbone={**rec["backbone"], "weights": str(proj / "runs/w.safetensors")},
+                         method="cpc", protocol="finetune", seeds=[0], fraction=1.0, limit=None, metrics={},
+                         n_samples=1, config={"data_root": str(proj / "data")}, wall_time_s=0.0,
+                         data={"frames": str(proj / "runs/frames")})
+    assert fresh["backbone"]["weights"] == "runs/w.safetensors" and fresh["config"]["data_root"] == "data"
+    assert str(tmp_path) not in json.dumps(fresh)
+    # an old record with absolute paths, as committed before the fix (file left as written)
+    old = {k: v for k, v in rec.items() if k != "_path"}
+    old["backbone"] = {**old["backbone"], "weights": "/work/main/runs/repro/pretrain/body-cpc/backbone.safetensors",
+                       "load": {"source": "/work/main/runs/repro/pretrain/body-cpc/backbone.safetensors"}}
+    path = write_record(old, tmp_path / "results")
+    assert "/work/main" in path.read_text()
+    back = read_record(path)
+    assert back["backbone"]["weights"] == back["backbone"]["load"]["source"] == \
+        "runs/repro/pretrain/body-cpc/backbone.safetensors"

@@ -436,20 +436,74 @@ def test_soft_argmax_and_upsampling():
     assert (up @ template[ids] - template).norm(dim=1).mean() < 0.15  # a smooth start near the template
 
 
-def test_mesh_head_starts_at_training_mean(frame_sets):
-    """The model-based head's first estimate is the training set's mean parameters (HMR's mean-pose start)."""
+def test_mesh_head_starts_at_mean_of_its_training_samples(frame_sets):
+    """The model-based head's first estimate is the mean parameters of the samples it trains on (HMR's mean-pose
+    start): with ``--fraction`` the subset's mean, never the full split's (that would leak unseen labels)."""
+    from torch.utils.data import Subset
+
+    from harness.evaluate import fraction_subset
     from tasks.heads import mean_rotation
 
     task = TASKS.get("synth-body-mesh")(frame_sets["body"])
-    task.build_dataset("train", SIZE)
-    bb = tiny_backbone()
-    head = task.build_head(info_of(bb))
-    with torch.no_grad():
-        head.head.out.weight.zero_()
-        pred = head(bb.forward_features(torch.zeros(1, 3, SIZE, SIZE)))
+    full = task.build_dataset("train", SIZE)
     a = task.arrays("train", SIZE)
-    assert torch.allclose(pred["rotmat"][0], mean_rotation(torch.from_numpy(a["rotmat"])), atol=1e-5)
-    assert torch.allclose(pred["betas"][0], torch.from_numpy(a["betas"].mean(0)), atol=1e-5)
+    idx = fraction_subset(len(full), 0.25, seed=0)
+    bb = tiny_backbone()
+    for train, rows in ((full, slice(None)), (Subset(full, idx), idx)):
+        head = task.build_head(info_of(bb), train=train)
+        with torch.no_grad():
+            head.head.out.weight.zero_()
+            pred = head(bb.forward_features(torch.zeros(1, 3, SIZE, SIZE)))
+        assert torch.allclose(pred["rotmat"][0], mean_rotation(torch.from_numpy(a["rotmat"][rows])), atol=1e-5)
+        assert torch.allclose(pred["betas"][0], torch.from_numpy(a["betas"][rows].mean(0)), atol=1e-5)
+    assert not np.allclose(a["betas"][idx].mean(0), a["betas"].mean(0), atol=1e-5)  # the subset tells them apart
+
+
+def test_meshfree_head_starts_at_mean_mesh_of_its_training_samples(frame_sets):
+    from torch.utils.data import Subset
+
+    from harness.evaluate import fraction_subset
+
+    task = TASKS.get("synth-body-meshfree")(frame_sets["body"])
+    full = task.build_dataset("train", SIZE)
+    idx = fraction_subset(len(full), 0.25, seed=1)
+    verts = task.arrays("train", SIZE)["verts"]
+    start = task.mean_mesh(None, Subset(full, idx))
+    np.testing.assert_allclose(start.numpy(), verts[idx].mean(0), atol=1e-6)
+    assert not np.allclose(start.numpy(), verts.mean(0), atol=1e-5)
+
+
+def test_eval_fraction_gives_head_and_baseline_only_the_fraction(frame_sets, tmp_path, monkeypatch):
+    """``cpcbench eval --fraction``: the head is built from the subset the seed trains on, and the trivial baseline
+    (training mean) is the mean of that subset too."""
+    import harness.evaluate as ev
+
+    monkeypatch.setattr(ev, "_resolve_backbone", fake_resolve)
+    task_cls = TASKS.get("synth-hand-mesh")
+    seen: list[int] = []
+    orig = task_cls.build_head
+
+    def spy(self, info, train=None):
+        seen.append(-1 if train is None else len(train))
+        return orig(self, info, train=train)
+
+    monkeypatch.setattr(task_cls, "build_head", spy)
+    base_seen: list[int] = []
+    orig_base = ev.mean_baseline
+
+    def base_spy(task, train_ds, *args, **kw):
+        base_seen.append(len(train_ds))
+        return orig_base(task, train_ds, *args, **kw)
+
+    monkeypatch.setattr(ev, "mean_baseline", base_spy)
+    cfg = ev.EvalConfig(backbone="tiny", task="synth-hand-mesh", steps=1, batch_size=2, fraction=0.25, seeds=2,
+                        data_root=str(frame_sets["hand"]), device="cpu")
+    rec = ev.evaluate(cfg, tmp_path / "results", tmp_path / "runs")
+    n_train = [s["n_train"] for s in rec["per_seed"]]
+    assert n_train[0] < rec["config"]["n_train_full"]
+    assert seen == n_train and base_seen == n_train  # one head and one baseline per seed, each from its subset
+    assert rec["config"]["train_stats"] == "fraction" and set(rec["baseline_mean"]) == {m.name for m in
+                                                                                          task_cls.metrics}
 
 
 def test_stale_frame_set_is_refused(tmp_path, frame_sets):
@@ -468,3 +522,23 @@ def test_stale_frame_set_is_refused(tmp_path, frame_sets):
     with pytest.raises(DataError, match="another MANO model"):
         TASKS.get("synth-hand-mesh")(tmp_path / "stale").build_dataset("train", SIZE)
     shutil.rmtree(tmp_path / "stale")
+
+
+def test_record_names_no_machine_path(frame_sets, tmp_path, monkeypatch):
+    """A checkpoint given by absolute path is recorded (name, weights, record folder) relative to the project."""
+    import harness.evaluate as ev
+
+    def resolve(spec, domain="body", img_size=None):
+        bb, info = fake_resolve(spec, domain, img_size)
+        return bb, {**info, "weights": spec, "load": {"source": spec}}
+
+    monkeypatch.setattr(ev, "_resolve_backbone", resolve)
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "runs" / "body-cpc-x" / "backbone.safetensors"
+    cfg = ev.EvalConfig(backbone=str(ckpt), task="synth-body-2d", limit=2, steps=1, batch_size=2, device="cpu",
+                        data_root=str(frame_sets["body"]))
+    rec = ev.evaluate(cfg, "results", "runs")
+    bb = rec["backbone"]
+    assert bb["name"] == bb["weights"] == bb["load"]["source"] == "runs/body-cpc-x/backbone.safetensors"
+    assert Path(rec["_path"]).parent.name == "runs_body-cpc-x_backbone.safetensors"
+    assert str(tmp_path) not in Path(rec["_path"]).read_text()

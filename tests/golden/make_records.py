@@ -59,7 +59,7 @@ def record(task: str, backbone: str, seeds: list[int], values: dict[str, list[fl
         backbone={"name": backbone, "arch": "vit_tiny", "weights": f"runs/{backbone}/final.safetensors",
                   "weights_sha256": sha, "pretrain": pretrain if pretrain is not None else PRETRAIN.get(method, {})},
         method=method, protocol=protocol, seeds=seeds, fraction=fraction, limit=limit, metrics=m, n_samples=64,
-        config={"steps": steps, "batch_size": 32, "base_lr": 1e-3,
+        config={"steps": steps, "batch_size": 32, "base_lr": 1e-3, "train_stats": "fraction",
                 "defaults": {"steps": 10, "batch_size": 32, "base_lr": 1e-3}},
         wall_time_s=1.0, run_id=f"20261124T0{day}0000Z-{n:08d}")
     rec.update(created=f"2026-11-24T0{day}:00:00Z", git_commit="0" * 40, hardware={"cpu": "fixture", "cores": 2},
