@@ -161,6 +161,9 @@ def _interhand_images(records: Any, json_path: Path) -> dict[Any, dict[str, Any]
         missing = [f for f in _IMAGE_FIELDS if im.get(f) is None]
         if missing:
             raise DataError(f"{where} lacks {missing}; InterHand2.6M image records have {list(_IMAGE_FIELDS)}")
+        if not isinstance(im["file_name"], str):
+            raise DataError(f"{where}: file_name is {im['file_name']!r}, expected a path such as "
+                            "Capture0/ROM01_No_Interaction_2_Hand/cam400002/image2140.jpg")
         images[im["id"]] = {**im, "frame_idx": _integer(im["frame_idx"], f"{where}: frame_idx")}
     return images
 

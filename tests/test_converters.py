@@ -189,6 +189,7 @@ def _edit_interhand(src: Path, split: str, edit) -> Path:
     (lambda d: d["annotations"][1].update(bbox=None), r"annotation #1 \(id 1\): bbox is None, expected \[x, y, w, h\]"),
     (lambda d: d["annotations"][1].update(bbox=[1, 2, "w", 4]), r"annotation #1 \(id 1\): bbox is 'w'"),
     (lambda d: d["annotations"][0].pop("image_id"), r"annotation #0 \(id 0\) has no 'image_id'"),
+    (lambda d: d["images"][1].update(file_name=7), r"image #1 \(id 1\): file_name is 7"),
 ])
 def test_interhand_malformed_record_is_one_error(tmp_path: Path, edit, what: str) -> None:
     src = tmp_path / "ih"
