@@ -10,7 +10,7 @@ APT_PKGS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglu1-mesa libosmesa6
 export PYOPENGL_PLATFORM ?= egl
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo reproduce tables test test-slow bench lint clean-runs system-deps
+.PHONY: setup demo reproduce tables test test-slow bench bench-smoke lint clean-runs system-deps
 
 setup: system-deps $(STAMP)
 
@@ -50,6 +50,10 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python -m pytest -q -m bench --benchmark-columns=min,mean,rounds -s
+
+# every benchmark once at tiny sizes, one round, no timings asserted (CI: a broken benchmark fails the build)
+bench-smoke: setup
+	CPCBENCH_BENCH_SMOKE=1 $(BIN)/python -m pytest -q -m bench
 
 lint: setup
 	$(BIN)/ruff check .

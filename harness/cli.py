@@ -39,7 +39,8 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and git commit, then exit."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output on stderr (-v, -vv)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="-v: debug messages on stderr; -vv: also those of the libraries used."),
 ) -> None:
     from harness.cli_util import setup_logging
 

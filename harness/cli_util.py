@@ -33,18 +33,27 @@ def user_errors(fn: F) -> F:
 
 
 def setup_logging(verbose: int = 0) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    """Log to stderr: cpcbench's INFO and above by default; ``-v`` (1) adds cpcbench's DEBUG messages; ``-vv`` (2+)
+    also shows the DEBUG messages of the libraries it calls (torch, PIL, matplotlib, ...). Idempotent: a later
+    call with another ``verbose`` resets the levels."""
     root = logging.getLogger("cpcbench")
-    if root.handlers:
-        root.setLevel(level)
-        return
-    from rich.console import Console
-    from rich.logging import RichHandler
+    root.setLevel(logging.DEBUG if verbose >= 1 else logging.INFO)
+    handler = next((h for h in root.handlers if getattr(h, "_cpcbench", False)), None)
+    if handler is None:
+        from rich.console import Console
+        from rich.logging import RichHandler
 
-    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+        handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
+        handler._cpcbench = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.propagate = False
+    top = logging.getLogger()  # the libraries' loggers propagate here
+    if verbose >= 2 and handler not in top.handlers:
+        top.addHandler(handler)
+        top.setLevel(logging.DEBUG)
+    elif verbose < 2 and handler in top.handlers:
+        top.removeHandler(handler)
+        top.setLevel(logging.WARNING)
 
 
 def emit_json(obj: Any) -> None:

@@ -70,7 +70,7 @@ class LoopConfig:
 class TrainResult:
     steps: int
     history: list[dict[str, Any]]  # per logged step: step, epoch, loss, parts, lr, grad_norm, img_per_s,
-                                   # gflops_per_s[, eval]
+                                   # [gflops_per_s (only when FLOPs were counted)][, eval]
     final_loss: float
     wall_time_s: float
     flops_per_step: float          # forward + backward FLOPs of one global batch (0 when not counted)
@@ -293,7 +293,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                     try:
                         flops = count_flops(raw, items, amp, device.type) * world
                     except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError) as e:
-                        log.warning("could not count FLOPs (%s: %s); GFLOP/s will read 0", type(e).__name__, e)
+                        log.warning("could not count FLOPs (%s: %s); GFLOP/s is not logged", type(e).__name__, e)
                         flops = -1.0  # counted once: do not retry every step
                     t_window += time.perf_counter() - t0  # not part of the step's throughput
                 lr = lr_at(step, loop.steps, optim.warmup_steps, base_lr, optim.min_lr_ratio)
@@ -353,8 +353,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                              "parts": {k: v / window["part_counts"][k] for k, v in window["parts"].items()},
                              "lr": lr,
                              "grad_norm": window.get("grad_norm", 0.0) / c,
-                             "img_per_s": batch * steps_window / dt,
-                             "gflops_per_s": max(flops, 0.0) * steps_window / dt / 1e9}
+                             "img_per_s": batch * steps_window / dt}
+                    if flops > 0:  # not counted (count_flops=False, fine-tuning) or not countable: omitted
+                        entry["gflops_per_s"] = flops * steps_window / dt / 1e9
                     if do_eval and rank == 0:
                         raw.eval()
                         with preserved_rng(), torch.no_grad(), (torch.autocast(device.type, dtype=amp)
@@ -372,9 +373,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                             f.write(json.dumps(entry) + "\n")
                         if bar is None:
                             eta = (loop.steps - step) * (time.perf_counter() - t_loop) / max(step - first_step, 1)
-                            log.info("%s step %d/%d loss %.4f lr %.2e %.1f img/s %.1f GFLOP/s eta %s", desc, step,
-                                     loop.steps, entry["loss"], lr, entry["img_per_s"], entry["gflops_per_s"],
-                                     _hms(eta))
+                            gf = f" {entry['gflops_per_s']:.1f} GFLOP/s" if "gflops_per_s" in entry else ""
+                            log.info("%s step %d/%d loss %.4f lr %.2e %.1f img/s%s eta %s", desc, step,
+                                     loop.steps, entry["loss"], lr, entry["img_per_s"], gf, _hms(eta))
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=step, loss=f"{vals[0]:.4f}",
                                speed=f"{history[-1]['img_per_s']:.1f} img/s" if history else "")

@@ -10,7 +10,12 @@ Two layouts:
   InterHand2.6M_<split>_data.json`` (COCO style: images with ``capture, seq_name, camera, frame_idx,
   file_name``; annotations with ``image_id, bbox`` xywh, ``hand_type``, ``hand_type_valid``), images under
   ``SRC/images/<split>/<file_name>`` (``Capture<c>/<seq>/cam<cam>/image<frame>.jpg``). A sequence is
-  ``Capture<c>/<seq_name>``, the subject is the capture, the split is InterHand's (train, val, test).
+  ``Capture<c>/<seq_name>``, the subject is the image record's ``subject`` (``subject<id>``; releases without
+  the field fall back to the capture, logged), the split is InterHand's (train, val, test).
+
+Malformed input (a non-integer frame, an empty or non-numeric box value, a record without a required field, a
+``null`` box) is a ``DataError`` naming the file and the row or record, never a traceback or a silent
+truncation (``frame=3.5`` is an error, not frame 3).
 
 Image paths in the manifest are relative to the output directory (``../`` allowed), so the manifest may
 live beside or away from the images. Nothing is copied.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -37,6 +43,30 @@ def _frame_index(name: str) -> int:
     if not digits:
         raise DataError(f"cannot read a frame index from image name {name!r}: expected digits such as 000123.jpg")
     return int(digits[-1])
+
+
+def _integer(value: Any, where: str) -> int:
+    """``value`` as an int (``3``, ``"3"``, ``3.0``); a ``DataError`` naming ``where`` otherwise (``3.5``, ``abc``)."""
+    if isinstance(value, bool):
+        raise DataError(f"{where} is {value!r}, expected an integer")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not (math.isfinite(f) and f.is_integer()):
+        raise DataError(f"{where} is {value!r}, expected an integer")
+    return int(f)
+
+
+def _number(value: Any, where: str) -> float:
+    """``value`` as a finite float; a ``DataError`` naming ``where`` otherwise (empty, text, NaN, null)."""
+    try:
+        f = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        f = math.nan
+    if not math.isfinite(f):
+        raise DataError(f"{where} is {value!r}, expected a finite number")
+    return f
 
 
 def _writer(out: Path, meta: dict[str, Any]):
@@ -66,7 +96,15 @@ def convert_multiview(src: str | Path, out: str | Path | None = None, bboxes: st
     missing = [c for c in need if c not in bb.columns]
     if missing:
         raise DataError(f"bbox file {bbox_path} lacks columns {missing}; expected {need}")
-    boxes = {(str(r.sequence), str(r.camera), int(r.frame)): r for r in bb.itertuples(index=False)}
+    boxes: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for line, rec in enumerate(bb.to_dict("records"), start=2):  # line 1 is the header
+        where = f"{bbox_path} line {line}"
+        key = (str(rec["sequence"]), str(rec["camera"]), _integer(rec["frame"], f"{where}: frame"))
+        rec["x"], rec["y"], rec["w"], rec["h"] = (_number(rec[k], f"{where}: {k}") for k in ("x", "y", "w", "h"))
+        if key in boxes:
+            raise DataError(f"{where} repeats the box of sequence {key[0]}, camera {key[1]}, frame {key[2]} "
+                            f"(first given on line {boxes[key]['_line']}); keep one row per image")
+        boxes[key] = {**rec, "_line": line}
     images = sorted(p for p in src.glob("*/*/*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not images:
         raise DataError(f"no images under {src}/<sequence>/<camera>/ (extensions {', '.join(IMAGE_EXTS)})")
@@ -78,14 +116,16 @@ def convert_multiview(src: str | Path, out: str | Path | None = None, bboxes: st
         if r is None:
             no_box.append(str(p.relative_to(src)))
             continue
-        x, y, w, h = (float(getattr(r, k)) for k in ("x", "y", "w", "h"))
+        x, y, w, h = r["x"], r["y"], r["w"], r["h"]
         if not (w > 0 and h > 0):
-            raise DataError(f"bbox of {p.relative_to(src)} in {bbox_path} has no area (w={w}, h={h})")
+            raise DataError(f"bbox of {p.relative_to(src)} in {bbox_path} line {r['_line']} has no area "
+                            f"(w={w}, h={h})")
+        label = r.get("label", "")
         rows.append({"sequence": seq, "camera": cam, "frame": key[2],
-                     "subject": str(getattr(r, "subject", "") or seq), "motion": seq,
-                     "split": str(getattr(r, "split", "") or "train"), "image": os.path.relpath(p, out),
+                     "subject": str(r.get("subject", "") or seq), "motion": seq,
+                     "split": str(r.get("split", "") or "train"), "image": os.path.relpath(p, out),
                      "bbox_x": x, "bbox_y": y, "bbox_w": w, "bbox_h": h,
-                     "label": int(getattr(r, "label", -1) if str(getattr(r, "label", "")) != "" else -1)})
+                     "label": -1 if str(label) == "" else _integer(label, f"{bbox_path} line {r['_line']}: label")})
     if no_box:
         raise DataError(f"{len(no_box)} images have no row in {bbox_path} (e.g. {no_box[0]}); add their boxes "
                         "(sequence, camera, frame, x, y, w, h) or remove the images")
@@ -106,6 +146,28 @@ def _load_json(path: Path) -> Any:
         raise DataError(f"{path} is not valid JSON ({e})") from None
 
 
+_IMAGE_FIELDS = ("id", "file_name", "capture", "seq_name", "camera", "frame_idx")
+
+
+def _interhand_images(records: Any, json_path: Path) -> dict[Any, dict[str, Any]]:
+    """InterHand2.6M image records by id, each checked for the fields the manifest needs (``frame_idx`` an int)."""
+    if not isinstance(records, list):
+        raise DataError(f"{json_path}: 'images' is not a list of records")
+    images: dict[Any, dict[str, Any]] = {}
+    for k, im in enumerate(records):
+        where = f"{json_path} image #{k}" + (f" (id {im['id']})" if isinstance(im, dict) and "id" in im else "")
+        if not isinstance(im, dict):
+            raise DataError(f"{where} is not a record")
+        missing = [f for f in _IMAGE_FIELDS if im.get(f) is None]
+        if missing:
+            raise DataError(f"{where} lacks {missing}; InterHand2.6M image records have {list(_IMAGE_FIELDS)}")
+        if not isinstance(im["file_name"], str):
+            raise DataError(f"{where}: file_name is {im['file_name']!r}, expected a path such as "
+                            "Capture0/ROM01_No_Interaction_2_Hand/cam400002/image2140.jpg")
+        images[im["id"]] = {**im, "frame_idx": _integer(im["frame_idx"], f"{where}: frame_idx")}
+    return images
+
+
 def convert_interhand(src: str | Path, out: str | Path | None = None, splits: tuple[str, ...] | None = None,
                       require_images: bool = True) -> Path:
     """Manifest for InterHand2.6M (annotations + images in the published layout, section B6 of the
@@ -121,20 +183,29 @@ def convert_interhand(src: str | Path, out: str | Path | None = None, splits: tu
     if not todo:
         raise DataError(f"no split folders (train, val, test) under {ann_root}")
     rows: list[dict[str, Any]] = []
-    skipped_invalid = skipped_missing = 0
+    skipped_invalid = skipped_missing = no_subject = 0
     for split in todo:
         if split not in INTERHAND_SPLITS:
             raise DataError(f"unknown InterHand2.6M split {split!r}; choose from {INTERHAND_SPLITS}")
-        data = _load_json(ann_root / split / f"InterHand2.6M_{split}_data.json")
+        json_path = ann_root / split / f"InterHand2.6M_{split}_data.json"
+        data = _load_json(json_path)
         if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-            raise DataError(f"{ann_root / split} data JSON is not COCO style (needs 'images' and 'annotations')")
-        images = {im["id"]: im for im in data["images"]}
-        for ann in data["annotations"]:
+            raise DataError(f"{json_path} is not COCO style (needs 'images' and 'annotations')")
+        images = _interhand_images(data["images"], json_path)
+        if not isinstance(data["annotations"], list):
+            raise DataError(f"{json_path}: 'annotations' is not a list of records")
+        for k, ann in enumerate(data["annotations"]):
+            where = f"{json_path} annotation #{k}" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann
+                                                         else "")
+            if not isinstance(ann, dict) or "image_id" not in ann:
+                raise DataError(f"{where} has no 'image_id'")
             im = images.get(ann["image_id"])
             if im is None:
-                raise DataError(f"annotation {ann.get('id')} of split {split} points at unknown image "
-                                f"{ann['image_id']}")
-            x, y, w, h = (float(v) for v in ann["bbox"])
+                raise DataError(f"{where} points at unknown image {ann['image_id']!r}")
+            box = ann.get("bbox")
+            if not isinstance(box, list | tuple) or len(box) != 4:
+                raise DataError(f"{where}: bbox is {box!r}, expected [x, y, w, h]")
+            x, y, w, h = (_number(v, f"{where}: bbox") for v in box)
             if not ann.get("hand_type_valid", 1) or w <= 0 or h <= 0:
                 skipped_invalid += 1
                 continue
@@ -143,10 +214,17 @@ def convert_interhand(src: str | Path, out: str | Path | None = None, splits: tu
                 skipped_missing += 1
                 continue
             capture = f"Capture{im['capture']}"
+            if im.get("subject") is not None:
+                subject = f"subject{im['subject']}"
+            else:
+                subject, no_subject = capture, no_subject + 1
             rows.append({"sequence": f"{capture}/{im['seq_name']}", "camera": f"cam{im['camera']}",
-                         "frame": int(im["frame_idx"]), "subject": capture, "motion": im["seq_name"],
+                         "frame": im["frame_idx"], "subject": subject, "motion": im["seq_name"],
                          "split": split, "image": os.path.relpath(path, out), "bbox_x": x, "bbox_y": y,
                          "bbox_w": w, "bbox_h": h, "label": -1, "hand_type": ann.get("hand_type", "")})
+    if no_subject:
+        log.warning("InterHand2.6M: %d image records have no 'subject' field; their subject is the capture id "
+                    "(a subject may span several captures: subject-disjoint splits are not guaranteed)", no_subject)
     if skipped_invalid or skipped_missing:
         log.info("InterHand2.6M: skipped %d annotations without a valid hand/bbox and %d whose image is missing",
                  skipped_invalid, skipped_missing)

@@ -11,7 +11,9 @@ bbox_w, bbox_h, label``. ``shard``/``index`` locate a frame in a shard; ``image`
 root for real captures (empty for shard frames). ``label`` is a class id (gesture, object) or -1.
 
 Cross-view pairs share (sequence, frame) and differ in camera; cross-pose pairs share (sequence, camera)
-with a frame gap in [min_gap, max_gap] (CroCo-Man, CVPR 2024: "stereoscopic" and "temporal" pairs).
+with a frame gap in [min_gap, max_gap] (CroCo-Man, CVPR 2024: "stereoscopic" and "temporal" pairs). Gaps count
+steps along the sequence's sorted frame indices, not raw index differences: a capture released at a frame
+stride (InterHand2.6M's 5 fps release: frame_idx 2140, 2146, ...) pairs like one numbered 0, 1, 2, ...
 """
 
 from __future__ import annotations
@@ -231,7 +233,8 @@ class PairSampler:
     """Sample cross-view and cross-pose pairs from a manifest, mixed by ``mix`` (fraction of cross-view).
 
     ``mix=1`` gives only cross-view pairs, ``mix=0`` only cross-pose pairs. Pairs never cross splits,
-    since both frames share a sequence.
+    since both frames share a sequence. ``min_gap``/``max_gap`` count steps along the sequence's sorted frame
+    indices (module docstring).
     """
 
     def __init__(self, manifest, mix: float = 0.5, min_gap: int = 2, max_gap: int = 12, seed: int = 0) -> None:
@@ -245,22 +248,28 @@ class PairSampler:
         seq, cam, frame = df["sequence"].to_numpy(), df["camera"].to_numpy(), df["frame"].to_numpy()
         # cross-view partners: same (sequence, frame), other camera
         by_instant: dict[tuple, list[int]] = {}
-        by_track: dict[tuple, dict[int, int]] = {}
+        seq_frames: dict[Any, set[int]] = {}
         for i in range(self.n):
             by_instant.setdefault((seq[i], frame[i]), []).append(i)
-            by_track.setdefault((seq[i], cam[i]), {})[int(frame[i])] = i
+            seq_frames.setdefault(seq[i], set()).add(int(frame[i]))
+        # a frame's step along its sequence's sorted frame indices (all cameras together)
+        rank = {s: {f: r for r, f in enumerate(sorted(fs))} for s, fs in seq_frames.items()}
+        step = [rank[seq[i]][int(frame[i])] for i in range(self.n)]
+        by_track: dict[tuple, dict[int, int]] = {}
+        for i in range(self.n):
+            by_track.setdefault((seq[i], cam[i]), {})[step[i]] = i
         self.view_partners = [[j for j in by_instant[(seq[i], frame[i])] if j != i] for i in range(self.n)]
         self.pose_partners = []
         for i in range(self.n):
-            track, f = by_track[(seq[i], cam[i])], int(frame[i])
-            self.pose_partners.append([track[g] for g in sorted(track) if min_gap <= abs(g - f) <= max_gap])
+            track, r = by_track[(seq[i], cam[i])], step[i]
+            self.pose_partners.append([track[g] for g in sorted(track) if min_gap <= abs(g - r) <= max_gap])
         self.view_anchors = np.array([i for i in range(self.n) if self.view_partners[i]], dtype=np.int64)
         self.pose_anchors = np.array([i for i in range(self.n) if self.pose_partners[i]], dtype=np.int64)
         if mix > 0 and len(self.view_anchors) == 0:
             raise DataError("no cross-view pairs in this frame set (needs >= 2 cameras per sequence and frame); "
                             "use mix=0 (cross-pose only) or more cameras")
         if mix < 1 and len(self.pose_anchors) == 0:
-            raise DataError(f"no cross-pose pairs with a frame gap in [{min_gap}, {max_gap}]; "
+            raise DataError(f"no cross-pose pairs with a frame gap in [{min_gap}, {max_gap}] steps; "
                             "use mix=1 (cross-view only), longer sequences or other gaps")
 
     def sample(self, rng: np.random.Generator) -> tuple[int, int, str]:

@@ -19,6 +19,7 @@ whole image.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from torch.utils.data import Dataset
 from harness.errors import DataError
 from humans.frames import IMAGENET_MEAN, IMAGENET_STD, PAIR_KINDS, FrameStore, PairSampler
 
+log = logging.getLogger("cpcbench.data")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -40,7 +43,7 @@ class DataConfig:
     synth_seed: int = 0
     synth_workers: int = 2  # rendering processes when the synthetic set must be generated
     pair_mix: float = 0.5  # fraction of cross-view pairs (the rest cross-pose)
-    min_gap: int = 2  # cross-pose frame gap range
+    min_gap: int = 2  # cross-pose gap range, in steps along a sequence's sorted frames
     max_gap: int = 12
     crop_scale: float = 1.2  # crop side / longest side of the person box
     jitter_scale: float = 0.15
@@ -310,7 +313,12 @@ def open_frames(source: str, domain: str, cfg: DataConfig, img_size: int) -> Fra
         if not (root / "manifest.csv").is_file():
             raise DataError(f"{root} is not a frame set (no manifest.csv): pass --data synth or a directory written "
                             "by `cpcbench data synth ...` / a converter")
-    return FrameStore(root)
+    store = FrameStore(root)
+    have = store.meta.get("domain")
+    if have and have != domain:
+        log.warning("pretraining for the %s domain on %s, a %s frame set (meta.json domain): the weights will be "
+                    "registered and tabled as %s weights", domain, root, have, domain)
+    return store
 
 
 class CachedFrames:

@@ -12,8 +12,8 @@ the conventions of the real benchmark it stands in for:
   model's ``J_regressor``; mm.
 - ``synth-body-2d``: 2D keypoints; PCK@0.05 and PCK@0.1 of the bbox size (max(w, h), mmpose ``PCKAccuracy``
   with ``norm_item="bbox"``; threshold inclusive), in %.
-- ``synth-body-parts``: body-part segmentation; per-image mIoU over the part classes (background excluded) that
-  occur in the prediction or the ground truth, in %.
+- ``synth-body-parts``: body-part segmentation; per-image mIoU over the classes (background included, as in
+  Pascal-Person-Part / LIP human parsing) that occur in the prediction or the ground truth, in %.
 - ``synth-hand-mesh``: hand mesh recovery with the FreiHAND protocol (Zimmermann et al. ICCV 2019): PA-MPJPE on
   21 keypoints and PA-MPVPE on the vertices, each aligned on itself with reflections allowed (``align_w_scale``),
   F@5 mm / F@15 mm of the aligned mesh, AUC of the aligned keypoint PCK over 0-50 mm (100 steps).
@@ -511,7 +511,7 @@ class SynthBody2D(SynthTask):
 # ---------------------------------------------------------------------------------------------- parts
 @TASKS.register("synth-body-parts")
 class SynthBodyParts(SynthTask):
-    """Body-part segmentation on the synthetic world (per-image mIoU over part classes)."""
+    """Body-part segmentation on the synthetic world (per-image mIoU over the classes present, background included)."""
 
     name = "synth-body-parts"
     version = "1"

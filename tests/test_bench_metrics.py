@@ -3,10 +3,12 @@
 Sizes are the real benchmarks': 3DPW test (35,515 samples x 14 LSP joints) for PA-MPJPE, FreiHAND evaluation
 (3,960 meshes x 778 vertices) for F@5/F@15. Numbers are printed, never asserted (the machine is shared); the
 results are also checked for equality with the loops, so a fast wrong answer cannot pass.
+``CPCBENCH_BENCH_SMOKE=1`` (``make test``): 2,000 and 200 samples, one round each.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -15,9 +17,11 @@ import pytest
 from tasks import metrics as M
 
 pytestmark = pytest.mark.bench
+SMOKE = os.environ.get("CPCBENCH_BENCH_SMOKE") == "1"  # small sizes, one round: checks the benchmark runs
+ROUNDS = 1 if SMOKE else 3
 
 
-def _best(fn, repeat: int = 3) -> tuple[float, object]:
+def _best(fn, repeat: int = ROUNDS) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
         t = time.perf_counter()
@@ -58,13 +62,13 @@ def _loop_fscores(pred: np.ndarray, gt: np.ndarray, ths: tuple[float, ...]) -> n
 
 def test_bench_pa_mpjpe_3dpw_size():
     rng = np.random.default_rng(0)
-    n, j = 35_515, 14
+    n, j = (2_000 if SMOKE else 35_515), 14
     gt = rng.normal(size=(n, j, 3)) * 0.3
     pred = gt + rng.normal(size=(n, j, 3)) * 0.05 + rng.normal(size=(n, 1, 3))
     pred[: n // 50] *= np.array([1.0, -1.0, 1.0])  # 2% mirrored: these take the SVD fallback
     # interleave the two (best of 3 each) so that load changes on the shared machine hit both alike
     t_loop = t_fast = float("inf")
-    for _ in range(3):
+    for _ in range(ROUNDS):
         t, ref = _best(lambda: _loop_pa_mpjpe(pred, gt), repeat=1)
         t_loop = min(t_loop, t)
         t, got = _best(lambda: M.pa_mpjpe(pred, gt), repeat=1)
@@ -84,7 +88,7 @@ def test_bench_pa_mpjpe_3dpw_size():
 
 def test_bench_fscore_freihand_size():
     rng = np.random.default_rng(1)
-    n, v = 3_960, 778
+    n, v = (200 if SMOKE else 3_960), 778
     gt = rng.normal(size=(n, v, 3)) * 0.03
     pred = gt + rng.normal(size=(n, v, 3)) * 0.004
     ths = (0.005, 0.015)

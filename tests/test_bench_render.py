@@ -5,20 +5,25 @@ Reports (never asserts on wall-clock): body frames/s at 128 px rendered with 1 a
 reads/s from the written shards with a one-shard cache (what pretraining's data loader does), and
 ViT-Tiny/16 images/s (fwd + bwd + AdamW, batch 32, fp32). Ratios > 1 mean the data side keeps up;
 pretraining reads pre-rendered shards, so only the read rate matters during training.
+``CPCBENCH_BENCH_SMOKE=1`` (``make test``): 64 px, 2 cameras x 2 frames per sequence, 20 pair reads, training
+batch 4 for one step.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SIZE = 128
+SMOKE = os.environ.get("CPCBENCH_BENCH_SMOKE") == "1"  # tiny sizes, one round: checks the benchmark runs
+SIZE = 64 if SMOKE else 128
+WORLD = {"cameras": 2, "seq_len": 2} if SMOKE else {}  # generator overrides (humans.world.generate)
 
 
-def _train_images_per_s(steps: int = 4, batch: int = 32) -> float:
+def _train_images_per_s(steps: int = 1 if SMOKE else 4, batch: int = 4 if SMOKE else 32) -> float:
     import timm
     import torch
 
@@ -39,11 +44,11 @@ def _train_images_per_s(steps: int = 4, batch: int = 32) -> float:
     return steps * batch / (time.perf_counter() - t)
 
 
-def _pair_reads_per_s(root: Path, n: int = 200) -> float:
+def _pair_reads_per_s(root: Path, n: int = 20 if SMOKE else 200) -> float:
     from humans.frames import FrameStore, PairSampler
 
     store = FrameStore(root, cache_shards=1)  # near worst case: most pairs need a shard read from disk
-    sampler = PairSampler(store.manifest, mix=0.5, min_gap=2, max_gap=12)
+    sampler = PairSampler(store.manifest, mix=0.5, min_gap=1 if SMOKE else 2, max_gap=12)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
     for _ in range(n):
@@ -57,19 +62,20 @@ def test_render_vs_train_throughput(tmp_path: Path) -> None:
     from humans.world import generate, make_config
 
     train_before = _train_images_per_s()  # in a process that has not rendered yet
-    per_seq = make_config("body", 1).frames_per_sequence
-    generate("body", per_seq, size=SIZE, out=tmp_path / "warm", workers=1)  # imports, model files, GL context
+    per_seq = make_config("body", 1, **WORLD).frames_per_sequence
+    # imports, model files, GL context
+    generate("body", per_seq, size=SIZE, out=tmp_path / "warm", workers=1, **WORLD)
     n1 = 2 * per_seq
     t = time.perf_counter()
-    generate("body", n1, size=SIZE, seed=1, out=tmp_path / "w1", workers=1)
+    generate("body", n1, size=SIZE, seed=1, out=tmp_path / "w1", workers=1, **WORLD)
     fps1 = n1 / (time.perf_counter() - t)
     # 2 workers: the difference of a short and a longer run gives the steady rate without process start-up
     t = time.perf_counter()
-    generate("body", 2 * per_seq, size=SIZE, seed=2, out=tmp_path / "w2a", workers=2)
+    generate("body", 2 * per_seq, size=SIZE, seed=2, out=tmp_path / "w2a", workers=2, **WORLD)
     short = time.perf_counter() - t
     n2 = 6 * per_seq
     t = time.perf_counter()
-    generate("body", n2, size=SIZE, seed=2, out=tmp_path / "w2", workers=2)
+    generate("body", n2, size=SIZE, seed=2, out=tmp_path / "w2", workers=2, **WORLD)
     long = time.perf_counter() - t
     fps2, fps2_steady = n2 / long, (n2 - 2 * per_seq) / max(long - short, 1e-6)
     pairs = _pair_reads_per_s(tmp_path / "w2")

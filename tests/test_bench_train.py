@@ -4,10 +4,12 @@ bare forward/backward/AdamW step of the same model (the loop's own overhead). Pr
 
 Protocol: 2 warm-up steps are excluded; throughput is the median over the logged steps after them; FLOPs
 per step come from ``harness.flops.count_flops`` (FlopCounterMode + the CPU attention kernels).
+``CPCBENCH_BENCH_SMOKE=1`` (``make test``): 32 px, batch 4, 3 steps, a 256² matmul.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -18,10 +20,12 @@ from torch import nn
 
 from harness.train import LoopConfig, OptimConfig, train
 
-BATCH, IMG, STEPS, WARMUP = 32, 128, 8, 2
+SMOKE = os.environ.get("CPCBENCH_BENCH_SMOKE") == "1"  # tiny sizes, few steps: checks the benchmark runs
+BATCH, IMG, STEPS, WARMUP = (4, 32, 3, 1) if SMOKE else (32, 128, 8, 2)
+MATMUL_N = 256 if SMOKE else 4096
 
 
-def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
+def matmul_gflops(n: int = MATMUL_N, repeats: int = 1 if SMOKE else 3) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     best = float("inf")
@@ -62,7 +66,7 @@ def bare_step_img_per_s(model: nn.Module, data: RandomImages) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = {"image": data.images[:BATCH], "label": data.labels[:BATCH]}
     times = []
-    for _ in range(WARMUP + 4):
+    for _ in range(WARMUP + (1 if SMOKE else 4)):
         t = time.perf_counter()
         loss = model(batch)["loss"]
         opt.zero_grad(set_to_none=True)
@@ -83,7 +87,7 @@ def test_bench_vit_tiny_step_through_the_loop(tmp_path: Path) -> None:
     gflops = statistics.median(h["gflops_per_s"] for h in after)
     bare = bare_step_img_per_s(ViTClassifier(), RandomImages())
     print(f"\n[bench train] torch threads {torch.get_num_threads()}; the CPU is shared, numbers are noisy")
-    print(f"[bench train] fp32 matmul 4096^2: {peak:.1f} GFLOP/s")
+    print(f"[bench train] fp32 matmul {MATMUL_N}^2: {peak:.1f} GFLOP/s")
     print(f"[bench train] ViT-Tiny/16 {IMG}px batch {BATCH} through train(): {img_s:.1f} img/s, "
           f"{res.flops_per_step / 1e9:.1f} GFLOP/step, {gflops:.1f} GFLOP/s = {gflops / peak:.0%} of matmul")
     print(f"[bench train] bare forward/backward/AdamW step: {bare:.1f} img/s; loop/bare = {img_s / bare:.2f}")

@@ -140,3 +140,146 @@ def test_cli_convert(tmp_path: Path) -> None:
     assert set(FrameStore(ih).manifest["split"]) == {"test"}
     res = CliRunner().invoke(app, ["data", "convert", "kinect", str(src)])
     assert res.exit_code == 2 and "unknown layout" in res.output
+
+
+@pytest.mark.parametrize(("column", "value", "what"), [
+    ("frame", "abc", "frame is 'abc', expected an integer"),
+    ("frame", "3.5", "frame is 3.5, expected an integer"),
+    ("w", "", "w is '', expected a finite number"),
+    ("x", "left", "x is 'left', expected a finite number"),
+])
+def test_multiview_malformed_row_is_one_error(tmp_path: Path, column: str, value: str, what: str) -> None:
+    """A bad cell is a DataError naming the file, the line and the column; never a traceback, never truncated."""
+    src = tmp_path / "capture"
+    _multiview(src)
+    csv = src / "bboxes.csv"
+    lines = csv.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[4].split(",")  # line 5 of the file
+    cells[header.index(column)] = value
+    lines[4] = ",".join(cells)
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=f"bboxes.csv line 5: {what}"):
+        convert_multiview(src, tmp_path / "out")
+
+
+def test_multiview_integral_float_frames_and_duplicates(tmp_path: Path) -> None:
+    src = tmp_path / "capture"
+    _multiview(src)
+    csv = src / "bboxes.csv"
+    text = csv.read_text()
+    csv.write_text(text.replace("walk,cam0,5,", "walk,cam0,5.0,"))  # 5.0 is frame 5
+    assert len(FrameStore(convert_multiview(src, tmp_path / "a")).manifest) == 18
+    csv.write_text(text + text.splitlines()[3] + "\n")
+    with pytest.raises(DataError, match=r"line 20 repeats the box .* \(first given on line 4\)"):
+        convert_multiview(src, tmp_path / "b")
+
+
+def _edit_interhand(src: Path, split: str, edit) -> Path:
+    path = src / "annotations" / split / f"InterHand2.6M_{split}_data.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(("edit", "what"), [
+    (lambda d: d["images"][3].pop("seq_name"), r"image #3 \(id 3\) lacks \['seq_name'\]"),
+    (lambda d: d["images"][2].update(frame_idx="x"), r"image #2 \(id 2\): frame_idx is 'x', expected an integer"),
+    (lambda d: d["annotations"][1].update(bbox=None), r"annotation #1 \(id 1\): bbox is None, expected \[x, y, w, h\]"),
+    (lambda d: d["annotations"][1].update(bbox=[1, 2, "w", 4]), r"annotation #1 \(id 1\): bbox is 'w'"),
+    (lambda d: d["annotations"][0].pop("image_id"), r"annotation #0 \(id 0\) has no 'image_id'"),
+    (lambda d: d["images"][1].update(file_name=7), r"image #1 \(id 1\): file_name is 7"),
+])
+def test_interhand_malformed_record_is_one_error(tmp_path: Path, edit, what: str) -> None:
+    src = tmp_path / "ih"
+    _interhand(src)
+    _edit_interhand(src, "train", edit)
+    with pytest.raises(DataError, match="InterHand2.6M_train_data.json " + what):
+        convert_interhand(src, tmp_path / "o")
+
+
+def test_interhand_malformed_record_via_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    src = tmp_path / "ih"
+    _interhand(src)
+    _edit_interhand(src, "test", lambda d: d["annotations"][2].update(bbox=None))
+    res = CliRunner().invoke(app, ["data", "convert", "interhand", str(src), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "annotation #2" in lines[0], res.output
+
+
+def test_interhand_subject_field(tmp_path: Path) -> None:
+    """The subject is the release's ``subject`` field (two captures of one person are one subject)."""
+    src = tmp_path / "ih"
+    _interhand(src)
+    for split in ("train", "test"):
+        _edit_interhand(src, split, lambda d: [im.update(subject=7) for im in d["images"]])
+    m = FrameStore(convert_interhand(src, tmp_path / "o")).manifest
+    assert set(m["subject"]) == {"subject7"}
+    assert set(m["sequence"]) >= {"Capture0/ROM01_No_Interaction_2_Hand", "Capture1/ROM04_RT_Occlusion"}
+
+
+def test_interhand_frame_stride_gives_cross_pose_pairs(tmp_path: Path) -> None:
+    """InterHand's frame indices step by a stride (here 30, above the hand preset's max_gap of 6): cross-pose gaps
+    count steps along each sequence's sorted frames, so the converted set still has cross-pose pairs."""
+    from harness.pretrain import PRESETS
+
+    src = tmp_path / "ih"
+    _interhand(src)
+    for split in ("train", "test"):
+        _edit_interhand(src, split, lambda d: [im.update(frame_idx=2140 + 30 * (im["frame_idx"] - 2140) // 6)
+                                               for im in d["images"]])
+    m = FrameStore(convert_interhand(src, tmp_path / "o", require_images=False)).manifest
+    assert set(m["frame"]) == {2140, 2170}
+    max_gap = PRESETS["hand"]["data.max_gap"]
+    assert max_gap < 30
+    sampler = PairSampler(m, mix=0.0, min_gap=1, max_gap=max_gap)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        i, j, kind = sampler.sample(rng)
+        a, b = m.iloc[i], m.iloc[j]
+        assert kind == "cross_pose" and a["sequence"] == b["sequence"] and a["camera"] == b["camera"]
+        assert abs(int(a["frame"]) - int(b["frame"])) == 30
+
+
+def test_pair_gaps_count_sorted_frames() -> None:
+    """Gaps are steps along the sequence's sorted frames (all cameras), not raw index differences."""
+    import pandas as pd
+
+    frames = [0, 10, 20, 30, 40]
+    df = pd.DataFrame([{"sequence": "s", "camera": c, "frame": f} for c in ("a", "b") for f in frames
+                       if not (c == "b" and f == 20)])  # camera b misses one frame: steps stay the sequence's
+    sampler = PairSampler(df, mix=0.0, min_gap=2, max_gap=2)
+    partners = {(df.loc[i, "camera"], df.loc[i, "frame"]): sorted(int(df.loc[j, "frame"]) for j in p)
+                for i, p in enumerate(sampler.pose_partners)}
+    assert partners[("a", 0)] == [20] and partners[("a", 20)] == [0, 40]
+    assert partners[("b", 10)] == [30] and partners[("b", 0)] == []
+
+
+def test_open_frames_warns_on_other_domain(tmp_path: Path) -> None:
+    """A hand frame set used to pretrain the body domain (or the reverse) is logged as a warning."""
+    import logging
+
+    from pretraining.data import DataConfig, open_frames
+
+    src = tmp_path / "ih"
+    _interhand(src)
+    root = convert_interhand(src, tmp_path / "o")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("cpcbench.data")
+    logger.addHandler(handler)
+    try:
+        open_frames(str(root), "hand", DataConfig(), 64)
+        assert not [r for r in records if r.levelno >= logging.WARNING]
+        open_frames(str(root), "body", DataConfig(), 64)
+    finally:
+        logger.removeHandler(handler)
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "body domain" in warnings[0] and "a hand frame set" in warnings[0]
