@@ -29,7 +29,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from harness.io import git_commit
+        from core.io import git_commit
 
         typer.echo(f"cpcbench {__version__} (git {git_commit()})")
         raise typer.Exit()

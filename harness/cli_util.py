@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("cpcbench")

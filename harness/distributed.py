@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from typing import Any
 
 from torch import nn
 
+from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
-from harness.errors import CpcbenchError
 
 log = logging.getLogger("cpcbench.eval")
 PROTOCOL_NAMES = ("finetune", "linear")
@@ -84,7 +84,7 @@ def resolve_tasks(spec: str) -> list[str]:
     Groups hold only the embedded synthetic tasks, so ``--task body`` means the same thing on every machine; real
     benchmarks are named explicitly (``--task 3dpw,emdb``).
     """
-    from harness.registry import TASKS
+    from core.registry import TASKS
 
     names: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
@@ -240,7 +240,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     import torch
     from torch.utils.data import Subset
 
-    from harness.registry import TASKS
+    from core.registry import TASKS
     from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize, write_record
     from harness.runtime import get_device, seed_everything
     from harness.train import LoopConfig, OptimConfig, train
@@ -395,7 +395,7 @@ def _write_predictions(path: Path, arrays: Mapping[str, Any]) -> Path:
     """Compressed npz; vertex arrays as float16 (about 0.1 mm at body scale) to keep records small."""
     import numpy as np
 
-    from harness.io import atomic_write
+    from core.io import atomic_write
 
     arrays = {k: (v.astype(np.float16) if k.endswith("/verts") and v.dtype.kind == "f" else v)
               for k, v in arrays.items()}

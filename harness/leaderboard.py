@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CpcbenchError
-from harness.io import atomic_write_bytes
+from core.errors import CpcbenchError
+from core.io import atomic_write_bytes
 from harness.tables import _MISSING, Cell, Column, Table, TableError, metric_name
 
 log = logging.getLogger("cpcbench.tables")

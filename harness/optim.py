@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "reg_token", "dist_token")
 EMBED_PREFIXES = ("patch_embed", "pos_embed", "cls_token", "reg_token", "dist_token", "mask_token", "rope")

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import to_dict, with_overrides
-from harness.errors import CpcbenchError
+from core.config import to_dict, with_overrides
+from core.errors import CpcbenchError
 from harness.train import LoopConfig, OptimConfig
 from pretraining.cpc import CPCConfig
 from pretraining.data import DataConfig
@@ -203,9 +203,9 @@ def run_dir_for(cfg: PretrainConfig, out: str | Path | None, resume: bool) -> Pa
 def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Run one pretraining job; returns a summary (run_dir, backbone path, losses, throughput)."""
     import pretraining  # noqa: F401  (fills the registries)
-    from harness.checkpoints import save_weights
-    from harness.config import save_yaml
-    from harness.registry import BACKBONES, METHODS
+    from core.checkpoints import save_weights
+    from core.config import save_yaml
+    from core.registry import BACKBONES, METHODS
     from harness.train import train
 
     method_cls = METHODS.get(cfg.method)
@@ -277,7 +277,7 @@ def write_reconstruction(model: Any, batch: dict[str, Any], path: Path, rows: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.io import atomic_write
+    from core.io import atomic_write
 
     small = {k: v[:rows] for k, v in batch.items()}
     pics = model.reconstruct(small)
@@ -303,7 +303,7 @@ def write_curve(history: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.io import atomic_write
+    from core.io import atomic_write
 
     if not history:
         return

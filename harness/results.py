@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CpcbenchError
-from harness.io import atomic_write_json, git_commit
+from core.errors import CpcbenchError
+from core.io import atomic_write_json, git_commit
 
 SCHEMA_VERSION = 1
 #: ``config.train_stats`` of a run whose training statistics (head start, trivial baseline) come from its
@@ -137,7 +137,7 @@ def build_record(*, task: Mapping[str, Any], backbone: Mapping[str, Any], method
                  n_samples: int, config: Mapping[str, Any], wall_time_s: float, run_id: str | None = None,
                  **extra: Any) -> dict[str, Any]:
     """A complete record with provenance filled in (git commit, versions, hardware, time)."""
-    from harness.io import hardware, versions
+    from core.io import hardware, versions
 
     rec = {
         "schema_version": SCHEMA_VERSION,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import CpcbenchError, DataError
+from core.errors import CpcbenchError, DataError
 
 FREIHAND_EVAL_SIZE = 3960
 FREIHAND_KEYS = ("pa_mpjpe", "pa_mpvpe", "f5", "f15", "auc")
@@ -181,7 +181,7 @@ def score_saved(task_name: str | None, predictions: str | Path,
     seed), for checking (vertex arrays are saved as float16, so re-scored vertex metrics may differ by ~0.1 mm).
     """
     import tasks  # noqa: F401  (fills the registry)
-    from harness.registry import TASKS
+    from core.registry import TASKS
     from harness.results import summarize
 
     path = Path(predictions)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 log = logging.getLogger("cpcbench.sweep")
 
@@ -156,7 +156,7 @@ class RegistryIdentifier:
 
     def __call__(self, cell: Cell) -> Identity:
         import tasks  # noqa: F401
-        from harness.registry import TASKS
+        from core.registry import TASKS
 
         task = TASKS.get(cell.task)
         key = (cell.backbone, task.domain)

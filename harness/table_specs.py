@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.config import ConfigError, from_dict, load_yaml
-from harness.errors import CpcbenchError
+from core.config import ConfigError, from_dict, load_yaml
+from core.errors import CpcbenchError
 
 DOMAIN_ORDER = ("body", "hand")
 _NAME_DOMAINS = {"3dpw": "body", "emdb": "body", "h36m-p1": "body", "h36m-p2": "body", "freihand": "hand",

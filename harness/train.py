@@ -11,7 +11,7 @@ Optional hooks, called when present: ``model.after_optimizer_step(step, total_st
 before each epoch. A dataset with random augmentation must draw it from
 ``np.random.default_rng([seed, epoch, index])`` so that resuming is exact with any number of workers.
 
-Checkpoints (``harness.checkpoints.save_train_state``) hold the model, optimizer moments, step, the
+Checkpoints (``core.checkpoints.save_train_state``) hold the model, optimizer moments, step, the
 python/numpy/torch RNG states of every rank, the data position and the history; ``resume=True`` continues
 bit-identically on the CPU. A non-finite loss or gradient norm stops the run with a ``CpcbenchError``
 before the bad update is applied or saved, so the last checkpoint stays good. ``run_dir/log.jsonl`` gets
@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkpoints import CheckpointError, latest_train_state, load_train_state, save_train_state
+from core.checkpoints import CheckpointError, latest_train_state, load_train_state, save_train_state
+from core.errors import CpcbenchError
 from harness.distributed import StepBatchSampler, all_gather_object, barrier, init_distributed
-from harness.errors import CpcbenchError
 from harness.optim import effective_lr, lr_at
 from harness.optim import param_groups as default_param_groups
 
@@ -442,7 +442,7 @@ def _hms(seconds: float) -> str:
 
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (the killed run got further)."""
-    from harness.io import atomic_write_text
+    from core.io import atomic_write_text
 
     if not path.is_file():
         return

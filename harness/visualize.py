@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 log = logging.getLogger("cpcbench.eval")
 

@@ -60,7 +60,7 @@ def make_contact_sheet(root: str | Path, out: str | Path | None = None, n_frames
     """
     from PIL import Image, ImageDraw
 
-    from harness.errors import DataError
+    from core.errors import DataError
     from humans.frames import FrameStore, PairSampler
 
     store = FrameStore(root)

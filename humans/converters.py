@@ -31,7 +31,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from core.errors import DataError
 
 log = logging.getLogger("cpcbench.data")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
+from core.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -197,7 +197,7 @@ class FrameWriter:
         self._rows.append(full)
 
     def _flush(self, shard_id: int) -> None:
-        from harness.io import atomic_write
+        from core.io import atomic_write
 
         if not self._buffer:
             return
@@ -218,7 +218,7 @@ class FrameWriter:
     def close(self) -> Path:
         import pandas as pd
 
-        from harness.io import atomic_write_json, atomic_write_text
+        from core.io import atomic_write_json, atomic_write_text
 
         if self._buffer:
             self._flush((len(self._rows) - 1) // self.shard_size)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 if TYPE_CHECKING:
     import smplx
@@ -129,7 +129,7 @@ def model_file(kind: Kind, gender: str = "neutral") -> Path:
             if not path.is_file():
                 log.info("generating the synthetic %s model (%s) into %s", kind, gender, path)
                 data = _generate(kind, gender)
-                from harness.io import atomic_write
+                from core.io import atomic_write
 
                 def write(tmp: Path) -> None:
                     with open(tmp, "wb") as f:
@@ -245,7 +245,7 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
 def convert_official(src_pkl: str | Path, dst: str | Path) -> Path:
     """Turn an official (chumpy) SMPL/MANO pickle into a clean pickle of numpy arrays (or .npz if ``dst`` ends
     with .npz), without chumpy installed. Returns ``dst``."""
-    from harness.io import atomic_write
+    from core.io import atomic_write
 
     data = read_model_file(src_pkl)
     dst = Path(dst)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 PLATFORMS = ("egl", "osmesa")
 _PROBE = (

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
+from core.errors import DataError
 from humans.cameras import bbox_of, crop_intrinsics, look_at, project, rig, to_camera  # noqa: F401 (re-exported)
 
 log = logging.getLogger("cpcbench.data")
@@ -223,7 +223,7 @@ def write_shard(path: Path, frames: list[dict[str, np.ndarray]]) -> None:
     atomically; masks and part maps deflated, everything else stored uncompressed."""
     import zipfile
 
-    from harness.io import atomic_write
+    from core.io import atomic_write
 
     keys = frames[0].keys()
     arrays = {k: np.stack([f[k] for f in frames]) for k in keys}
@@ -297,7 +297,7 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
             raise DataError(f"{root} holds frames made with another generator config ({old}); choose another "
                             "--out directory or delete this one")
     else:
-        from harness.io import atomic_write_json
+        from core.io import atomic_write_json
 
         atomic_write_json(ident_path, identity)
     specs = plan(cfg)

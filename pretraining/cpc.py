@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.registry import METHODS
+from core.registry import METHODS
 from pretraining.layers import Block, DecoderBlock, RoPE2D, grid_positions, init_weights, layer_norm, sincos_2d
 from pretraining.masking import fill_hidden, human_mask, num_hidden, uniform_mask
 from pretraining.patches import denormalize_patches, masked_mse_per_sample, normalize_patches, patchify, unpatchify

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from harness.errors import DataError
+from core.errors import DataError
 from humans.frames import IMAGENET_MEAN, IMAGENET_STD, PAIR_KINDS, FrameStore, PairSampler
 
 log = logging.getLogger("cpcbench.data")

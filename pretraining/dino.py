@@ -30,7 +30,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import METHODS
+from core.registry import METHODS
 
 
 @dataclass(frozen=True)

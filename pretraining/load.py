@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.checkpoints import CheckpointError
+from core.checkpoints import CheckpointError
 from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 
 OBJECTIVE_PREFIXES = ("decoder.", "head.", "teacher_backbone.", "teacher_head.", "center", "progress")
@@ -346,7 +346,7 @@ def build_backbone(cfg: Mapping[str, Any], img_size: int | None) -> nn.Module:
 def read_checkpoint(path: Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """``load_weights`` with ``argparse.Namespace`` (CroCo ``pretrain.py``'s ``args``) allowed for this load only;
     any other class in a pickle is still refused."""
-    from harness.checkpoints import load_weights
+    from core.checkpoints import load_weights
 
     with torch.serialization.safe_globals([argparse.Namespace]):
         return load_weights(path, verify=verify)
@@ -362,7 +362,7 @@ def state_of(ckpt: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def backbone_from_timm(spec: str, img_size: int | None = None, strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """``timm:NAME.TAG`` -> (backbone with learned positions, info). Classifier heads are allowed-unexpected."""
-    from harness.checkpoints import sha256_file
+    from core.checkpoints import sha256_file
 
     model, tag = parse_timm(spec)
     cfg = timm_config(model)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.registry import METHODS
+from core.registry import METHODS
 from pretraining.cpc import CompletionDecoder, check_mask_config, make_mask
 from pretraining.patches import denormalize_patches, masked_mse_per_sample, normalize_patches, patchify, unpatchify
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import METHODS
+from core.registry import METHODS
 
 
 @dataclass(frozen=True)

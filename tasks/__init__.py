@@ -1,6 +1,6 @@
 """One module per benchmark: dataset adapter, head, losses, metrics and protocol metadata.
 
-Importing this package fills ``harness.registry.TASKS``: the embedded synthetic tasks (``tasks.synthetic``) and
+Importing this package fills ``core.registry.TASKS``: the embedded synthetic tasks (``tasks.synthetic``) and
 the real benchmarks (``tasks.real``: 3DPW, EMDB, H36M p1/p2, FreiHAND, HO3D, ImageFolder).
 """
 

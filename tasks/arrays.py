@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 Array = Any  # numpy.ndarray | torch.Tensor
 

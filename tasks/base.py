@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from harness.errors import CpcbenchError, DataError
+from core.errors import CpcbenchError, DataError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 from tasks.arrays import (
     Array,
     array_lib,

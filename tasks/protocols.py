@@ -26,7 +26,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 # --------------------------------------------------------------------------------------------------------------
 # Joint sets (names in index order)

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from harness.errors import DataError
-from harness.registry import TASKS
+from core.errors import DataError
+from core.registry import TASKS
 from tasks import heads, metrics
 from tasks.base import FinetuneDefaults, MetricSpec, Split, Task, to_tensor_image
 from tasks.protocols import PROTOCOLS

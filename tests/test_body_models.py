@@ -13,7 +13,7 @@ import pytest
 import torch
 import trimesh
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 from humans import body_model, hand_model, models
 
 

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from harness.checkpoints import (
+from core.checkpoints import (
     CheckpointError,
     latest_train_state,
     load_train_state,

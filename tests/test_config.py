@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from harness.config import ConfigError, from_dict, load_config, save_yaml, to_dict, with_overrides
+from core.config import ConfigError, from_dict, load_config, save_yaml, to_dict, with_overrides
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import DataError
+from core.errors import DataError
 from humans.converters import convert_interhand, convert_multiview
 from humans.frames import FrameStore, PairSampler
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import METHODS
+from core.registry import METHODS
 
 WORKER = str(Path(__file__).with_name("ddp_objective_worker.py"))
 

@@ -18,10 +18,10 @@ from test_backbones import _mae_sincos_reference
 from typer.testing import CliRunner
 
 import pretraining  # noqa: F401  (registration)
+from core.checkpoints import CheckpointError, save_weights, sha256_file
+from core.errors import CpcbenchError
 from harness.backbones import resolve_backbone
-from harness.checkpoints import CheckpointError, save_weights, sha256_file
 from harness.cli import app
-from harness.errors import CpcbenchError
 from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 from pretraining.vit import build_vit
 

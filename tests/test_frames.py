@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import DataError
+from core.errors import DataError
 from humans.frames import FrameStore, FrameWriter, PairSampler
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 from tasks import metrics as M
 
 # ------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 from tasks import metrics as M
 from tasks import protocols as P
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from fixtures_real import make_emdb, make_h36m, make_pw3d
 
-from harness.errors import DataError
+from core.errors import DataError
 
 
 def _task(name: str, root: Path):
     import tasks.real  # noqa: F401
-    from harness.registry import TASKS
+    from core.registry import TASKS
 
     return TASKS.get(name)(root=root)
 

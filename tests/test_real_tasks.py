@@ -17,7 +17,7 @@ from fixtures_real import (
     make_pw3d,
 )
 
-from harness.errors import DataError
+from core.errors import DataError
 
 # ---------------------------------------------------------------------------------------------- 3DPW reader
 
@@ -244,7 +244,7 @@ SUBDIR = {"3dpw": "3dpw", "emdb": "emdb", "h36m-p1": "h36m", "h36m-p2": "h36m", 
 
 def _task(name: str, root: Path | None):
     import tasks.real  # noqa: F401
-    from harness.registry import TASKS
+    from core.registry import TASKS
 
     return TASKS.get(name)(root=root)
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import CpcbenchError
-from harness.registry import Registry, UnknownNameError
+from core.errors import CpcbenchError
+from core.registry import Registry, UnknownNameError
 
 
 def test_register_get_and_list():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fixtures_real import CodeCarrier, code_pickle, py2_pickle, py3_pickle_numpy1
 
-from harness.errors import DataError
+from core.errors import DataError
 from tasks.real.safe_pickle import load_pickle, loads_pickle
 
 PLAIN = {"a": np.arange(6.0).reshape(2, 3), "mask": [np.array([True, False])], "g": "m", "n": np.int64(3),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 from harness.results import TRAIN_STATS, build_record, load_records, write_record
 from harness.sweep import (
     Cell,
@@ -156,7 +156,7 @@ def test_slurm_array_with_submitit_local_executor(tmp_path: Path) -> None:
     """The slurm launcher submits one job array; submitit's local executor runs it here (no cluster)."""
     import cloudpickle
 
-    from harness.config import load_config
+    from core.config import load_config
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the fake runner travels by value
     recipe_yaml = tmp_path / "recipe.yaml"

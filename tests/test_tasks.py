@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import CpcbenchError, DataError
-from harness.registry import TASKS
+from core.errors import CpcbenchError, DataError
+from core.registry import TASKS
 
 SIZE = 32
 SYNTH = [n for n in TASKS.names() if TASKS.get(n).synthetic]

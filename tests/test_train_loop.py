@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.checkpoints import CheckpointError, latest_train_state, load_train_state
+from core.checkpoints import CheckpointError, latest_train_state, load_train_state
+from core.errors import CpcbenchError
 from harness.distributed import StepBatchSampler
-from harness.errors import CpcbenchError
 from harness.optim import effective_lr, lr_at, param_groups
 from harness.train import LoopConfig, OptimConfig, train
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY, tiny_frames
 from scipy import ndimage
 
-from harness.errors import DataError
+from core.errors import DataError
 from humans.frames import FrameStore, PairSampler
 from humans.world import ensure_frames, generate, plan, project
 

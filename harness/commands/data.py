@@ -88,7 +88,7 @@ def convert(
     split: list[str] = typer.Option([], "--split", help="interhand: splits to convert [default: all present]."),
 ) -> None:
     """Turn a real multi-view capture into a frame manifest that `cpcbench pretrain --data` reads."""
-    from harness.errors import CpcbenchError
+    from core.errors import CpcbenchError
     from humans.converters import convert_interhand, convert_multiview
     from humans.frames import FrameStore
 

@@ -17,8 +17,8 @@ def _summary(obj: Any) -> str:
 
 
 def list_kind(kind: str) -> list[dict[str, Any]]:
-    from harness.errors import CpcbenchError
-    from harness.registry import BACKBONES, METHODS, TASKS
+    from core.errors import CpcbenchError
+    from core.registry import BACKBONES, METHODS, TASKS
 
     if kind == "backbones":
         return [{"name": n, "about": _summary(BACKBONES.get(n))} for n in BACKBONES.names()]

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print {metric: value} as JSON."),
     ) -> None:
         """Re-score saved predictions: FreiHAND's official aligned metrics, or any task's saved eval predictions."""
-        from harness.errors import CpcbenchError
+        from core.errors import CpcbenchError
         from harness.scoring import FREIHAND_UNITS, score_freihand, score_saved
 
         if predictions.suffix.lower() == ".json":

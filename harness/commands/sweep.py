@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate every backbone on every task, fraction and seed (one record per cell); finished cells are
         skipped, so re-running a failed or interrupted sweep runs only the missing cells."""
-        from harness.config import load_config
-        from harness.errors import CpcbenchError
+        from core.config import load_config
+        from core.errors import CpcbenchError
         from harness.sweep import (
             Cell,
             EvalOverrides,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.errors import DataError
+from core.errors import DataError
 from tasks.base import Task
 from tasks.real.common import GENDER_CODE, BodyFrames, CropDataset, limit_indices, single_thread
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
+from core.errors import DataError
 
 GENDER_CODE = {"neutral": 0, "male": 1, "female": 2}
 _GENDER_ALIASES = {"m": "male", "male": "male", "f": "female", "female": "female", "n": "neutral", "neutral": "neutral"}

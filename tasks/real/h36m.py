@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.registry import TASKS
+from core.errors import DataError
+from core.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.body import SMPL_HINT, BodyMeshModel, regressor_info, require_real_smpl

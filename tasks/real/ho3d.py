@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.registry import TASKS
+from core.errors import DataError
+from core.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, single_thread

@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.registry import TASKS
+from core.errors import DataError
+from core.registry import TASKS
 from tasks import metrics
 from tasks.base import FinetuneDefaults, MetricSpec
 from tasks.protocols import PROTOCOLS, Protocol

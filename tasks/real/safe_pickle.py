@@ -29,7 +29,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from core.errors import DataError
 
 _LATIN1 = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"}
 

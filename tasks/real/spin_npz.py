@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
+from core.errors import DataError
 from tasks.real.common import as_array, center_scale_to_bbox, load_npz
 
 #: SPIN's 24 GT joints -> H36M-17 (regressor order). SPIN stored the 17 H36M joints at

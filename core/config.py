@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 C = TypeVar("C")
 

@@ -1,6 +1,6 @@
 """One small typed registry for backbones, pretraining methods and tasks.
 
-This module imports nothing but the standard library (and the stdlib-only ``harness.errors``), so every
+This module imports nothing but the standard library (and the stdlib-only ``core.errors``), so every
 layer (``pretraining``, ``tasks``) may register into it without pulling in the rest of ``harness``: these two
 are the only ``harness`` modules that lower layers import.
 
@@ -22,7 +22,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from harness.errors import CpcbenchError
+from core.errors import CpcbenchError
 
 T = TypeVar("T")
 

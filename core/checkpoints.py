@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from harness.errors import CpcbenchError
-from harness.io import atomic_write, atomic_write_json
+from core.errors import CpcbenchError
+from core.io import atomic_write, atomic_write_json
 
 FORMAT = "cpcbench-weights/1"
 STATE_FORMAT = "cpcbench-train-state/1"
