@@ -1,8 +1,9 @@
 """One small typed registry for backbones, pretraining methods and tasks.
 
-This module imports nothing but the standard library (and the stdlib-only ``core.errors``), so every
-layer (``pretraining``, ``tasks``) may register into it without pulling in the rest of ``harness``: these two
-are the only ``harness`` modules that lower layers import.
+It lives in ``core`` (stdlib only), so every layer registers into it. A registry is filled by importing the
+modules that register (``pretraining`` fills ``BACKBONES`` and ``METHODS``, ``tasks`` fills ``TASKS``); nothing
+here imports them. The harness reads the registries through ``harness.registries``, which imports both
+packages explicitly, so ``cpcbench --help`` (which does not import it) stays free of torch.
 
     BACKBONES = Registry[Callable[..., nn.Module]]("backbone")
 
@@ -10,15 +11,11 @@ are the only ``harness`` modules that lower layers import.
     def vit_tiny(**kw): ...
 
     BACKBONES.get("vit_tny")   # KeyError: unknown backbone 'vit_tny'. Did you mean: vit_tiny? Available: ...
-
-Lazy entries (``register_lazy("name", "package.module:attr")``) are imported on first ``get``, so listing
-names never imports torch.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -37,13 +34,10 @@ class UnknownNameError(CpcbenchError, KeyError):
 class Registry(Generic[T]):
     """A name -> object mapping filled by decorators. Duplicates raise; unknown names suggest matches."""
 
-    def __init__(self, kind: str, base_cls: type | None = None, loader: str | None = None) -> None:
+    def __init__(self, kind: str, base_cls: type | None = None) -> None:
         self.kind = kind
         self.base_cls = base_cls
         self._items: dict[str, T] = {}
-        self._lazy: dict[str, str] = {}
-        self._loader = loader  # a module whose import fills this registry
-        self._loaded = loader is None
 
     # --- filling -------------------------------------------------------------------------------
     def register(self, *names: str, obj: T | None = None) -> Callable[[T], T]:
@@ -55,7 +49,7 @@ class Registry(Generic[T]):
             if self.base_cls is not None and not (isinstance(o, type) and issubclass(o, self.base_cls)):
                 raise TypeError(f"{self.kind} {names[0]!r} must be a subclass of {self.base_cls.__name__}, got {o!r}")
             for name in names:
-                if name in self._items or name in self._lazy:
+                if name in self._items:
                     raise ValueError(f"duplicate {self.kind} name {name!r}: already registered")
                 self._items[name] = o
             return o
@@ -65,27 +59,9 @@ class Registry(Generic[T]):
             return lambda o: o
         return add
 
-    def register_lazy(self, name: str, target: str) -> None:
-        """Register ``"package.module:attr"``, imported on first ``get``."""
-        if name in self._items or name in self._lazy:
-            raise ValueError(f"duplicate {self.kind} name {name!r}: already registered")
-        if ":" not in target:
-            raise ValueError(f"lazy target must look like 'package.module:attr', got {target!r}")
-        self._lazy[name] = target
-
     # --- reading -------------------------------------------------------------------------------
-    def _ensure_loaded(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            importlib.import_module(self._loader)  # type: ignore[arg-type]
-
     def get(self, name: str) -> T:
-        self._ensure_loaded()
         if name in self._items:
-            return self._items[name]
-        if name in self._lazy:
-            module, _, attr = self._lazy.pop(name).partition(":")
-            self._items[name] = getattr(importlib.import_module(module), attr)
             return self._items[name]
         raise UnknownNameError(self.unknown_message(name))
 
@@ -93,15 +69,16 @@ class Registry(Generic[T]):
         names = self.names()
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(names) or '(none)'}"
+        if not names:  # a bug, not a user error: the caller read the registry before importing what fills it
+            return (f"unknown {self.kind} {name!r}: no {self.kind} is registered yet (import the package that "
+                    "registers them first; harness.registries imports them all)")
+        return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(names)}"
 
     def names(self) -> list[str]:
-        self._ensure_loaded()
-        return sorted({*self._items, *self._lazy})
+        return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        self._ensure_loaded()
-        return name in self._items or name in self._lazy
+        return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -113,8 +90,9 @@ class Registry(Generic[T]):
         return [(n, self.get(n)) for n in self.names()]
 
 
-# The three registries of the project. Each is filled by importing its package (whose __init__ imports the
-# modules that register), which happens on first use, so `cpcbench --help` imports none of them.
-BACKBONES: Registry = Registry("backbone", loader="pretraining")
-METHODS: Registry = Registry("pretraining method", loader="pretraining")
-TASKS: Registry = Registry("task", loader="tasks")
+# The three registries of the project, filled by importing the package that registers into each (whose __init__
+# imports the modules that register): `pretraining` for BACKBONES and METHODS, `tasks` for TASKS.
+# `harness.registries` imports both; read the registries through it.
+BACKBONES: Registry = Registry("backbone")
+METHODS: Registry = Registry("pretraining method")
+TASKS: Registry = Registry("task")

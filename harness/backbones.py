@@ -56,7 +56,7 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
     """-> (backbone, info); see module docstring. ``img_size`` rebuilds for another input size (RoPE and
     sin-cos need nothing; learned positions are resampled)."""
     import pretraining  # noqa: F401  (fills the registries)
-    from core.registry import METHODS
+    from harness.registries import METHODS
     from pretraining.arch_file import backbone_from_arch_file, parse_arch_spec
     from pretraining.load import NORMS, backbone_from_file, backbone_from_timm
     from pretraining.vit import ARCHS, build_vit
@@ -94,6 +94,6 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
 def pinned_spec(spec: str, info: dict[str, Any]) -> str:
     """The spec that rebuilds exactly the weights ``info`` (from ``resolve_backbone(spec)``) describes: a method
     name -> the file it resolved to; every other spec already names its weights."""
-    from core.registry import METHODS
+    from harness.registries import METHODS
 
     return str(info["weights"]) if spec in METHODS.names() and info.get("weights") else spec

@@ -84,7 +84,7 @@ def resolve_tasks(spec: str) -> list[str]:
     Groups hold only the embedded synthetic tasks, so ``--task body`` means the same thing on every machine; real
     benchmarks are named explicitly (``--task 3dpw,emdb``).
     """
-    from core.registry import TASKS
+    from harness.registries import TASKS
 
     names: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
@@ -240,7 +240,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     import torch
     from torch.utils.data import Subset
 
-    from core.registry import TASKS
+    from harness.registries import TASKS
     from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize, write_record
     from harness.runtime import get_device, seed_everything
     from harness.train import LoopConfig, OptimConfig, train

@@ -205,7 +205,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     import pretraining  # noqa: F401  (fills the registries)
     from core.checkpoints import save_weights
     from core.config import save_yaml
-    from core.registry import BACKBONES, METHODS
+    from harness.registries import BACKBONES, METHODS
     from harness.train import train
 
     method_cls = METHODS.get(cfg.method)

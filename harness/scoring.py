@@ -181,7 +181,7 @@ def score_saved(task_name: str | None, predictions: str | Path,
     seed), for checking (vertex arrays are saved as float16, so re-scored vertex metrics may differ by ~0.1 mm).
     """
     import tasks  # noqa: F401  (fills the registry)
-    from core.registry import TASKS
+    from harness.registries import TASKS
     from harness.results import summarize
 
     path = Path(predictions)

@@ -156,7 +156,7 @@ class RegistryIdentifier:
 
     def __call__(self, cell: Cell) -> Identity:
         import tasks  # noqa: F401
-        from core.registry import TASKS
+        from harness.registries import TASKS
 
         task = TASKS.get(cell.task)
         key = (cell.backbone, task.domain)

@@ -43,8 +43,8 @@ class Items(torch.utils.data.Dataset):
 
 def main() -> None:
     import pretraining  # noqa: F401  (registration)
-    from core.registry import METHODS
     from harness.distributed import destroy
+    from harness.registries import METHODS
     from harness.train import LoopConfig, OptimConfig, train
     from pretraining.vit import build_vit
 

@@ -12,8 +12,8 @@ import torch
 import pretraining  # noqa: F401  (registration)
 from core.checkpoints import CheckpointError, save_weights
 from core.errors import CpcbenchError
-from core.registry import BACKBONES
 from harness.backbones import resolve_backbone
+from harness.registries import BACKBONES
 from pretraining.layers import RoPE2D, apply_rope, sincos_2d
 from pretraining.load import load_into
 from pretraining.vit import ARCHS, build_vit

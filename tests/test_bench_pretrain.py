@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import pretraining  # noqa: F401  (registration)
-from core.registry import METHODS
 from harness.flops import count_flops
+from harness.registries import METHODS
 from pretraining.vit import build_vit
 
 pytestmark = pytest.mark.bench

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.registry import METHODS
+from harness.registries import METHODS
 
 WORKER = str(Path(__file__).with_name("ddp_objective_worker.py"))
 

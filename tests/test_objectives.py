@@ -10,7 +10,7 @@ import torch
 
 import pretraining  # noqa: F401  (registration)
 from core.checkpoints import save_weights
-from core.registry import METHODS
+from harness.registries import METHODS
 from pretraining.load import backbone_from_file
 from pretraining.masking import fill_hidden, human_mask, num_hidden, uniform_mask
 from pretraining.patches import EPS, masked_mse_per_sample, normalize_patches, patchify, unpatchify

@@ -165,7 +165,7 @@ def test_masks_come_from_the_data(frames) -> None:
     from torch.utils.data import default_collate
 
     import pretraining  # noqa: F401
-    from core.registry import METHODS
+    from harness.registries import METHODS
     from humans.frames import FrameStore
     from pretraining.data import CachedFrames, DataConfig, ImageDataset, PairDataset
     from pretraining.vit import build_vit

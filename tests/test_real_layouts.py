@@ -16,7 +16,7 @@ from core.errors import DataError
 
 def _task(name: str, root: Path):
     import tasks.real  # noqa: F401
-    from core.registry import TASKS
+    from harness.registries import TASKS
 
     return TASKS.get(name)(root=root)
 

@@ -244,7 +244,7 @@ SUBDIR = {"3dpw": "3dpw", "emdb": "emdb", "h36m-p1": "h36m", "h36m-p2": "h36m", 
 
 def _task(name: str, root: Path | None):
     import tasks.real  # noqa: F401
-    from core.registry import TASKS
+    from harness.registries import TASKS
 
     return TASKS.get(name)(root=root)
 

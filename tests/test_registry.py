@@ -35,13 +35,32 @@ def test_unknown_suggests_close_matches():
     assert "Did you mean: synth-body-mesh" in str(e.value) and "Available: 3dpw" in str(e.value)
 
 
-def test_lazy_and_base_cls():
-    reg: Registry = Registry("thing")
-    reg.register_lazy("od", "collections:OrderedDict")
+def test_base_cls():
     import collections
 
-    assert reg.get("od") is collections.OrderedDict
     typed: Registry = Registry("thing", base_cls=dict)
     typed.register("od", obj=collections.OrderedDict)
+    assert typed.get("od") is collections.OrderedDict
     with pytest.raises(TypeError):
         typed.register("lst", obj=list)
+
+
+def test_core_registries_import_nothing_above_core():
+    """Registration is by explicit import: reading ``core.registry`` imports neither pretraining nor tasks
+    (it used to import them by string on first use); ``harness.registries`` imports both and lists everything."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from core.registry import TASKS, METHODS; "
+            "print(TASKS.names(), METHODS.names(), [m for m in ('tasks', 'pretraining') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] [] []"
+    from harness.registries import BACKBONES, METHODS, TASKS
+
+    assert {"cpc", "mae", "dino", "supervised"} <= set(METHODS.names()) and "vit_tiny" in BACKBONES
+    assert "synth-body-mesh" in TASKS and "3dpw" in TASKS
+
+
+def test_empty_registry_says_what_fills_it():
+    with pytest.raises(UnknownNameError, match="no task is registered yet .*harness.registries"):
+        Registry("task").get("3dpw")

@@ -130,7 +130,7 @@ def test_score_all_zero_submission_is_defined(freihand, tmp_path):
 def _saved_eval(tmp_path: Path) -> tuple[Path, dict[str, float]]:
     """A `cpcbench eval`-style predictions npz (two seeds) for the synthetic hand-mesh task, and its means."""
     import tasks  # noqa: F401
-    from core.registry import TASKS
+    from harness.registries import TASKS
 
     rng = np.random.default_rng(11)
     B = 5

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.errors import CpcbenchError, DataError
-from core.registry import TASKS
+from harness.registries import TASKS
 
 SIZE = 32
 SYNTH = [n for n in TASKS.names() if TASKS.get(n).synthetic]

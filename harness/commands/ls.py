@@ -18,7 +18,7 @@ def _summary(obj: Any) -> str:
 
 def list_kind(kind: str) -> list[dict[str, Any]]:
     from core.errors import CpcbenchError
-    from core.registry import BACKBONES, METHODS, TASKS
+    from harness.registries import BACKBONES, METHODS, TASKS
 
     if kind == "backbones":
         return [{"name": n, "about": _summary(BACKBONES.get(n))} for n in BACKBONES.names()]
