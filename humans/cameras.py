@@ -1,11 +1,17 @@
 """Camera geometry of the synthetic world: look-at extrinsics, rigs around a subject, projection, crops
-built into the intrinsics (pinhole, OpenCV axes: x right, y down, z forward; pixel centres at integers)."""
+built into the intrinsics (pinhole, OpenCV axes: x right, y down, z forward; pixel centres at integers);
+``film`` renders a sequence through a rig and ``rng_of`` seeds its random choices (shared by the people of
+``humans.world`` and the objects of ``humans.objects``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from core.errors import DataError
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0]),
@@ -74,3 +80,37 @@ def bbox_of(uv: np.ndarray) -> np.ndarray:
     """Tight box (x, y, w, h) of pixel points [N, 2].  -> [4] float32"""
     lo, hi = uv.min(axis=0), uv.max(axis=0)
     return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], np.float32)
+
+
+def rng_of(seed: tuple[int, ...]) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(list(seed)))
+
+
+def film(renderer: Any, cfg: Any, verts_world: np.ndarray, cameras: list[np.ndarray],
+         per_frame: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]],
+         parts: bool = True) -> list[dict[str, np.ndarray]]:
+    """Render every (time, camera) of a sequence with an actor already set on ``renderer``; ``cfg`` is the
+    world's ``WorldConfig`` (``domain``, ``size``, ``margin``).
+
+    verts_world: [T, V, 3]. ``per_frame(t, c, K, E, verts_cam)`` returns the domain's annotations for
+    that frame. Returns frames in (time-major, camera-minor) order.
+    """
+    frames = []
+    for t in range(len(verts_world)):
+        renderer.update_actor(verts_world[t])
+        for c, E in enumerate(cameras):
+            vc = to_camera(verts_world[t], E)
+            if (vc[:, 2] <= 0.05).any():
+                raise DataError(f"camera {c} of a {cfg.domain} sequence sees the subject from too close; "
+                                "this is a bug in the rig parameters")
+            K = crop_intrinsics(vc, cfg.size, cfg.margin)
+            img = renderer.render(K, E, parts=parts)
+            f = {"rgb": img["rgb"], "mask": img["mask"]}
+            if parts and "parts" in img:
+                f["parts"] = img["parts"]
+            f.update(per_frame(t, c, K, E, vc))
+            f["K"] = K.astype(np.float32)
+            f["extrinsics"] = E.astype(np.float32)
+            f["bbox"] = bbox_of(project(vc, K))
+            frames.append(f)
+    return frames

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
+from core.io import atomic_write, atomic_write_json, atomic_write_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -197,8 +198,6 @@ class FrameWriter:
         self._rows.append(full)
 
     def _flush(self, shard_id: int) -> None:
-        from core.io import atomic_write
-
         if not self._buffer:
             return
         keys = self._buffer[0].keys()
@@ -217,8 +216,6 @@ class FrameWriter:
 
     def close(self) -> Path:
         import pandas as pd
-
-        from core.io import atomic_write_json, atomic_write_text
 
         if self._buffer:
             self._flush((len(self._rows) - 1) // self.shard_size)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from core.errors import CpcbenchError
+from core.io import atomic_write
 
 if TYPE_CHECKING:
     import smplx
@@ -129,7 +130,6 @@ def model_file(kind: Kind, gender: str = "neutral") -> Path:
             if not path.is_file():
                 log.info("generating the synthetic %s model (%s) into %s", kind, gender, path)
                 data = _generate(kind, gender)
-                from core.io import atomic_write
 
                 def write(tmp: Path) -> None:
                     with open(tmp, "wb") as f:
@@ -245,8 +245,6 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
 def convert_official(src_pkl: str | Path, dst: str | Path) -> Path:
     """Turn an official (chumpy) SMPL/MANO pickle into a clean pickle of numpy arrays (or .npz if ``dst`` ends
     with .npz), without chumpy installed. Returns ``dst``."""
-    from core.io import atomic_write
-
     data = read_model_file(src_pkl)
     dst = Path(dst)
     clean = {k: (np.asarray(v) if not isinstance(v, str | bytes) else v) for k, v in data.items()}

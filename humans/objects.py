@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from humans.appearance import backdrop, procedural_texture, random_lighting
+from humans.cameras import film, rig, rng_of
+
 CLASSES = ("box", "sphere", "cylinder", "cone", "torus", "capsule")
 
 
@@ -61,8 +64,6 @@ def primitive(rng: np.random.Generator, cls: str) -> tuple[np.ndarray, np.ndarra
 def texture_colours(rng: np.random.Generator, verts: np.ndarray) -> np.ndarray:
     """Vertex colours from a procedural texture wrapped around the object (spherical projection).
     verts: [V, 3] -> [V, 3] in 0..1"""
-    from humans.appearance import procedural_texture
-
     tex = procedural_texture(rng, size=128).astype(np.float64) / 255
     d = verts / np.maximum(np.linalg.norm(verts, axis=1, keepdims=True), 1e-9)
     u = (np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi) + 0.5) * rng.integers(1, 4)
@@ -80,10 +81,6 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
 def render_object_sequence(cfg: Any, spec: Any, renderer: Any) -> list[dict[str, np.ndarray]]:
     """One object instance spinning over ``cfg.seq_len`` frames, seen by ``cfg.cameras`` cameras."""
     from scipy.spatial.transform import Rotation
-
-    from humans.appearance import backdrop, random_lighting
-    from humans.cameras import rig
-    from humans.world import film, rng_of
 
     rng = rng_of(spec.motion_seed)
     label = int(rng.integers(len(CLASSES)))

@@ -34,7 +34,18 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
-from humans.cameras import bbox_of, crop_intrinsics, look_at, project, rig, to_camera  # noqa: F401 (re-exported)
+from core.io import atomic_write, atomic_write_json
+from humans.cameras import (  # noqa: F401 (re-exported)
+    bbox_of,
+    crop_intrinsics,
+    film,
+    look_at,
+    project,
+    rig,
+    rng_of,
+    to_camera,
+)
+from humans.objects import CLASSES, render_object_sequence
 
 log = logging.getLogger("cpcbench.data")
 
@@ -132,39 +143,6 @@ def plan(cfg: WorldConfig) -> list[SequenceSpec]:
     return specs
 
 
-def rng_of(seed: tuple[int, ...]) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(list(seed)))
-
-
-def film(renderer: Any, cfg: WorldConfig, verts_world: np.ndarray, cameras: list[np.ndarray],
-         per_frame: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]],
-         parts: bool = True) -> list[dict[str, np.ndarray]]:
-    """Render every (time, camera) of a sequence with an actor already set on ``renderer``.
-
-    verts_world: [T, V, 3]. ``per_frame(t, c, K, E, verts_cam)`` returns the domain's annotations for
-    that frame. Returns frames in (time-major, camera-minor) order.
-    """
-    frames = []
-    for t in range(len(verts_world)):
-        renderer.update_actor(verts_world[t])
-        for c, E in enumerate(cameras):
-            vc = to_camera(verts_world[t], E)
-            if (vc[:, 2] <= 0.05).any():
-                raise DataError(f"camera {c} of a {cfg.domain} sequence sees the subject from too close; "
-                                "this is a bug in the rig parameters")
-            K = crop_intrinsics(vc, cfg.size, cfg.margin)
-            img = renderer.render(K, E, parts=parts)
-            f = {"rgb": img["rgb"], "mask": img["mask"]}
-            if parts and "parts" in img:
-                f["parts"] = img["parts"]
-            f.update(per_frame(t, c, K, E, vc))
-            f["K"] = K.astype(np.float32)
-            f["extrinsics"] = E.astype(np.float32)
-            f["bbox"] = bbox_of(project(vc, K))
-            frames.append(f)
-    return frames
-
-
 # -- the worker side --------------------------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
 
@@ -188,8 +166,6 @@ def render_sequence(cfg: WorldConfig, spec: SequenceSpec, renderer: Any) -> list
     if cfg.domain == "hand":
         return render_hand_sequence(cfg, spec, renderer)
     if cfg.domain == "objects":
-        from humans.objects import render_object_sequence
-
         return render_object_sequence(cfg, spec, renderer)
     raise DataError(f"unknown synthetic domain {cfg.domain!r}")
 
@@ -222,8 +198,6 @@ def write_shard(path: Path, frames: list[dict[str, np.ndarray]]) -> None:
     """Stack frames (same keys) into one npz (the FrameWriter shard format; ``np.load`` reads it), written
     atomically; masks and part maps deflated, everything else stored uncompressed."""
     import zipfile
-
-    from core.io import atomic_write
 
     keys = frames[0].keys()
     arrays = {k: np.stack([f[k] for f in frames]) for k in keys}
@@ -297,8 +271,6 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
             raise DataError(f"{root} holds frames made with another generator config ({old}); choose another "
                             "--out directory or delete this one")
     else:
-        from core.io import atomic_write_json
-
         atomic_write_json(ident_path, identity)
     specs = plan(cfg)
     done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -367,8 +339,6 @@ def meta_for(cfg: WorldConfig, identity: dict[str, Any]) -> dict[str, Any]:
     if cfg.domain in ("body", "hand"):
         info = person_meta(cfg.domain)
     elif cfg.domain == "objects":
-        from humans.objects import CLASSES
-
         info["labels"] = list(CLASSES)
     else:
         raise DataError(f"unknown synthetic domain {cfg.domain!r}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from core.checkpoints import CheckpointError
+from core.checkpoints import CheckpointError, sha256_file
 from pretraining.load import (
     NORMS,
     OBJECTIVE_PREFIXES,
@@ -55,7 +55,6 @@ def parse_arch_spec(spec: str) -> tuple[str, dict[str, str], str] | None:
 def backbone_from_arch_file(spec: str, img_size: int | None = None, strict: bool = True,
                             ) -> tuple[nn.Module, dict[str, Any]]:
     """``ARCH[,key=value...]:FILE`` (see module docstring) -> (backbone, info)."""
-    from core.checkpoints import sha256_file
     from pretraining.vit import ARCHS, POS_EMBEDS
 
     parsed = parse_arch_spec(spec)

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.checkpoints import CheckpointError
+from core.checkpoints import CheckpointError, load_weights, sha256_file
 from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 
 OBJECTIVE_PREFIXES = ("decoder.", "head.", "teacher_backbone.", "teacher_head.", "center", "progress")
@@ -346,8 +346,6 @@ def build_backbone(cfg: Mapping[str, Any], img_size: int | None) -> nn.Module:
 def read_checkpoint(path: Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """``load_weights`` with ``argparse.Namespace`` (CroCo ``pretrain.py``'s ``args``) allowed for this load only;
     any other class in a pickle is still refused."""
-    from core.checkpoints import load_weights
-
     with torch.serialization.safe_globals([argparse.Namespace]):
         return load_weights(path, verify=verify)
 
@@ -362,8 +360,6 @@ def state_of(ckpt: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def backbone_from_timm(spec: str, img_size: int | None = None, strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """``timm:NAME.TAG`` -> (backbone with learned positions, info). Classifier heads are allowed-unexpected."""
-    from core.checkpoints import sha256_file
-
     model, tag = parse_timm(spec)
     cfg = timm_config(model)
     norm = timm_input_norm(timm_pretrained_cfg(model, tag))

@@ -20,6 +20,7 @@ import torch
 from timm.layers import PatchEmbed, resample_abs_pos_embed
 from torch import nn
 
+from core.config import from_dict
 from core.registry import BACKBONES
 from pretraining.layers import Block, RoPE2D, grid_positions, init_weights, layer_norm, sincos_2d
 
@@ -190,8 +191,6 @@ def build_vit(arch: str = "vit_tiny", **overrides: Any) -> VisionTransformer:
 
 def vit_from_config(cfg: dict[str, Any]) -> VisionTransformer:
     """Rebuild a backbone from ``config_dict()`` (as stored in checkpoint sidecars)."""
-    from core.config import from_dict
-
     return VisionTransformer(from_dict(ViTConfig, cfg))
 
 

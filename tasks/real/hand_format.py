@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
+from core.io import atomic_write_text
 from tasks.protocols import MANO_TO_FREIHAND
 from tasks.real.common import as_array, read_json, read_json_list
 from tasks.real.safe_pickle import load_pickle
@@ -113,8 +114,6 @@ def write_hand_submission(path: Path, xyz: np.ndarray, verts: np.ndarray) -> Pat
 
     xyz: [N, 21, 3]; verts: [N, 778, 3], in the order of the evaluation split.
     """
-    from core.io import atomic_write_text
-
     xyz, verts = np.asarray(xyz, np.float64), np.asarray(verts, np.float64)
     if xyz.ndim != 3 or xyz.shape[1:] != (21, 3) or verts.ndim != 3 or verts.shape[1:] != (778, 3) \
             or len(xyz) != len(verts):
