@@ -30,6 +30,11 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"harness.html", "harness.leaderboard"}): "issue #13, tables step",
 }
 
+# Lower-layer modules allowed to import a module whose name is computed at run time (never a project module).
+COMPUTED_IMPORTS: dict[str, str] = {
+    "tasks.real.safe_pickle": "numpy's private module (numpy._core or numpy.core) that a pickle names",
+}
+
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
     """Dotted name -> file of every module of the five packages (a package is its ``__init__``)."""
@@ -150,6 +155,21 @@ def cycles(graph: dict[str, dict[str, int]]) -> list[frozenset[str]]:
     return found
 
 
+def computed_imports(root: Path = ROOT) -> list[str]:
+    """``import_module(x)`` / ``__import__(x)`` calls in the layers below harness whose name is not a literal:
+    the way a registry used to load a higher layer by string."""
+    found = []
+    for mod, path in project_modules(root).items():
+        if mod.split(".")[0] == "harness":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and node.args and _import_module_name(node) is None
+                    and (getattr(node.func, "attr", None) or getattr(node.func, "id", None))
+                    in ("import_module", "__import__")):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {mod}")
+    return found
+
+
 @pytest.fixture(scope="module")
 def graph() -> dict[str, dict[str, int]]:
     return import_graph()
@@ -169,6 +189,13 @@ def test_no_import_cycles(graph: dict[str, dict[str, int]]) -> None:
     assert not stale, f"KNOWN_CYCLES lists cycles that are gone, remove them: {stale}"
 
 
+def test_no_loading_by_computed_name() -> None:
+    """Registration is by explicit import: below harness, no module imports a name it computes."""
+    allowed = {f"{project_modules()[m].relative_to(ROOT)}" for m in COMPUTED_IMPORTS}
+    bad = [f for f in computed_imports() if f.split(":")[0] not in allowed]
+    assert not bad, "imports of computed module names below harness (import explicitly instead):\n" + "\n".join(bad)
+
+
 def test_walker_sees_nested_and_string_imports(tmp_path: Path) -> None:
     """The walker itself: a function-level import, a relative import and an import_module string all count."""
     for pkg in LAYERS:
@@ -184,6 +211,8 @@ def test_walker_sees_nested_and_string_imports(tmp_path: Path) -> None:
     assert g["humans.c"] == {"humans.b": 2}
     assert g["tasks.t"] == {"pretraining": 2}
     assert cycles(g) == [frozenset({"humans.b", "humans.c"})]
+    (tmp_path / "core" / "reg.py").write_text("import importlib\ndef load(m):\n    importlib.import_module(m)\n")
+    assert computed_imports(tmp_path) == ["core/reg.py:3: core.reg"]
     mods = project_modules(tmp_path)
     assert [v.split(": ", 1)[1] for v in layer_violations(g, mods, tmp_path)] == [
         "core.a (core) imports humans.b (humans)", "tasks.t (tasks) imports pretraining (pretraining)"]
