@@ -3,6 +3,7 @@ the formats, and the one-way imports of the table modules. The golden files are 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,42 @@ def test_html_in_headless_chromium(board_dir: Path, tmp_path: Path) -> None:
         out = Path(os.environ["CPCBENCH_SCREENSHOT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, out / shot.name)
+
+
+_MEASURE = """<pre id="fit"></pre><script>
+const boxes = [...document.querySelectorAll("table.lb")].map(t => {
+  const box = t.parentElement, cs = getComputedStyle(box);
+  return {title: box.getAttribute("aria-label"), wide: t.offsetWidth > box.clientWidth,
+          scrolls: ["auto", "scroll"].includes(cs.overflowX) && box.scrollWidth > box.clientWidth,
+          focusable: box.tabIndex === 0, cue: cs.backgroundImage.includes("gradient"),
+          right: box.getBoundingClientRect().right};
+});
+document.getElementById("fit").textContent = JSON.stringify(
+  {tables: boxes, page: document.documentElement.scrollWidth, view: window.innerWidth});
+</script>"""
+
+
+def test_html_wide_tables_scroll_in_their_box(board_dir: Path, tmp_path: Path) -> None:
+    """At 1280 px every table fits, or scrolls sideways inside its own box (keyboard-focusable, with an edge
+    shadow): the page never overflows and no column is cut off unreachably. Measured in headless Chromium on a
+    copy of the page with a measuring script added (the page itself has none)."""
+    import html
+
+    exe = _chromium()
+    probe = tmp_path / "probe.html"
+    probe.write_text((board_dir / "index.html").read_text().replace("</body>", _MEASURE + "</body>"))
+    res = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    fit = json.loads(html.unescape(res.stdout.split('<pre id="fit">', 1)[1].split("</pre>", 1)[0]))
+    assert fit["page"] <= fit["view"], "the page itself scrolls sideways"
+    assert len(fit["tables"]) >= 8
+    wide = [t for t in fit["tables"] if t["wide"]]
+    assert wide, "no table is wider than 1280 px any more: this test no longer checks the scrolling"
+    for t in wide:
+        assert t["scrolls"] and t["focusable"] and t["cue"], t
+    assert all(t["right"] <= fit["view"] for t in fit["tables"])
 
 
 def test_terminal_table_keeps_brackets() -> None:
