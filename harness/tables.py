@@ -16,7 +16,8 @@ compare backbones honestly (STYLE.md 8-9: tables are derived by one command and 
   pretraining run) are split into separate rows, never averaged together.
 - **Best** per column (by the metric's direction) is bold. Another row's cell is marked † only when a
   paired t-test over the per-seed values matched by seed (``scipy.stats.ttest_rel``, two-sided, >= 3 common
-  seeds) rejects equality with the best at level ``alpha``; otherwise it is unmarked and the notes say why.
+  seeds) rejects equality with the best at level ``alpha``; otherwise it is unmarked and the notes say why
+  (``harness.table_data.mark_best``).
 - **Published** reference numbers (``leaderboards/published.yaml``: other methods' papers) appear only in
   rows marked "published" with their citation; they never take part in best/significance.
 - Records from ``--limit`` runs (``smoke``) never enter a paper table; main tables show them only when
@@ -25,18 +26,32 @@ compare backbones honestly (STYLE.md 8-9: tables are derived by one command and 
 Table layouts of the paper (CroCo-Man, CVPR 2024: pretraining comparison on body and on hand tasks, the
 cross-view / cross-pose ablation, human-aware vs uniform masking, data efficiency) are declarative YAML
 specs (``harness.table_specs.TableSpec``) in ``leaderboards/specs/``; see ``leaderboards/specs/README.md``.
+
+Modules, each importing only the ones above it: ``table_specs`` (specs, record filters) -> ``table_data`` (the
+table: columns, cells, rows, significance) -> ``tables`` (built from records) and ``table_view`` (laid out for
+reading) -> ``table_render`` (Markdown, LaTeX, HTML, terminal) -> ``html`` (the page) -> ``leaderboard`` (files).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from harness.results import TRAIN_STATS
-from harness.table_specs import (  # noqa: F401  (re-exported: the tables API in one place)
+from harness.table_data import (  # noqa: F401  (re-exported: the tables API in one place)
+    METRIC_NAMES,
+    Cell,
+    Column,
+    ColumnKey,
+    Row,
+    Table,
+    mark_best,
+    metric_name,
+    paired_p,
+    pct,
+)
+from harness.table_specs import (  # noqa: F401  (re-exported)
     _MISSING,
     DOMAIN_ORDER,
     ColumnSpec,
@@ -57,99 +72,6 @@ from harness.table_specs import (  # noqa: F401  (re-exported: the tables API in
 METHOD_ORDER = ("cpc", "mae", "dino", "supervised", "scratch")
 TASK_ORDER = ("synth-body-mesh", "synth-body-meshfree", "synth-body-2d", "synth-body-parts", "3dpw", "emdb",
               "h36m-p1", "h36m-p2", "synth-hand-mesh", "synth-hand-gesture", "freihand", "ho3d")
-METRIC_NAMES = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pa_pve": "PA-PVE", "pa_mpvpe": "PA-MPVPE",
-                "f5": "F@5", "f15": "F@15", "auc": "AUC", "pck05": "PCK@0.05", "pck10": "PCK@0.1",
-                "miou": "mIoU", "top1": "Top-1"}
-
-
-def metric_name(metric: str) -> str:
-    """Display name of a metric key (``pa_mpjpe`` -> ``PA-MPJPE``)."""
-    return METRIC_NAMES.get(metric, metric)
-
-
-# ---------------------------------------------------------------------------------------------- the model
-@dataclass(frozen=True, order=True)
-class ColumnKey:
-    """What makes two measurements comparable. ``limit`` is None except for smoke runs."""
-
-    task: str
-    version: str
-    task_protocol: str
-    protocol: str
-    fraction: float
-    limit: int | None
-    setting: str  # non-default fine-tuning schedule ("steps=50"), "" for the task's defaults
-    metric: str
-
-    @property
-    def group(self) -> tuple[str, str, str, str, float, int | None, str]:
-        return self.task, self.version, self.task_protocol, self.protocol, self.fraction, self.limit, self.setting
-
-
-@dataclass(frozen=True)
-class Column:
-    key: ColumnKey
-    unit: str
-    higher_is_better: bool
-    decimals: int
-    measured: bool = True  # False: a column declared by a spec only to hold published numbers
-
-
-@dataclass
-class Cell:
-    """``per_seed``: seed -> value; mean/std over seeds (std ddof=1, None for one seed)."""
-
-    per_seed: dict[int, float]
-    mean: float
-    std: float | None
-    best: bool = False
-    worse: bool = False  # significantly worse than the best row (paired test)
-    p_value: float | None = None
-    tested: bool = False
-    weights_sha256: str = ""  # the weights behind this cell (a row may merge one method's per-domain weights)
-
-    @property
-    def n(self) -> int:
-        return len(self.per_seed)
-
-
-@dataclass
-class Row:
-    label: str
-    cells: list[Cell | None]
-    source: Literal["measured", "published"] = "measured"
-    backbone: str = ""
-    weights_sha256: str = ""
-    citation: str = ""
-    color_key: str = ""
-
-
-@dataclass
-class Table:
-    name: str
-    title: str
-    columns: list[Column]
-    rows: list[Row]
-    caption: str = ""
-    notes: list[str] = field(default_factory=list)
-    plot: Literal["none", "bars", "curve"] = "none"
-    alpha: float = 0.05
-    smoke: bool = False
-    shared_in_title: bool = False  # the title already names the shared protocol/fraction
-
-
-    @property
-    def measured_rows(self) -> list[Row]:
-        return [r for r in self.rows if r.source == "measured"]
-
-    @property
-    def published_rows(self) -> list[Row]:
-        return [r for r in self.rows if r.source == "published"]
-
-    def shared(self, attr: str) -> Any:
-        """The value of a column-key attribute when every measured column shares it, else _MISSING."""
-        values = {getattr(c.key, attr) for c in self.columns if c.measured}
-        return values.pop() if len(values) == 1 else _MISSING
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -270,52 +192,6 @@ def _pool(records: Sequence[Mapping[str, Any]], key: ColumnKey) -> tuple[Cell | 
     return Cell(per_seed, mean, std), superseded
 
 
-def paired_p(a: Mapping[int, float], b: Mapping[int, float], min_seeds: int = 3) -> tuple[int, float | None]:
-    """(common seeds, two-sided p of a paired t-test over values matched by seed); p None if < min_seeds
-    common seeds or the test is undefined (identical values)."""
-    common = sorted(set(a) & set(b))
-    if len(common) < min_seeds:
-        return len(common), None
-    import numpy as np
-    from scipy.stats import ttest_rel
-
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue)
-    return len(common), (p if math.isfinite(p) else None)
-
-
-def mark_best(table: Table) -> None:
-    """Bold the best measured cell(s) per column and mark † where a paired test separates another row."""
-    untested = 0
-    for j, col in enumerate(table.columns):
-        cells = [r.cells[j] for r in table.measured_rows if r.cells[j] is not None]
-        if not cells:
-            continue
-        best_val = (max if col.higher_is_better else min)(c.mean for c in cells)
-        best = [c for c in cells if math.isclose(c.mean, best_val, rel_tol=1e-12, abs_tol=1e-12)]
-        for c in best:
-            c.best = True
-        if len(best) != 1:  # a tie for best: nothing to test against
-            untested += len(cells) - len(best)
-            continue
-        for c in cells:
-            if c.best:
-                continue
-            _, p = paired_p(best[0].per_seed, c.per_seed)
-            c.tested, c.p_value = p is not None, p
-            c.worse = p is not None and p < table.alpha
-            untested += p is None
-    n_rows = len([r for r in table.measured_rows if any(c is not None for c in r.cells)])
-    if n_rows > 1:
-        table.notes.append(
-            f"Bold: best mean per column. †: worse than the bold cell by a paired t-test over per-seed values "
-            f"matched by seed (two-sided, p < {table.alpha:g}, no correction for multiple comparisons); "
-            f"unmarked cells are not significantly different" + (
-                f", or could not be tested ({untested} cell(s): fewer than 3 seeds in common with the best "
-                "row, identical values, or a tie for best)." if untested else "."))
-
-
 def _pretrain_domain(records: Sequence[Mapping[str, Any]]) -> str:
     """The domain the weights behind ``records`` were pretrained on ('' if unknown or mixed)."""
     doms = {str(((r["backbone"].get("pretrain") or {}).get("domain")) or "") for r in records}
@@ -421,7 +297,7 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
         columns = _columns_for(grecs, None, None, order)
         name = f"main-{dom}-{proto}" + ("" if frac == 1.0 else f"-frac{frac:g}") + (
             "" if limit is None else f"-smoke{limit}")
-        title = f"{dom.capitalize()} tasks: {proto} protocol, {_pct(frac)} of the training set"
+        title = f"{dom.capitalize()} tasks: {proto} protocol, {pct(frac)} of the training set"
         if limit is not None:
             title = f"SMOKE RUN (--limit {limit}, not a benchmark result): " + title
         table = Table(name, title, columns, [], plot="bars", smoke=limit is not None, shared_in_title=True,
@@ -435,10 +311,6 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
             superseded += sup
         tables.append(_finish(table, superseded))
     return tables
-
-
-def _pct(frac: float) -> str:
-    return f"{frac * 100:g}%"
 
 
 def spec_table(spec: TableSpec, records: Sequence[Mapping[str, Any]],

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from harness.cli_util import emit_json, user_errors
-
-if TYPE_CHECKING:
-    from harness.tables import Table
 
 
 def register(app: typer.Typer) -> None:
@@ -47,30 +43,10 @@ def register(app: typer.Typer) -> None:
         con = Console()
         for line in board.summary:
             con.print(line)
-        main = [t for t in board.tables if t.name.startswith("main-")]
-        for t in main:
-            con.print(_rich_table(t))
+        from harness.table_render import to_rich
+
+        for v in board.views:
+            if v.name.startswith("main-"):
+                con.print(to_rich(v))
         con.print(f"wrote {len(board.tables)} table(s) x (md, csv, tex), {len(board.plots)} plot(s) and "
                   f"{out / 'index.html'}")
-
-
-def _rich_table(t: Table) -> Any:
-    from rich.table import Table as RichTable
-
-    from harness.leaderboard import cell_parts, group_label, metric_label, modal_n
-
-    n_usual = modal_n(t)
-    rt = RichTable(title=t.title, show_lines=False)
-    rt.add_column("backbone")
-    for c in t.columns:
-        rt.add_column(f"{group_label(t, c)}\n{metric_label(c)}", justify="right")
-    for row in t.rows:
-        cells = []
-        for c, col in zip(row.cells, t.columns, strict=True):
-            if c is None:
-                cells.append("–")
-                continue
-            text, suffix = cell_parts(c, col, n_usual)
-            cells.append((f"[bold]{text}[/bold]" if c.best else text) + (" †" if c.worse else "") + suffix)
-        rt.add_row(row.label, *cells)
-    return rt

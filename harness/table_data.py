@@ -1,0 +1,165 @@
+"""What a comparison table holds: comparable columns, cells pooled over seeds, rows, and significance marks.
+
+``harness.tables`` builds a ``Table`` from result records; ``harness.table_view`` lays it out for reading
+(headers, formatted cells, notes) and ``harness.table_render`` writes that layout as Markdown, LaTeX, HTML or a
+terminal table. This module knows nothing of records nor of any output format.
+
+- **Best** per column (by the metric's direction) is bold. Another row's cell is marked † only when a
+  paired t-test over the per-seed values matched by seed (``scipy.stats.ttest_rel``, two-sided, >= 3 common
+  seeds) rejects equality with the best at level ``alpha``; otherwise it is unmarked and the notes say why.
+- Published rows (other methods' papers) never take part in best/significance.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.table_specs import _MISSING
+
+METRIC_NAMES = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pa_pve": "PA-PVE", "pa_mpvpe": "PA-MPVPE",
+                "f5": "F@5", "f15": "F@15", "auc": "AUC", "pck05": "PCK@0.05", "pck10": "PCK@0.1",
+                "miou": "mIoU", "top1": "Top-1"}
+
+
+def metric_name(metric: str) -> str:
+    """Display name of a metric key (``pa_mpjpe`` -> ``PA-MPJPE``)."""
+    return METRIC_NAMES.get(metric, metric)
+
+
+def pct(frac: float) -> str:
+    """A data fraction as a percentage (``0.1`` -> ``10%``)."""
+    return f"{frac * 100:g}%"
+
+
+@dataclass(frozen=True, order=True)
+class ColumnKey:
+    """What makes two measurements comparable. ``limit`` is None except for smoke runs."""
+
+    task: str
+    version: str
+    task_protocol: str
+    protocol: str
+    fraction: float
+    limit: int | None
+    setting: str  # non-default fine-tuning schedule ("steps=50"), "" for the task's defaults
+    metric: str
+
+    @property
+    def group(self) -> tuple[str, str, str, str, float, int | None, str]:
+        return self.task, self.version, self.task_protocol, self.protocol, self.fraction, self.limit, self.setting
+
+
+@dataclass(frozen=True)
+class Column:
+    key: ColumnKey
+    unit: str
+    higher_is_better: bool
+    decimals: int
+    measured: bool = True  # False: a column declared by a spec only to hold published numbers
+
+
+@dataclass
+class Cell:
+    """``per_seed``: seed -> value; mean/std over seeds (std ddof=1, None for one seed)."""
+
+    per_seed: dict[int, float]
+    mean: float
+    std: float | None
+    best: bool = False
+    worse: bool = False  # significantly worse than the best row (paired test)
+    p_value: float | None = None
+    tested: bool = False
+    weights_sha256: str = ""  # the weights behind this cell (a row may merge one method's per-domain weights)
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+
+@dataclass
+class Row:
+    label: str
+    cells: list[Cell | None]
+    source: Literal["measured", "published"] = "measured"
+    backbone: str = ""
+    weights_sha256: str = ""
+    citation: str = ""
+    color_key: str = ""
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+    plot: Literal["none", "bars", "curve"] = "none"
+    alpha: float = 0.05
+    smoke: bool = False
+    shared_in_title: bool = False  # the title already names the shared protocol/fraction
+
+    @property
+    def measured_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.source == "measured"]
+
+    @property
+    def published_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.source == "published"]
+
+    def shared(self, attr: str) -> Any:
+        """The value of a column-key attribute when every measured column shares it, else _MISSING."""
+        values = {getattr(c.key, attr) for c in self.columns if c.measured}
+        return values.pop() if len(values) == 1 else _MISSING
+
+
+# ---------------------------------------------------------------------------------------------- significance
+def paired_p(a: Mapping[int, float], b: Mapping[int, float], min_seeds: int = 3) -> tuple[int, float | None]:
+    """(common seeds, two-sided p of a paired t-test over values matched by seed); p None if < min_seeds
+    common seeds or the test is undefined (identical values)."""
+    common = sorted(set(a) & set(b))
+    if len(common) < min_seeds:
+        return len(common), None
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue)
+    return len(common), (p if math.isfinite(p) else None)
+
+
+def mark_best(table: Table) -> None:
+    """Bold the best measured cell(s) per column and mark † where a paired test separates another row."""
+    untested = 0
+    for j, col in enumerate(table.columns):
+        cells = [r.cells[j] for r in table.measured_rows if r.cells[j] is not None]
+        if not cells:
+            continue
+        best_val = (max if col.higher_is_better else min)(c.mean for c in cells)
+        best = [c for c in cells if math.isclose(c.mean, best_val, rel_tol=1e-12, abs_tol=1e-12)]
+        for c in best:
+            c.best = True
+        if len(best) != 1:  # a tie for best: nothing to test against
+            untested += len(cells) - len(best)
+            continue
+        for c in cells:
+            if c.best:
+                continue
+            _, p = paired_p(best[0].per_seed, c.per_seed)
+            c.tested, c.p_value = p is not None, p
+            c.worse = p is not None and p < table.alpha
+            untested += p is None
+    n_rows = len([r for r in table.measured_rows if any(c is not None for c in r.cells)])
+    if n_rows > 1:
+        table.notes.append(
+            f"Bold: best mean per column. †: worse than the bold cell by a paired t-test over per-seed values "
+            f"matched by seed (two-sided, p < {table.alpha:g}, no correction for multiple comparisons); "
+            f"unmarked cells are not significantly different" + (
+                f", or could not be tested ({untested} cell(s): fewer than 3 seeds in common with the best "
+                "row, identical values, or a tie for best)." if untested else "."))
