@@ -109,10 +109,6 @@ class Task:
                             f"{', '.join(m.name for m in cls.metrics)}")
 
     @classmethod
-    def primary(cls) -> MetricSpec:
-        return cls.metric(cls.primary_metric) if cls.primary_metric else cls.metrics[0]
-
-    @classmethod
     def info(cls) -> dict[str, Any]:
         """The ``task`` block of a result record."""
         proto = cls.protocol
@@ -134,16 +130,6 @@ class Task:
     def data_info(self) -> dict[str, Any]:
         """Where the data of a run came from, for the result record (default: ``data_status``)."""
         return dict(self.data_status())
-
-    def require_root(self, *parts: str) -> Path:
-        """``root / parts`` if it exists, else a ``DataError`` that says what to download and where."""
-        if self.root is None:
-            raise DataError(f"task {self.name!r} needs its data: pass --data-root DIR or set ${DATA_ENV}. "
-                            f"{self.data_hint}")
-        path = self.root.joinpath(*parts)
-        if not path.exists():
-            raise DataError(f"task {self.name!r}: {path} not found. {self.data_hint}")
-        return path
 
     # ------------------------------------------------------------------ the contract
     def build_dataset(self, split: Split, img_size: int, limit: int | None = None) -> Dataset:
@@ -271,8 +257,3 @@ def to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
     x = rgb.astype(np.float32) / 255.0
     x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-
-
-def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """points: [..., 2] pixels -> [..., 2] through a 2x3 affine."""
-    return points @ affine[:, :2].T + affine[:, 2]
