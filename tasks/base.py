@@ -95,6 +95,8 @@ class Task:
     head_from_data: ClassVar[bool] = False
     #: the metric a sweep or table sorts by (default: the first one)
     primary_metric: ClassVar[str] = ""
+    #: display names of the metrics in ``cpcbench score``'s table of a scored submission (default: the names)
+    submission_labels: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root: Path | None = resolve_data_root(root)
@@ -172,6 +174,12 @@ class Task:
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """Write the benchmark's official submission file from saved predictions (None: the task has none)."""
         return None
+
+    def score_submission(self, path: Path) -> dict[str, float | None]:
+        """Score a file in the benchmark's official submission format (``cpcbench score``): ``{metric: mean}``
+        (None where a metric is undefined for that file). Tasks with such a format override this."""
+        raise CpcbenchError(f"task {self.name!r} has no submission format to score; pass the .predictions.npz "
+                            "that `cpcbench eval` wrote")
 
     def ground_truth(self, batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray] | None:
         """The ``gt/<name>`` arrays of ``predictions`` alone (used for the trivial baseline), or None."""

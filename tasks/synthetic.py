@@ -41,6 +41,7 @@ from harness.registry import TASKS
 from tasks import heads, metrics
 from tasks.base import FinetuneDefaults, MetricSpec, Split, Task, to_tensor_image
 from tasks.protocols import PROTOCOLS
+from tasks.real.freihand import HAND_METRICS, hand_array_scores
 
 log = logging.getLogger("cpcbench.tasks")
 
@@ -445,25 +446,12 @@ class SynthHandMesh(MeshTask):
     version = "1"
     domain = "hand"
     protocol = PROTOCOLS["synth-mano21-root"]
-    metrics = (MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, aligned with reflections allowed"),
-               MetricSpec("pa_mpvpe", "mm", False, "vertices, aligned on themselves"),
-               MetricSpec("f5", "", True, "F-score at 5 mm of the aligned mesh"),
-               MetricSpec("f15", "", True, "F-score at 15 mm of the aligned mesh"),
-               MetricSpec("auc", "", True, "AUC of the aligned keypoints' PCK over 0-50 mm (100 steps)"))
+    metrics = HAND_METRICS
     primary_metric = "pa_mpjpe"
     defaults = SYNTH_DEFAULTS
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        s = self.protocol.scale
-        pj, gj = a["pred/joints3d"] * s, a["gt/joints3d"] * s
-        pv, gv = a["pred/verts"] * s, a["gt/verts"] * s
-        aligned_v = metrics.procrustes_align(pv, gv, allow_reflection=True)
-        aligned_j = metrics.procrustes_align(pj, gj, allow_reflection=True)
-        err_j = np.linalg.norm(np.asarray(aligned_j) - gj, axis=-1)
-        lo, hi, steps = self.protocol.auc_mm
-        return {"pa_mpjpe": err_j.mean(1), "pa_mpvpe": np.linalg.norm(np.asarray(aligned_v) - gv, axis=-1).mean(1),
-                "f5": metrics.f_score(aligned_v, gv, 5.0), "f15": metrics.f_score(aligned_v, gv, 15.0),
-                "auc": metrics.auc(err_j, lo, hi, steps)}
+        return hand_array_scores(a, self.protocol)
 
 
 # ---------------------------------------------------------------------------------------------- 2D keypoints

@@ -29,7 +29,14 @@ from harness.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, single_thread
-from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_scores, ordered, require_real_mano
+from tasks.real.freihand import (
+    HAND_METRICS,
+    MANO_HINT,
+    build_hand_head,
+    hand_array_scores,
+    ordered,
+    require_real_mano,
+)
 from tasks.real.hand_format import OPENGL_TO_OPENCV, read_frame_list, read_ho3d, write_hand_submission
 
 log = logging.getLogger("cpcbench.tasks")
@@ -132,7 +139,7 @@ class HO3DTask(Task):
         FreiHAND/HO3D metrics."""
         if "gt/joints3d" not in a:
             return {}
-        return hand_scores(a, self.protocol)
+        return hand_array_scores(a, self.protocol)
 
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """``out_dir/pred.json`` for the HO3D server (``pred-partial.json`` when frames are missing)."""
