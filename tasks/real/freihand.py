@@ -122,6 +122,9 @@ def ordered(preds: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     return np.asarray(preds[key])[np.argsort(idx, kind="stable")]
 
 
+#: the fine-tuning schedule of the real hand benchmarks (FreiHAND, HO3D)
+HAND_DEFAULTS = FinetuneDefaults(steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75,
+                                 warmup_steps=500, img_size=224)
 HAND_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, similarity-aligned (reflections allowed)"),
     MetricSpec("pa_mpvpe", "mm", False, "778 vertices, aligned on themselves"),
@@ -142,9 +145,7 @@ class FreiHANDTask(Task):
     protocol: ClassVar[Protocol] = PROTOCOLS["freihand"]
     metrics: ClassVar[tuple[MetricSpec, ...]] = HAND_METRICS
     primary_metric: ClassVar[str] = "pa_mpjpe"
-    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
-        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
-        img_size=224)
+    defaults: ClassVar[FinetuneDefaults] = HAND_DEFAULTS
     data_hint: ClassVar[str] = FREIHAND_HINT + " " + MANO_HINT
     data_short: ClassVar[str] = "FreiHAND v2 + its evaluation annotations; real MANO"
     submission_labels: ClassVar[Mapping[str, str]] = {

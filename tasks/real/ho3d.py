@@ -30,6 +30,7 @@ from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, single_thread
 from tasks.real.freihand import (
+    HAND_DEFAULTS,
     HAND_METRICS,
     MANO_HINT,
     build_hand_head,
@@ -83,9 +84,7 @@ class HO3DTask(Task):
     protocol: ClassVar[Protocol] = PROTOCOLS["ho3d"]
     metrics: ClassVar[tuple[MetricSpec, ...]] = HAND_METRICS  # computed by the evaluation server
     primary_metric: ClassVar[str] = "pa_mpjpe"
-    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
-        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
-        img_size=224)
+    defaults: ClassVar[FinetuneDefaults] = HAND_DEFAULTS
     data_hint: ClassVar[str] = HO3D_HINT + " " + MANO_HINT
     data_short: ClassVar[str] = "HO3D v2 or v3 (github.com/shreyashampali/ho3d); real MANO"
     #: the test split has no public 3D labels: eval records carry no metric and point to the submission
