@@ -21,7 +21,7 @@ trivial baseline) comes from the seed's ``fraction`` subset alone; records say s
 below 1, never share a table cell or a sweep cell with records that have it (``harness.tables.eval_setting``).
 
 ``limit`` makes a smoke run: at most ``limit`` training and test samples and ``limit`` steps; the record is marked
-``smoke`` and never enters a paper table.
+``smoke`` and never enters a paper table. The options (``EvalConfig``) are defined in ``harness.eval_options``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,43 +39,10 @@ from torch import nn
 
 from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
+from harness.eval_options import EvalConfig
 
 log = logging.getLogger("cpcbench.eval")
-PROTOCOL_NAMES = ("finetune", "linear")
 GROUPS = ("body", "hand")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """One evaluation (a backbone on a task under a protocol); stored in full in the record."""
-
-    backbone: str
-    task: str
-    protocol: str = "finetune"
-    seeds: int = 1
-    first_seed: int = 0
-    fraction: float = 1.0
-    limit: int | None = None
-    steps: int | None = None
-    batch_size: int | None = None
-    base_lr: float | None = None
-    img_size: int | None = None
-    data_root: str | None = None
-    device: str = "auto"
-    num_workers: int = 0
-    eval_batch_size: int = 64
-
-    def check(self) -> None:
-        if self.protocol not in PROTOCOL_NAMES:
-            raise CpcbenchError(f"unknown protocol {self.protocol!r}; use one of {', '.join(PROTOCOL_NAMES)}")
-        if self.seeds < 1:
-            raise CpcbenchError(f"--seeds must be >= 1, got {self.seeds}")
-        if not 0.0 < self.fraction <= 1.0:
-            raise CpcbenchError(f"--fraction must be in (0, 1], got {self.fraction}")
-        if self.limit is not None and self.limit < 1:
-            raise CpcbenchError(f"--limit must be >= 1, got {self.limit}")
-        if self.steps is not None and self.steps < 1:
-            raise CpcbenchError(f"--steps must be >= 1, got {self.steps}")
 
 
 def resolve_tasks(spec: str) -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CpcbenchError
+from harness.eval_options import EvalConfig, EvalOverrides
 
 log = logging.getLogger("cpcbench.sweep")
 
@@ -48,19 +49,6 @@ class Cell:
     def label(self) -> str:
         return (f"{self.backbone} / {self.task} / {self.protocol} / {self.fraction:g} / seed {self.seed}"
                 + (f" / limit {self.limit}" if self.limit is not None else ""))
-
-
-@dataclass(frozen=True)
-class EvalOverrides:
-    """Fine-tuning settings passed to every cell (None: the task's default)."""
-
-    steps: int | None = None
-    batch_size: int | None = None
-    base_lr: float | None = None
-    img_size: int | None = None
-    device: str = "auto"
-    data_root: str | None = None
-    num_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,12 +210,10 @@ def split_done(cells: Sequence[Cell], results: str | Path, identify: Callable[[C
 def run_cell(cell: Cell, results: str | Path, runs: str | Path | None = None,
              overrides: EvalOverrides = EvalOverrides()) -> str:
     """Evaluate one cell through ``harness.evaluate`` (one seed); returns the record's path."""
-    from harness.evaluate import EvalConfig, evaluate
+    from harness.evaluate import evaluate
 
-    cfg = EvalConfig(backbone=cell.backbone, task=cell.task, protocol=cell.protocol, seeds=1, first_seed=cell.seed,
-                     fraction=cell.fraction, limit=cell.limit, steps=overrides.steps,
-                     batch_size=overrides.batch_size, base_lr=overrides.base_lr, img_size=overrides.img_size,
-                     data_root=overrides.data_root, device=overrides.device, num_workers=overrides.num_workers)
+    cfg = EvalConfig.of(overrides, backbone=cell.backbone, task=cell.task, protocol=cell.protocol, seeds=1,
+                        first_seed=cell.seed, fraction=cell.fraction, limit=cell.limit)
     return str(evaluate(cfg, results_root=results, runs_root=runs)["_path"])
 
 

@@ -62,7 +62,6 @@ BODY_LIMITS: dict[int, JointLimit] = {
     20: JointLimit("euler", "ZYX", (-70, -25, -50), (60, 30, 50), (0, 0, 0), (15, 8, 15)),
     22: JointLimit("euler", "ZYX", (-60, -10, -10), (15, 10, 10), (-10, 0, 0), (12, 3, 3)),
 }
-_CENTRAL = [3, 6, 9, 12, 15]
 _SWING_AXIS = {"hip": np.array([0.0, -1.0, 0.0]), "shoulder": np.array([1.0, 0.0, 0.0])}
 
 # Pose families: per-joint means (left-joint parameter space; keys are SMPL joint ids, right joints listed
@@ -371,8 +370,6 @@ _THUMB_DIR = np.array([-0.64, 0.0, 0.77]) / np.linalg.norm([-0.64, 0.0, 0.77])
 _THUMB_FLEX = np.cross(_THUMB_DIR, [0.0, -1.0, 0.0])
 _FINGER_FRAME = np.stack([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], 1)  # columns u1=x, u2=y, u3=z
 _THUMB_FRAME = np.stack([np.cross([0, 1.0, 0], _THUMB_FLEX), [0, 1.0, 0], _THUMB_FLEX], 1)
-HAND_JOINT_NAMES = ["index1", "index2", "index3", "middle1", "middle2", "middle3", "pinky1", "pinky2", "pinky3",
-                    "ring1", "ring2", "ring3", "thumb1", "thumb2", "thumb3"]
 # (flex, abd, twist) limits in degrees, per level: MCP/PIP/DIP for fingers, CMC/MCP/IP for the thumb.
 _FINGER_LIM = [((-15, -20, -8), (90, 20, 8)), ((0, -3, -3), (110, 3, 3)), ((0, -3, -3), (80, 3, 3))]
 _THUMB_LIM = [((-15, -45, -30), (60, 25, 40)), ((-10, -8, -8), (60, 8, 8)), ((-15, -5, -5), (85, 5, 5))]

@@ -66,15 +66,6 @@ def human_mask(person: torch.Tensor, patch: int, ratio: float, weight: float = m
     return _topk_mask(scores, num_hidden(on_person.shape[1], ratio))
 
 
-def bbox_to_person_map(bbox: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """bbox: [B, 4] (x, y, w, h) in pixels -> [B, H, W] float map, 1 inside the box."""
-    ys = torch.arange(height, device=bbox.device, dtype=torch.float32)[None, :, None] + 0.5
-    xs = torch.arange(width, device=bbox.device, dtype=torch.float32)[None, None, :] + 0.5
-    x0, y0 = bbox[:, 0, None, None], bbox[:, 1, None, None]
-    x1, y1 = x0 + bbox[:, 2, None, None], y0 + bbox[:, 3, None, None]
-    return ((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)).float()
-
-
 def fill_hidden(visible: torch.Tensor, mask: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     """Scatter visible tokens back into the full grid, hidden slots filled with ``token``.
 

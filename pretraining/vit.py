@@ -14,7 +14,7 @@ Sizes (timm / DeiT names): tiny 192-d x 12 (3 heads), small 384 x 12 (6), base 7
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from timm.layers import PatchEmbed, resample_abs_pos_embed
@@ -24,7 +24,6 @@ from core.config import from_dict
 from core.registry import BACKBONES
 from pretraining.layers import Block, RoPE2D, grid_positions, init_weights, layer_norm, sincos_2d
 
-PosEmbed = Literal["rope", "sincos", "learned"]
 POS_EMBEDS = ("rope", "sincos", "learned")
 
 
@@ -115,10 +114,6 @@ class VisionTransformer(nn.Module):
             p = self.num_prefix_tokens
             return (pos[:, :p] if p else None), pos[:, p:]
         return None, None
-
-    def patch_positions(self, gh: int, gw: int, device: torch.device) -> torch.Tensor:
-        """(y, x) grid positions [gh*gw, 2] of the patches (for RoPE in decoders)."""
-        return grid_positions(gh, gw, device)
 
     def rope_for(self, pos: torch.Tensor, num_prefix: int) -> Any:
         """RoPE (cos, sin) for token positions pos: [B, N, 2], or None without RoPE."""

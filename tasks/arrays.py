@@ -1,7 +1,7 @@
-"""Array-library plumbing shared by the metrics: numpy or torch in, the same library out.
+"""Array plumbing shared by the metrics (numpy): dtype handling, masks, input checks, fast small reductions.
 
 Shapes follow ``tasks.metrics``: points [B, J, D], masks [B, J]. Every check raises ``CpcbenchError`` with one line.
-Reductions over tiny trailing axes use einsum / GEMM: numpy's strided reductions are several times slower there.
+Reductions over tiny trailing axes use einsum: numpy's strided reductions are several times slower there.
 """
 
 from __future__ import annotations
@@ -12,66 +12,28 @@ import numpy as np
 
 from core.errors import CpcbenchError
 
-Array = Any  # numpy.ndarray | torch.Tensor
 
-
-def is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
-def array_lib(x: Any) -> Any:
-    if is_torch(x):
-        import torch
-
-        return torch
-    return np
-
-
-def as_array(x: Any, like: Any = None) -> Any:
-    """``x`` as an array of the library of ``like`` (or of ``x`` itself); lists become numpy arrays."""
-    if like is not None and is_torch(like):
-        import torch
-
-        return x if is_torch(x) else torch.as_tensor(np.asarray(x), device=like.device)
-    if is_torch(x):
-        return x
-    return np.asarray(x)
-
-
-def to_float(x: Any, min_bits: int = 32) -> Any:
-    """Floating copy with at least ``min_bits`` precision (float64 for integers)."""
-    if is_torch(x):
-        import torch
-
-        if not x.is_floating_point():
-            return x.to(torch.float64)
-        if torch.finfo(x.dtype).bits < min_bits:
-            return x.to(torch.float32 if min_bits <= 32 else torch.float64)
-        return x
+def to_float(x: Any, min_bits: int = 32) -> np.ndarray:
+    """``x`` as a floating array with at least ``min_bits`` precision (float64 for integers)."""
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating) or np.finfo(x.dtype).bits < min_bits:
         return x.astype(np.float64 if min_bits > 32 or not np.issubdtype(x.dtype, np.floating) else np.float32)
     return x
 
 
-def like_input(values: Any, ref: Any) -> Any:
+def like_input(values: np.ndarray, ref: Any) -> np.ndarray:
     """Cast float results back to the input's float dtype (float32 in -> float32 out)."""
-    if is_torch(ref):
-        dt = ref.dtype if ref.is_floating_point() else values.dtype
-        return values.to(dt)
     ref = np.asarray(ref)
     return values.astype(ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float64, copy=False)
 
 
-def joint_mask(valid: Any, shape: tuple[int, ...], like: Any, name: str = "valid") -> Any | None:
-    """valid: [B, J] bool/0-1 or None -> float mask of ``like``'s library and dtype."""
+def joint_mask(valid: Any, shape: tuple[int, ...], like: np.ndarray, name: str = "valid") -> np.ndarray | None:
+    """valid: [B, J] bool/0-1 or None -> float mask of ``like``'s dtype."""
     if valid is None:
         return None
-    v = as_array(valid, like)
+    v = np.asarray(valid)
     if tuple(v.shape) != tuple(shape):
         raise CpcbenchError(f"{name} mask has shape {tuple(v.shape)}, expected {tuple(shape)} (one flag per joint)")
-    if is_torch(like):
-        return (v != 0).to(like.dtype)
     return (v != 0).astype(like.dtype)
 
 
@@ -85,40 +47,38 @@ def check_pair(pred: Any, gt: Any, what: str = "pred/gt", dims: tuple[int, ...] 
 
 def check_finite(x: Any, name: str, valid: Any = None) -> None:
     """Raise if ``x`` [B, J, D] has NaN/inf in any entry not masked out by ``valid`` [B, J]."""
-    xp = array_lib(x)
-    if bool(xp.isfinite(x).all()):
+    x = np.asarray(x)
+    if np.isfinite(x).all():
         return
-    bad = ~xp.isfinite(x)
+    bad = ~np.isfinite(x)
     if bad.ndim == 3:
         bad = bad.any(-1)
     if valid is not None:
         bad = bad & (valid != 0)
-    if bool(bad.any()):
-        idx = xp.nonzero(bad)[0] if not is_torch(x) else bad.nonzero()[:, 0]
-        first = int(idx[0])
+    if bad.any():
+        first = int(np.nonzero(bad)[0][0])
         raise CpcbenchError(f"{name} contains NaN or inf values (first in sample {first}); "
                             f"mask those joints with `valid` or drop the samples")
 
 
-def zero_masked(x: Any, w: Any | None) -> Any:
+def zero_masked(x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     """Zero out masked entries so NaN in masked joints cannot leak into sums."""
     if w is None:
         return x
-    xp = array_lib(x)
-    return xp.where(w[..., None] > 0, x, xp.zeros_like(x))
+    return np.where(w[..., None] > 0, x, np.zeros_like(x))
 
 
-def require_valid(w: Any | None, what: str) -> None:
+def require_valid(w: np.ndarray | None, what: str) -> None:
     """Raise if some sample has no valid joint (w: [B, J] float mask or None)."""
     if w is None:
         return
-    n = w.sum(-1)
-    if bool((n <= 0).any()):
-        first = int(np.flatnonzero(np.asarray((n <= 0).cpu() if is_torch(n) else n <= 0))[0])
-        raise CpcbenchError(f"{what}: sample {first} has no valid joints; drop such samples (frame filter) first")
+    empty = w.sum(-1) <= 0
+    if empty.any():
+        raise CpcbenchError(f"{what}: sample {int(np.flatnonzero(empty)[0])} has no valid joints; drop such samples "
+                            "(frame filter) first")
 
 
-def masked_mean(err: Any, w: Any | None, what: str) -> Any:
+def masked_mean(err: np.ndarray, w: np.ndarray | None, what: str) -> np.ndarray:
     """err: [B, J] -> [B]: mean over joints with w > 0."""
     if err.shape[-1] == 0:
         raise CpcbenchError(f"{what}: there are no joints/points to score (shape {tuple(err.shape)})")
@@ -128,27 +88,17 @@ def masked_mean(err: Any, w: Any | None, what: str) -> Any:
     return (err * w).sum(-1) / w.sum(-1)
 
 
-def norm_last(x: Any) -> Any:
+def norm_last(x: np.ndarray) -> np.ndarray:
     """Euclidean norm over the last axis of [B, J, D] (einsum: numpy reduces tiny last axes slowly)."""
     if x.ndim == 3:
-        return array_lib(x).einsum("bjk,bjk->bj", x, x) ** 0.5
+        return np.einsum("bjk,bjk->bj", x, x) ** 0.5
     return ((x * x).sum(-1)) ** 0.5
 
 
-def mean_points(x: Any) -> Any:
+def mean_points(x: np.ndarray) -> np.ndarray:
     """[B, J, D] -> [B, D]: mean over points.
 
-    numpy: einsum, single-threaded and ~10x faster than numpy's strided ``mean(1)``; a GEMM would be as fast on an
+    einsum, single-threaded and ~10x faster than numpy's strided ``mean(1)``; a GEMM would be as fast on an
     idle machine but multi-threaded OpenBLAS collapses (50x slower) on a loaded one.
     """
-    if is_torch(x):
-        return x.mean(1)
     return np.einsum("bjk->bk", x) / x.shape[1]
-
-
-def eye_like(x: Any, d: int, batch: int) -> Any:
-    if is_torch(x):
-        import torch
-
-        return torch.eye(d, dtype=x.dtype, device=x.device).expand(batch, d, d).clone()
-    return np.broadcast_to(np.eye(d, dtype=x.dtype), (batch, d, d)).copy()

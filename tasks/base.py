@@ -95,6 +95,8 @@ class Task:
     head_from_data: ClassVar[bool] = False
     #: the metric a sweep or table sorts by (default: the first one)
     primary_metric: ClassVar[str] = ""
+    #: display names of the metrics in ``cpcbench score``'s table of a scored submission (default: the names)
+    submission_labels: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root: Path | None = resolve_data_root(root)
@@ -107,10 +109,6 @@ class Task:
                 return m
         raise CpcbenchError(f"task {cls.name!r} has no metric {name!r}; it reports "
                             f"{', '.join(m.name for m in cls.metrics)}")
-
-    @classmethod
-    def primary(cls) -> MetricSpec:
-        return cls.metric(cls.primary_metric) if cls.primary_metric else cls.metrics[0]
 
     @classmethod
     def info(cls) -> dict[str, Any]:
@@ -134,16 +132,6 @@ class Task:
     def data_info(self) -> dict[str, Any]:
         """Where the data of a run came from, for the result record (default: ``data_status``)."""
         return dict(self.data_status())
-
-    def require_root(self, *parts: str) -> Path:
-        """``root / parts`` if it exists, else a ``DataError`` that says what to download and where."""
-        if self.root is None:
-            raise DataError(f"task {self.name!r} needs its data: pass --data-root DIR or set ${DATA_ENV}. "
-                            f"{self.data_hint}")
-        path = self.root.joinpath(*parts)
-        if not path.exists():
-            raise DataError(f"task {self.name!r}: {path} not found. {self.data_hint}")
-        return path
 
     # ------------------------------------------------------------------ the contract
     def build_dataset(self, split: Split, img_size: int, limit: int | None = None) -> Dataset:
@@ -186,6 +174,12 @@ class Task:
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """Write the benchmark's official submission file from saved predictions (None: the task has none)."""
         return None
+
+    def score_submission(self, path: Path) -> dict[str, float | None]:
+        """Score a file in the benchmark's official submission format (``cpcbench score``): ``{metric: mean}``
+        (None where a metric is undefined for that file). Tasks with such a format override this."""
+        raise CpcbenchError(f"task {self.name!r} has no submission format to score; pass the .predictions.npz "
+                            "that `cpcbench eval` wrote")
 
     def ground_truth(self, batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray] | None:
         """The ``gt/<name>`` arrays of ``predictions`` alone (used for the trivial baseline), or None."""
@@ -271,8 +265,3 @@ def to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
     x = rgb.astype(np.float32) / 255.0
     x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-
-
-def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """points: [..., 2] pixels -> [..., 2] through a 2x3 affine."""
-    return points @ affine[:, :2].T + affine[:, 2]

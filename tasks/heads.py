@@ -69,44 +69,6 @@ def rotmat_to_rot6d(r: torch.Tensor) -> torch.Tensor:
     return torch.cat([r[..., :, 0], r[..., :, 1]], dim=-1)
 
 
-def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
-    """[..., 3] axis-angle -> [..., 3, 3] (Rodrigues)."""
-    angle = aa.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    axis = aa / angle
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*aa.shape[:-1], 3, 3)
-    s, c = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
-    return eye + s * k + (1 - c) * (k @ k)
-
-
-def rotmat_to_axis_angle(r: torch.Tensor) -> torch.Tensor:
-    """[..., 3, 3] -> [..., 3] through a unit quaternion (stable near 0 and pi)."""
-    m = r
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Shepperd's method: choose the largest of w, x, y, z for numerical stability
-    qw2 = (1 + trace).clamp_min(0)
-    qx2 = (1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2]).clamp_min(0)
-    qy2 = (1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2]).clamp_min(0)
-    qz2 = (1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]).clamp_min(0)
-    cands = torch.stack([
-        torch.stack([qw2, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], qx2, m[..., 1, 0] + m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0]], -1),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], qy2, m[..., 2, 1] + m[..., 1, 2]], -1),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] + m[..., 1, 2], qz2], -1),
-    ], -2)  # [..., 4 candidates, 4 (w, x, y, z)] each = 4 * q_k * q
-    best = torch.stack([qw2, qx2, qy2, qz2], -1).argmax(-1)
-    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
-    q = F.normalize(q, dim=-1)
-    q = torch.where(q[..., :1] < 0, -q, q)  # w >= 0: angle in [0, pi]
-    w, xyz = q[..., 0], q[..., 1:]
-    sin_half = xyz.norm(dim=-1)
-    angle = 2 * torch.atan2(sin_half, w)
-    scale = torch.where(sin_half > 1e-6, angle / sin_half.clamp_min(1e-12), 2.0 + angle**2 / 12)
-    return xyz * scale[..., None]
-
-
 def mean_rotation(r: torch.Tensor) -> torch.Tensor:
     """Chordal L2 mean of rotations: [N, ..., 3, 3] -> [..., 3, 3] (the arithmetic mean projected onto SO(3))."""
     u, _, vh = torch.linalg.svd(r.double().mean(0))
@@ -381,3 +343,32 @@ class ModelDecoder(nn.Module):
         tips = torch.zeros(len(MANO_TIP_VERTS), self.J_regressor.shape[1])
         tips[torch.arange(len(MANO_TIP_VERTS)), torch.tensor(MANO_TIP_VERTS)] = 1.0
         return torch.cat([self.J_regressor, tips])[list(MANO_TO_FREIHAND)]
+
+
+class MeshRegressor(nn.Module):
+    """ParamMeshHead + smplx decoding: tokens -> {rotmat, betas, cam, verts, joints3d} (root-relative, metres)."""
+
+    def __init__(self, head: ParamMeshHead, decoder: ModelDecoder) -> None:
+        super().__init__()
+        self.head, self.decoder = head, decoder
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.head(tokens)
+        verts, joints = self.decoder(p["rotmat"], p["betas"])
+        root = joints[:, :1]
+        return {**p, "verts": verts - root, "joints3d": joints - root}
+
+
+class VertexRegressor(nn.Module):
+    """VertexHead + the model's joint regressor: tokens -> {verts, joints3d} (root-relative, metres)."""
+
+    def __init__(self, head: VertexHead, decoder: ModelDecoder) -> None:
+        super().__init__()
+        self.head = head
+        self.register_buffer("regressor", decoder.joint_regressor(), persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.head(tokens)
+        joints = self.regressor.to(p["verts"].dtype) @ p["verts"]
+        root = joints[:, :1]
+        return {**p, "verts": p["verts"] - root, "joints3d": joints - root}

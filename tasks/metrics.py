@@ -1,7 +1,7 @@
 """Pose, mesh, dense and classification metrics with the field's reference conventions, batched.
 
-Every function takes numpy arrays or torch tensors and returns **per-sample** values ``[B]`` in the same array
-library (torch results stay on the input's device). Aggregation over samples (mean, std over seeds, stderr)
+Every function takes numpy arrays (anything ``np.asarray`` accepts) and returns **per-sample** values ``[B]``
+as numpy arrays, float32 in -> float32 out. Aggregation over samples (mean, std over seeds, stderr)
 happens in one place, ``harness.results.summarize``. Lengths keep the input's units: convert metres to
 millimetres before (``Protocol.prepare``) or after.
 
@@ -39,18 +39,14 @@ sample without any valid joint. An empty batch gives an empty result.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from core.errors import CpcbenchError
 from tasks.arrays import (
-    Array,
-    array_lib,
-    as_array,
     check_finite,
     check_pair,
-    is_torch,
     joint_mask,
     like_input,
     masked_mean,
@@ -77,7 +73,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _root_point(x: Array, root: int | Sequence[int]) -> Array:
+def _root_point(x: np.ndarray, root: int | Sequence[int]) -> np.ndarray:
     idx = [int(root)] if isinstance(root, int | np.integer) else [int(i) for i in root]
     if not idx:
         raise CpcbenchError("root must be a joint index or a non-empty list of joint indices")
@@ -86,8 +82,8 @@ def _root_point(x: Array, root: int | Sequence[int]) -> Array:
     return x[:, idx].mean(1)
 
 
-def joint_errors(pred: Array, gt: Array, root: int | Sequence[int] | None = None,
-                 valid: Array | None = None) -> Array:
+def joint_errors(pred: np.ndarray, gt: np.ndarray, root: int | Sequence[int] | None = None,
+                 valid: np.ndarray | None = None) -> np.ndarray:
     """Per-joint Euclidean errors [B, J] after optional root alignment (masked entries are 0)."""
     check_pair(pred, gt, "mpjpe")
     p, g = to_float(pred), to_float(gt)
@@ -102,7 +98,8 @@ def joint_errors(pred: Array, gt: Array, root: int | Sequence[int] | None = None
     return err if w is None else err * w
 
 
-def mpjpe(pred: Array, gt: Array, root: int | Sequence[int] | None = None, valid: Array | None = None) -> Array:
+def mpjpe(pred: np.ndarray, gt: np.ndarray, root: int | Sequence[int] | None = None,
+          valid: np.ndarray | None = None) -> np.ndarray:
     """Mean per-joint position error per sample.
 
     pred, gt: [B, J, D]; root: None (no alignment), a joint index, or joint indices whose mean is subtracted from
@@ -111,7 +108,7 @@ def mpjpe(pred: Array, gt: Array, root: int | Sequence[int] | None = None, valid
     """
     if root is not None and valid is not None:
         # root joints must be present: they define the frame of every other joint
-        v = as_array(valid, pred)
+        v = np.asarray(valid)
         idx = [int(root)] if isinstance(root, int | np.integer) else [int(i) for i in root]
         if not bool((v[:, idx] != 0).all()):
             raise CpcbenchError(f"root joint(s) {idx} are masked out in some samples; root alignment needs them")
@@ -120,22 +117,24 @@ def mpjpe(pred: Array, gt: Array, root: int | Sequence[int] | None = None, valid
     return like_input(masked_mean(err, w, "mpjpe"), to_float(pred))
 
 
-def pa_mpjpe(pred: Array, gt: Array, allow_reflection: bool = False, valid: Array | None = None) -> Array:
+def pa_mpjpe(pred: np.ndarray, gt: np.ndarray, allow_reflection: bool = False,
+             valid: np.ndarray | None = None) -> np.ndarray:
     """Procrustes-aligned MPJPE per sample: [B, J, D] -> [B] (input units). See ``similarity_transform``."""
     check_pair(pred, gt, "pa_mpjpe")
     p = to_float(pred)
     w = joint_mask(valid, tuple(p.shape[:2]), p)
     if p.shape[0] == 0:
-        return like_input(p.sum((1, 2)) if not is_torch(p) else p.sum(dim=(1, 2)), p)
+        return like_input(p.sum((1, 2)), p)
     s, R, t = similarity_transform(pred, gt, allow_reflection=allow_reflection, valid=valid)
     aligned = apply_transform(zero_masked(p, w), s, R, t)
     g = zero_masked(to_float(gt), w)
-    g = g.to(aligned.dtype) if is_torch(g) else g.astype(aligned.dtype, copy=False)
+    g = g.astype(aligned.dtype, copy=False)
     err = norm_last(aligned - g)
     return like_input(masked_mean(err, w, "pa_mpjpe"), p)
 
 
-def pve(pred_verts: Array, gt_verts: Array, root_pred: Array | None = None, root_gt: Array | None = None) -> Array:
+def pve(pred_verts: np.ndarray, gt_verts: np.ndarray, root_pred: np.ndarray | None = None,
+        root_gt: np.ndarray | None = None) -> np.ndarray:
     """Per-vertex error per sample: mean over V of |pred - gt|.
 
     pred_verts, gt_verts: [B, V, 3]; root_pred, root_gt: [B, 3] points subtracted from the respective mesh (e.g.
@@ -148,19 +147,18 @@ def pve(pred_verts: Array, gt_verts: Array, root_pred: Array | None = None, root
     check_finite(p, "predicted vertices")
     check_finite(g, "ground-truth vertices")
     if root_pred is not None:
-        rp, rg = to_float(as_array(root_pred, p)), to_float(as_array(root_gt, p))
+        rp, rg = to_float(root_pred), to_float(root_gt)
         for name, r in (("root_pred", rp), ("root_gt", rg)):
             if tuple(r.shape) != (p.shape[0], p.shape[2]):
                 raise CpcbenchError(f"pve: {name} has shape {tuple(r.shape)}, expected [B, 3] = "
                                     f"{(p.shape[0], p.shape[2])}")
             check_finite(r, name)
-        p = p - rp[:, None].to(p.dtype) if is_torch(p) else p - rp[:, None]
-        g = g - rg[:, None].to(g.dtype) if is_torch(g) else g - rg[:, None]
+        p, g = p - rp[:, None], g - rg[:, None]
     return like_input(masked_mean(norm_last(p - g), None, "pve"), to_float(pred_verts))
 
 
-def pa_pve(pred_verts: Array, gt_verts: Array, allow_reflection: bool = False,
-           transform_from: tuple[Array, Array] | None = None) -> Array:
+def pa_pve(pred_verts: np.ndarray, gt_verts: np.ndarray, allow_reflection: bool = False,
+           transform_from: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Procrustes-aligned per-vertex error per sample: [B, V, 3] -> [B].
 
     transform_from=None: the transform is estimated on the vertices themselves (FreiHAND mesh, Multi-HMR).
@@ -177,8 +175,7 @@ def pa_pve(pred_verts: Array, gt_verts: Array, allow_reflection: bool = False,
     check_finite(to_float(pred_verts), "predicted vertices")
     check_finite(to_float(gt_verts), "ground-truth vertices")
     aligned = apply_transform(pred_verts, s, R, t)
-    g = to_float(gt_verts)
-    g = g.to(aligned.dtype) if is_torch(g) else g.astype(aligned.dtype)
+    g = to_float(gt_verts).astype(aligned.dtype)
     return like_input(norm_last(aligned - g).mean(-1), to_float(pred_verts))
 
 
@@ -187,8 +184,8 @@ def pa_pve(pred_verts: Array, gt_verts: Array, allow_reflection: bool = False,
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def pck(pred: Array, gt: Array, threshold: float, normalize: Array | float | None = None, inclusive: bool = True,
-        valid: Array | None = None) -> Array:
+def pck(pred: np.ndarray, gt: np.ndarray, threshold: float, normalize: np.ndarray | float | None = None,
+        inclusive: bool = True, valid: np.ndarray | None = None) -> np.ndarray:
     """Fraction of (valid) joints within ``threshold`` per sample: [B, J, D] -> [B] in [0, 1].
 
     normalize: per-sample scale [B] (or a scalar) that distances are divided by (2D PCK: bbox size, head size,
@@ -199,16 +196,15 @@ def pck(pred: Array, gt: Array, threshold: float, normalize: Array | float | Non
     w = joint_mask(valid, tuple(p.shape[:2]), p)
     d = joint_errors(pred, gt, valid=valid)
     if normalize is not None:
-        n = to_float(as_array(normalize, p))
+        n = to_float(normalize)
         if n.ndim == 0:
-            n = n * array_lib(p).ones_like(d[:, 0])
+            n = n * np.ones_like(d[:, 0])
         if tuple(n.shape) != (p.shape[0],):
             raise CpcbenchError(f"pck: normalize must be a scalar or one scale per sample [B], got {tuple(n.shape)}")
-        if not bool(array_lib(n).isfinite(n).all()) or bool((n <= 0).any()):
+        if not np.isfinite(n).all() or (n <= 0).any():
             raise CpcbenchError("pck: normalize scales must be finite and > 0 (bbox/head/torso size per sample)")
-        d = d / (n.to(d.dtype) if is_torch(d) else n.astype(d.dtype))[:, None]
-    hit = (d <= threshold) if inclusive else (d < threshold)
-    hit = hit.to(p.dtype) if is_torch(p) else hit.astype(p.dtype)
+        d = d / n.astype(d.dtype)[:, None]
+    hit = ((d <= threshold) if inclusive else (d < threshold)).astype(p.dtype)
     return like_input(masked_mean(hit, w, "pck"), p)
 
 
@@ -232,8 +228,8 @@ def _threshold_weights(lo: float, hi: float, steps: int, integrate: str) -> np.n
     return thr, w
 
 
-def auc(errors: Array, lo: float, hi: float, steps: int, valid: Array | None = None, inclusive: bool = True,
-        integrate: Literal["trapz", "mean"] = "trapz") -> Array:
+def auc(errors: np.ndarray, lo: float, hi: float, steps: int, valid: np.ndarray | None = None, inclusive: bool = True,
+        integrate: Literal["trapz", "mean"] = "trapz") -> np.ndarray:
     """Area under the PCK curve per sample, normalised to [0, 1].
 
     errors: [B, J] per-joint errors (or [B], one error per sample) in the units of lo/hi; thresholds are
@@ -241,11 +237,11 @@ def auc(errors: Array, lo: float, hi: float, steps: int, valid: Array | None = N
     ``integrate="mean"`` and ``inclusive=False``; 3DPW challenge: 0-199 mm, 200 steps). Exact and O(N log T): each
     error's PCK indicator is integrated in closed form from the first threshold it passes.
     """
-    e = to_float(as_array(errors))
+    e = to_float(errors)
     if e.ndim == 1:
         e = e[:, None]
         if valid is not None:
-            valid = as_array(valid, e)[:, None]
+            valid = np.asarray(valid)[:, None]
     if e.ndim != 2:
         raise CpcbenchError(f"auc: errors must be [B, J] or [B], got {tuple(e.shape)}")
     w = joint_mask(valid, tuple(e.shape), e)
@@ -253,24 +249,15 @@ def auc(errors: Array, lo: float, hi: float, steps: int, valid: Array | None = N
     thr, wt = _threshold_weights(float(lo), float(hi), int(steps), integrate)
     tail = np.concatenate([np.cumsum(wt[::-1])[::-1], [0.0]])  # tail[k] = sum of weights of thresholds k..T-1
     side = "left" if inclusive else "right"  # first threshold t with e <= t (inclusive) or e < t
-    if is_torch(e):
-        import torch
-
-        thr_t = torch.as_tensor(thr, dtype=torch.float64, device=e.device)
-        k = torch.searchsorted(thr_t, e.to(torch.float64).contiguous(), right=not inclusive)
-        per = torch.as_tensor(tail, dtype=torch.float64, device=e.device)[k].to(e.dtype)
-    else:
-        k = np.searchsorted(thr, e.astype(np.float64), side=side)
-        per = tail[k].astype(e.dtype)
+    per = tail[np.searchsorted(thr, e.astype(np.float64), side=side)].astype(e.dtype)
     return like_input(masked_mean(zero_masked(per[..., None], w)[..., 0] if w is not None else per, w, "auc"), e)
 
 
-def pck_curve(errors: Array, lo: float, hi: float, steps: int, valid: Array | None = None,
+def pck_curve(errors: np.ndarray, lo: float, hi: float, steps: int, valid: np.ndarray | None = None,
               inclusive: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Data-set PCK curve (for plots): thresholds [T] and the fraction of valid (sample, joint) pairs within each."""
-    e = np.asarray(errors.detach().cpu() if is_torch(errors) else errors, dtype=np.float64).reshape(len(errors), -1)
-    v = np.ones_like(e, bool) if valid is None else np.asarray(
-        valid.detach().cpu() if is_torch(valid) else valid).reshape(e.shape) != 0
+    e = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
+    v = np.ones_like(e, bool) if valid is None else np.asarray(valid).reshape(e.shape) != 0
     thr = np.linspace(lo, hi, steps)
     vals = np.sort(e[v])
     n = max(len(vals), 1)
@@ -283,14 +270,13 @@ def pck_curve(errors: Array, lo: float, hi: float, steps: int, valid: Array | No
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def nn_distances(pred_verts: Array, gt_verts: Array, chunk: int = 0) -> tuple[Array, Array]:
+def nn_distances(pred_verts: np.ndarray, gt_verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-neighbour distances in both directions.
 
     pred_verts: [B, Vp, 3], gt_verts: [B, Vg, 3] (Vp may differ from Vg). Returns (d_gt [B, Vg]: for each GT
     point the distance to the closest predicted point; d_pred [B, Vp]: for each predicted point the distance to
-    the closest GT point), float64. On the CPU a k-d tree per sample (scipy ``cKDTree``, exact, ~1 ms for
-    778 x 778 points: faster than any brute-force batch on a few cores); CUDA tensors use batched ``torch.cdist``
-    in blocks of ``chunk`` samples (0 = automatic).
+    the closest GT point), float64. A k-d tree per sample (scipy ``cKDTree``, exact, ~1 ms for 778 x 778 points:
+    faster than any brute-force batch on a few cores).
     """
     if pred_verts.ndim != 3 or gt_verts.ndim != 3 or pred_verts.shape[0] != gt_verts.shape[0] \
             or pred_verts.shape[-1] != gt_verts.shape[-1]:
@@ -300,50 +286,18 @@ def nn_distances(pred_verts: Array, gt_verts: Array, chunk: int = 0) -> tuple[Ar
         raise CpcbenchError("f_score: a point set is empty; expected vertices [B, V, 3] with V > 0")
     check_finite(pred_verts, "predicted vertices")
     check_finite(gt_verts, "ground-truth vertices")
-    if is_torch(pred_verts) and pred_verts.device.type != "cpu":
-        return _nn_cdist(pred_verts, as_array(gt_verts, pred_verts).to(pred_verts.device), chunk)
     from scipy.spatial import cKDTree
 
-    def as_np(x: Any) -> np.ndarray:
-        return np.asarray(x.detach().cpu() if is_torch(x) else x, dtype=np.float64)
-
-    p, g = as_np(pred_verts), as_np(gt_verts)
-    B = p.shape[0]
+    p, g = np.asarray(pred_verts, dtype=np.float64), np.asarray(gt_verts, dtype=np.float64)
     d_gt = np.empty(g.shape[:2])
     d_pred = np.empty(p.shape[:2])
-    for b in range(B):  # one tree query per sample; each is vectorised C++
+    for b in range(p.shape[0]):  # one tree query per sample; each is vectorised C++
         d_gt[b] = cKDTree(p[b]).query(g[b], k=1)[0]
         d_pred[b] = cKDTree(g[b]).query(p[b], k=1)[0]
-    if is_torch(pred_verts):
-        import torch
-
-        return torch.from_numpy(d_gt), torch.from_numpy(d_pred)
     return d_gt, d_pred
 
 
-def _nn_cdist(p: Array, g: Array, chunk: int) -> tuple[Array, Array]:
-    """Batched brute-force nearest neighbours with torch (for accelerators). [B, Vp, 3], [B, Vg, 3]."""
-    import torch
-
-    B, Vp, _ = p.shape
-    Vg = g.shape[1]
-    d_gt = torch.empty(B, Vg, dtype=torch.float64, device=p.device)
-    d_pred = torch.empty(B, Vp, dtype=torch.float64, device=p.device)
-    if chunk <= 0:
-        chunk = max(1, int(50_000_000 // max(Vp * Vg, 1)))
-    with torch.no_grad():
-        for i in range(0, B, chunk):
-            a = p[i:i + chunk].to(torch.float64)
-            b = g[i:i + chunk].to(torch.float64)
-            c = b.mean(1, keepdim=True)  # centre: smaller magnitudes, more exact distances
-            D = torch.cdist(a - c, b - c, compute_mode="donot_use_mm_for_euclid_dist")  # [c, Vp, Vg]
-            d_pred[i:i + chunk] = D.amin(2)
-            d_gt[i:i + chunk] = D.amin(1)
-    return d_gt, d_pred
-
-
-def _fscore_from(d_gt: Array, d_pred: Array, th: float, inclusive: bool) -> Array:
-    xp = array_lib(d_gt)
+def _fscore_from(d_gt: np.ndarray, d_pred: np.ndarray, th: float, inclusive: bool) -> np.ndarray:
     if inclusive:
         prec, rec = (d_gt <= th), (d_pred <= th)
     else:
@@ -351,22 +305,18 @@ def _fscore_from(d_gt: Array, d_pred: Array, th: float, inclusive: bool) -> Arra
     prec = (prec * 1.0).mean(-1)
     rec = (rec * 1.0).mean(-1)
     den = prec + rec
-    return xp.where(den > 0, 2 * prec * rec / xp.where(den > 0, den, xp.ones_like(den)), xp.zeros_like(den))
+    return np.where(den > 0, 2 * prec * rec / np.where(den > 0, den, 1.0), 0.0)
 
 
-def f_scores(pred_verts: Array, gt_verts: Array, thresholds: Sequence[float], inclusive: bool = False) -> Array:
+def f_scores(pred_verts: np.ndarray, gt_verts: np.ndarray, thresholds: Sequence[float],
+             inclusive: bool = False) -> np.ndarray:
     """F-scores per sample and threshold: [B, T] (nearest neighbours computed once for all thresholds)."""
     d_gt, d_pred = nn_distances(pred_verts, gt_verts)
-    cols = [_fscore_from(d_gt, d_pred, float(t), inclusive) for t in thresholds]
-    xp = array_lib(d_gt)
-    out = xp.stack(cols, -1) if is_torch(d_gt) else np.stack(cols, -1)
-    ref = to_float(pred_verts)
-    if is_torch(ref):
-        out = out.to(ref.device)
-    return like_input(out, ref)
+    out = np.stack([_fscore_from(d_gt, d_pred, float(t), inclusive) for t in thresholds], -1)
+    return like_input(out, to_float(pred_verts))
 
 
-def f_score(pred_verts: Array, gt_verts: Array, threshold: float, inclusive: bool = False) -> Array:
+def f_score(pred_verts: np.ndarray, gt_verts: np.ndarray, threshold: float, inclusive: bool = False) -> np.ndarray:
     """FreiHAND F-score per sample at ``threshold`` (input units; F@5mm: 0.005 m): [B, V, 3] -> [B] in [0, 1].
 
     precision = fraction of GT points whose nearest predicted point is closer than the threshold, recall = the
@@ -381,8 +331,8 @@ def f_score(pred_verts: Array, gt_verts: Array, threshold: float, inclusive: boo
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _labels_pair(pred: Array, gt: Array, num_classes: int) -> tuple[Array, Array]:
-    p, g = as_array(pred), as_array(gt, pred)
+def _labels_pair(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    p, g = np.asarray(pred), np.asarray(gt)
     if tuple(p.shape) != tuple(g.shape):
         raise CpcbenchError(f"miou: predicted labels {tuple(p.shape)} do not match GT labels {tuple(g.shape)}")
     if p.ndim < 2:
@@ -392,8 +342,8 @@ def _labels_pair(pred: Array, gt: Array, num_classes: int) -> tuple[Array, Array
     return p.reshape(p.shape[0], -1), g.reshape(g.shape[0], -1)
 
 
-def intersection_union(pred_labels: Array, gt_labels: Array, num_classes: int,
-                       ignore_index: int | None = 255) -> tuple[Array, Array]:
+def intersection_union(pred_labels: np.ndarray, gt_labels: np.ndarray, num_classes: int,
+                       ignore_index: int | None = 255) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample, per-class intersection and union pixel counts: [B, H, W] -> ([B, C], [B, C]).
 
     Pixels whose GT equals ``ignore_index`` (or lies outside [0, C)) are ignored; predicted labels outside [0, C)
@@ -402,41 +352,27 @@ def intersection_union(pred_labels: Array, gt_labels: Array, num_classes: int,
     p, g = _labels_pair(pred_labels, gt_labels, num_classes)
     C = num_classes
     B = p.shape[0]
-    if is_torch(p):
-        import torch
-
-        p, g = p.long(), g.long().to(p.device)
-        keep = (g >= 0) & (g < C)
-        if ignore_index is not None:
-            keep &= g != ignore_index
-        offs = torch.arange(B, device=p.device)[:, None] * C
-        pc = torch.where((p >= 0) & (p < C), p, torch.full_like(p, -1))
-        inter = torch.bincount((offs + g)[keep & (pc == g)], minlength=B * C).reshape(B, C)
-        area_g = torch.bincount((offs + g)[keep], minlength=B * C).reshape(B, C)
-        ok = keep & (pc >= 0)
-        area_p = torch.bincount((offs + pc)[ok], minlength=B * C).reshape(B, C)
-    else:
-        p, g = p.astype(np.int64), g.astype(np.int64)
-        keep = (g >= 0) & (g < C)
-        if ignore_index is not None:
-            keep &= g != ignore_index
-        offs = np.arange(B)[:, None] * C
-        pc = np.where((p >= 0) & (p < C), p, -1)
-        inter = np.bincount((offs + g)[keep & (pc == g)], minlength=B * C).reshape(B, C)
-        area_g = np.bincount((offs + g)[keep], minlength=B * C).reshape(B, C)
-        ok = keep & (pc >= 0)
-        area_p = np.bincount((offs + pc)[ok], minlength=B * C).reshape(B, C)
+    p, g = p.astype(np.int64), g.astype(np.int64)
+    keep = (g >= 0) & (g < C)
+    if ignore_index is not None:
+        keep &= g != ignore_index
+    offs = np.arange(B)[:, None] * C
+    pc = np.where((p >= 0) & (p < C), p, -1)
+    inter = np.bincount((offs + g)[keep & (pc == g)], minlength=B * C).reshape(B, C)
+    area_g = np.bincount((offs + g)[keep], minlength=B * C).reshape(B, C)
+    ok = keep & (pc >= 0)
+    area_p = np.bincount((offs + pc)[ok], minlength=B * C).reshape(B, C)
     return inter, area_p + area_g - inter
 
 
-def miou_from_counts(inter: Array, union: Array) -> tuple[float, np.ndarray]:
+def miou_from_counts(inter: np.ndarray, union: np.ndarray) -> tuple[float, np.ndarray]:
     """Dataset-level mIoU from summed counts: inter, union [C] (or [B, C], summed here) -> (mIoU, IoU per class).
 
     Classes with an empty union (absent from both prediction and GT everywhere) are NaN per class and left out of
     the mean, as in mmsegmentation's ``nanmean``.
     """
-    i = np.asarray(inter.detach().cpu() if is_torch(inter) else inter, dtype=np.float64)
-    u = np.asarray(union.detach().cpu() if is_torch(union) else union, dtype=np.float64)
+    i = np.asarray(inter, dtype=np.float64)
+    u = np.asarray(union, dtype=np.float64)
     if i.ndim == 2:
         i, u = i.sum(0), u.sum(0)
     iou = np.full_like(i, np.nan)
@@ -446,8 +382,8 @@ def miou_from_counts(inter: Array, union: Array) -> tuple[float, np.ndarray]:
     return float(np.nanmean(iou)), iou
 
 
-def miou(pred_labels: Array, gt_labels: Array, num_classes: int, ignore_index: int | None = 255,
-         ignore_background: bool = False) -> Array:
+def miou(pred_labels: np.ndarray, gt_labels: np.ndarray, num_classes: int, ignore_index: int | None = 255,
+         ignore_background: bool = False) -> np.ndarray:
     """Per-sample mIoU: for each sample, the mean IoU over classes present in its prediction or GT. [B, ...] -> [B].
 
     ignore_background: leave class 0 out of the mean over classes (part segmentation: mean over parts); its pixels
@@ -457,23 +393,21 @@ def miou(pred_labels: Array, gt_labels: Array, num_classes: int, ignore_index: i
     ``miou_from_counts`` (or ``confusion_matrix``).
     """
     inter, union = intersection_union(pred_labels, gt_labels, num_classes, ignore_index)
-    xp = array_lib(inter)
     present = union > 0
     if ignore_background:
         present[:, 0] = False
     n = present.sum(-1)
     fi = inter * 1.0
-    fu = xp.where(present, union * 1.0, xp.ones_like(fi))
+    fu = np.where(present, union * 1.0, np.ones_like(fi))
     total = (fi / fu * present).sum(-1)
-    return xp.where(n > 0, total / xp.where(n > 0, n, xp.ones_like(n)), xp.ones_like(total))
+    return np.where(n > 0, total / np.where(n > 0, n, 1), 1.0)
 
 
-def confusion_matrix(pred_labels: Array, gt_labels: Array, num_classes: int,
+def confusion_matrix(pred_labels: np.ndarray, gt_labels: np.ndarray, num_classes: int,
                      ignore_index: int | None = 255) -> np.ndarray:
     """Dataset-level confusion matrix [C, C] (rows GT, columns prediction); predictions outside [0, C) dropped."""
     p, g = _labels_pair(pred_labels, gt_labels, num_classes)
-    p = np.asarray(p.detach().cpu() if is_torch(p) else p, dtype=np.int64).ravel()
-    g = np.asarray(g.detach().cpu() if is_torch(g) else g, dtype=np.int64).ravel()
+    p, g = p.astype(np.int64).ravel(), g.astype(np.int64).ravel()
     keep = (g >= 0) & (g < num_classes) & (p >= 0) & (p < num_classes)
     if ignore_index is not None:
         keep &= g != ignore_index
@@ -481,10 +415,10 @@ def confusion_matrix(pred_labels: Array, gt_labels: Array, num_classes: int,
                                                                                            num_classes)
 
 
-def accuracy(logits_or_labels: Array, labels: Array, k: int = 1) -> Array:
+def accuracy(logits_or_labels: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
     """Per-sample correctness (1.0 or 0.0): logits [B, C] (top-k) or predicted labels [B] vs labels [B] -> [B]."""
-    x = as_array(logits_or_labels)
-    y = as_array(labels, x)
+    x = np.asarray(logits_or_labels)
+    y = np.asarray(labels)
     if y.ndim != 1:
         raise CpcbenchError(f"accuracy: labels must be [B], got {tuple(y.shape)}")
     if x.shape[0] != y.shape[0]:
@@ -493,15 +427,10 @@ def accuracy(logits_or_labels: Array, labels: Array, k: int = 1) -> Array:
         if k < 1 or k > x.shape[1]:
             raise CpcbenchError(f"accuracy: k={k} must be between 1 and the number of classes {x.shape[1]}")
         check_finite(to_float(x), "logits")
-        if is_torch(x):
-            top = x.topk(k, dim=1).indices
-            hit = (top == y.to(top.device)[:, None].long()).any(1)
-            return hit.to(x.dtype if x.is_floating_point() else to_float(x).dtype)
         top = np.argsort(-x, axis=1, kind="stable")[:, :k]
         return (top == y[:, None]).any(1).astype(to_float(x).dtype)
     if x.ndim == 1:
         if k != 1:
             raise CpcbenchError("accuracy: top-k needs logits [B, C], not labels")
-        hit = x == y
-        return hit.to(to_float(x).dtype) if is_torch(x) else hit.astype(np.float64)
+        return (x == y).astype(np.float64)
     raise CpcbenchError(f"accuracy: expected logits [B, C] or labels [B], got {tuple(x.shape)}")

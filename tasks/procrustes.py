@@ -6,20 +6,17 @@ Umeyama with the det fix, det(R) = +1. Hand family (lmb-freiburg/freihand ``eval
 ``scipy.linalg.orthogonal_procrustes`` without a det constraint, reflections allowed. Both use the least-squares
 scale trace(R M) / |pred - mean|^2.
 
-Speed: the rotation is the orthogonal polar factor of M^T (M = sum_j x_j y_j^T), computed for all samples at once
-by scaled Newton iteration on [B]-long arrays (Higham 1986); only samples where that is not the answer (det(M) <= 0
-without reflections, near-singular M, no convergence) go through a batched SVD. No Python loop over samples.
+The rotation comes from one batched SVD of the [B, D, D] cross-covariances (numpy's LAPACK, as the reference
+scripts use), no Python loop over samples: about 0.15 s for the 35,515 samples of 3DPW.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from tasks.arrays import (
-    Array,
-    array_lib,
     check_finite,
     check_pair,
-    eye_like,
-    is_torch,
     joint_mask,
     like_input,
     mean_points,
@@ -30,8 +27,8 @@ from tasks.arrays import (
 )
 
 
-def similarity_transform(pred: Array, gt: Array, allow_reflection: bool = False,
-                         valid: Array | None = None) -> tuple[Array, Array, Array]:
+def similarity_transform(pred: np.ndarray, gt: np.ndarray, allow_reflection: bool = False,
+                         valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares similarity transform of ``pred`` onto ``gt``, batched (one SVD call, no Python loop).
 
     pred, gt: [B, J, D] (D = 2 or 3); valid: [B, J] or None (estimate on valid joints only).
@@ -44,16 +41,9 @@ def similarity_transform(pred: Array, gt: Array, allow_reflection: bool = False,
     require_valid(w, "procrustes")
     check_finite(pred, "prediction", w)
     check_finite(gt, "ground truth", w)
-    return _similarity(pred, gt, allow_reflection, w)
-
-
-def _similarity(pred: Array, gt: Array, allow_reflection: bool, w: Array | None) -> tuple[Array, Array, Array]:
-    xp = array_lib(pred)
     # float64 for the 3x3 algebra: exact enough near degenerate configurations and cheap.
     p = to_float(pred, 64)
     g = to_float(gt, 64)
-    if is_torch(p):
-        g = g.to(p.dtype)
     B, _, D = p.shape
     if w is None:
         mu_p = mean_points(p)
@@ -62,7 +52,7 @@ def _similarity(pred: Array, gt: Array, allow_reflection: bool, w: Array | None)
         Y = g - mu_g[:, None]
         Xw = X
     else:
-        ww = w.to(p.dtype) if is_torch(p) else w.astype(p.dtype)
+        ww = w.astype(p.dtype)
         p = zero_masked(p, ww)
         g = zero_masked(g, ww)
         n = ww.sum(1)[:, None]
@@ -71,105 +61,49 @@ def _similarity(pred: Array, gt: Array, allow_reflection: bool, w: Array | None)
         X = p - mu_p[:, None]
         Y = g - mu_g[:, None]
         Xw = X * ww[..., None]
-    var = xp.einsum("bjk,bjk->b", Xw, X)
+    var = np.einsum("bjk,bjk->b", Xw, X)
     M = Xw.swapaxes(1, 2) @ Y  # [B, D, D] = sum_j x_j y_j^T
     R = _optimal_rotation(M, allow_reflection)
-    z_dot_s = xp.einsum("bij,bji->b", R, M)  # trace(R M) = sum of (sign-fixed) singular values
+    z_dot_s = np.einsum("bij,bji->b", R, M)  # trace(R M) = sum of (sign-fixed) singular values
     degenerate = var <= 0
-    safe_var = xp.where(degenerate, xp.ones_like(var), var)
-    s = xp.where(degenerate, xp.zeros_like(var), z_dot_s / safe_var)
-    if bool(degenerate.any()):
-        R = xp.where(degenerate[:, None, None], eye_like(R, D, B), R)
-    t = mu_g - s[:, None] * xp.einsum("bik,bk->bi", R, mu_p)
+    safe_var = np.where(degenerate, 1.0, var)
+    s = np.where(degenerate, 0.0, z_dot_s / safe_var)
+    if degenerate.any():
+        R = np.where(degenerate[:, None, None], np.eye(D), R)
+    t = mu_g - s[:, None] * np.einsum("bik,bk->bi", R, mu_p)
     return like_input(s, pred), like_input(R, pred), like_input(t, pred)
 
 
-def _rotation_svd(M: Array, allow_reflection: bool) -> Array:
-    """R = V diag(1, .., 1, d) U^T from M = U S V^T, d = sign(det(V U^T)) (or 1 when reflections are allowed)."""
-    xp = array_lib(M)
-    U, _, Vh = xp.linalg.svd(M)
+def _optimal_rotation(M: np.ndarray, allow_reflection: bool) -> np.ndarray:
+    """The R maximising trace(R M), M: [B, D, D] -> [B, D, D]: R = V diag(1, .., 1, d) U^T from M = U S V^T, with
+    d = sign(det(V U^T)) (Kabsch det fix; d = 1 when reflections are allowed)."""
+    U, _, Vh = np.linalg.svd(M)
     V = Vh.swapaxes(1, 2)
     Ut = U.swapaxes(1, 2)
     if allow_reflection:
         return V @ Ut
-    z = xp.ones_like(M[:, 0])
-    d = xp.sign(xp.linalg.det(V @ Ut))
-    z[:, -1] = xp.where(d == 0, xp.ones_like(d), d)
+    z = np.ones_like(M[:, 0])
+    d = np.sign(np.linalg.det(V @ Ut))
+    z[:, -1] = np.where(d == 0, 1.0, d)
     return (V * z[:, None, :]) @ Ut
 
 
-def _polar3(A: Array, max_iter: int = 30, tol: float = 1e-24) -> tuple[Array, Array, Array]:
-    """Orthogonal polar factor of 3x3 matrices by scaled Newton iteration (Higham 1986), elementwise on [B] arrays.
-
-    A: [B, 3, 3] -> (Q [B, 3, 3], det(A) [B], converged [B] bool). Q = V U^T for A = V S U^T, the rotation (or
-    reflection, when det(A) < 0) closest to A. ~6 iterations for well-conditioned A; much faster than a batched
-    LAPACK SVD of many tiny matrices. Singular or non-converged samples are flagged for the SVD fallback.
-    """
-    x = [A[:, i, j] * 1.0 for i in range(3) for j in range(3)]
-    det0 = None
-    delta = None
-    for _ in range(max_iter):
-        a, b, c, d, e, f, g, h, i = x
-        cof = [e * i - f * h, f * g - d * i, d * h - e * g, c * h - b * i, a * i - c * g, b * g - a * h,
-               b * f - c * e, c * d - a * f, a * e - b * d]
-        det = a * cof[0] + b * cof[1] + c * cof[2]
-        if det0 is None:
-            det0 = det
-        nx = sum(v * v for v in x)
-        nc = sum(v * v for v in cof)
-        ok = (det != 0) & (nx > 0)
-        det_s = det + (~ok) * 1.0  # avoid division by zero; those samples go to the SVD fallback
-        gam = (nc / (det_s * det_s * (nx + (~ok) * 1.0)) + (~ok) * 1.0) ** 0.25
-        k1, k2 = 0.5 * gam, 0.5 / (gam * det_s)
-        new = [k1 * u + k2 * w for u, w in zip(x, cof, strict=True)]
-        delta = sum((u - w) * (u - w) for u, w in zip(new, x, strict=True))
-        x = new
-        if bool((delta[ok] < tol).all()) if bool(ok.any()) else True:
-            break
-    xp = array_lib(A)
-    Q = xp.stack(x, -1).reshape(A.shape)
-    finite = xp.isfinite(Q).all(-1).all(-1)
-    return Q, det0, ok & (delta < tol) & finite
-
-
-def _optimal_rotation(M: Array, allow_reflection: bool) -> Array:
-    """The R maximising trace(R M) (Kabsch; det(R) = +1 unless ``allow_reflection``). M: [B, D, D] -> [B, D, D].
-
-    3D: polar factor of M^T by Newton iteration where it is the answer (det(M) > 0, or reflections allowed), a
-    batched SVD for the rest (det(M) <= 0 without reflections, near-singular M, no convergence).
-    """
-    B, D, _ = M.shape
-    if D != 3 or B == 0:
-        return _rotation_svd(M, allow_reflection)
-    Q, det, ok = _polar3(M.swapaxes(1, 2))
-    scale3 = array_lib(M).einsum("bij,bij->b", M, M) ** 1.5
-    ok = ok & (abs(det) > 1e-10 * scale3)
-    if not allow_reflection:
-        ok = ok & (det > 0)
-    if bool(ok.all()):
-        return Q
-    xp = array_lib(M)
-    bad = xp.nonzero(~ok)[0] if not is_torch(M) else (~ok).nonzero()[:, 0]
-    Q[bad] = _rotation_svd(M[bad], allow_reflection)
-    return Q
-
-
-def apply_transform(x: Array, s: Array, R: Array, t: Array) -> Array:
+def apply_transform(x: np.ndarray, s: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
     """x: [B, N, D] -> s * x @ R^T + t (the transform of ``similarity_transform``; N may differ from J)."""
     xf = to_float(x)
-    R = R.to(xf.dtype) if is_torch(xf) else R.astype(xf.dtype, copy=False)
-    s = s.to(xf.dtype) if is_torch(xf) else s.astype(xf.dtype, copy=False)
-    t = t.to(xf.dtype) if is_torch(xf) else t.astype(xf.dtype, copy=False)
+    R, s, t = (a.astype(xf.dtype, copy=False) for a in (R, s, t))
     return s[:, None, None] * (xf @ R.swapaxes(1, 2)) + t[:, None, :]
 
 
-def procrustes_align(pred: Array, gt: Array, allow_reflection: bool = False, valid: Array | None = None) -> Array:
+def procrustes_align(pred: np.ndarray, gt: np.ndarray, allow_reflection: bool = False,
+                     valid: np.ndarray | None = None) -> np.ndarray:
     """pred aligned onto gt by the least-squares similarity transform: [B, J, D] -> [B, J, D]."""
     s, R, t = similarity_transform(pred, gt, allow_reflection=allow_reflection, valid=valid)
     return apply_transform(pred, s, R, t)
 
 
-def scale_translation_align(pred: Array, gt: Array, bone: tuple[int, int] = (0, 4), root: int = 0) -> Array:
+def scale_translation_align(pred: np.ndarray, gt: np.ndarray, bone: tuple[int, int] = (0, 4),
+                            root: int = 0) -> np.ndarray:
     """HO3D's "scale-translation aligned" keypoints (shreyashampali/ho3d ``eval.py::align_sc_tr``).
 
     pred, gt: [B, J, 3]. pred is scaled so that the length of ``bone`` (joints 0-4 of the submission order in the
@@ -183,7 +117,6 @@ def scale_translation_align(pred: Array, gt: Array, bone: tuple[int, int] = (0, 
     a, b = bone
     sp = norm_last(p[:, b] - p[:, a])
     sg = norm_last(g[:, b] - g[:, a])
-    xp = array_lib(p)
-    ratio = xp.where(sp > 0, sg / xp.where(sp > 0, sp, xp.ones_like(sp)), sg)  # the script skips /s when s == 0
+    ratio = np.where(sp > 0, sg / np.where(sp > 0, sp, 1.0), sg)  # the script skips /s when s == 0
     q = p * ratio[:, None, None]
     return q - q[:, root:root + 1] + g[:, root:root + 1]

@@ -72,12 +72,6 @@ COCO_17: tuple[str, ...] = (
     "left_ankle", "right_ankle",
 )
 
-#: COCO OKS sigmas per keypoint (mmpose ``configs/_base_/datasets/coco.py``).
-COCO_17_SIGMAS: tuple[float, ...] = (
-    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087,
-    0.089, 0.089,
-)
-
 #: MPI-INF-3DHP test joints (mmhuman3d ``keypoints_mapping/mpi_inf_3dhp.py`` MPI_INF_3DHP_TEST_KEYPOINTS); root 14.
 MPI_INF_3DHP_17: tuple[str, ...] = (
     "headtop", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
@@ -94,7 +88,6 @@ MANO_16: tuple[str, ...] = (
 #: Fingertip vertex ids in smplx's order thumb, index, middle, ring, pinky (smplx ``vertex_ids.py['mano']``).
 #: FreiHAND's own ``utils/mano_utils.py kpId2vertices`` uses 744, 320, 443, 555, 672 (ring/pinky differ by one).
 MANO_TIP_VERTS: tuple[int, ...] = (744, 320, 443, 554, 671)
-FREIHAND_TIP_VERTS: tuple[int, ...] = (744, 320, 443, 555, 672)
 
 #: MANO 16 joints followed by the 5 tips (thumb, index, middle, ring, pinky): the 21-joint "MANO order".
 MANO_21: tuple[str, ...] = MANO_16 + ("thumb4", "index4", "middle4", "ring4", "pinky4")
@@ -110,16 +103,9 @@ MANO_TO_FREIHAND: tuple[int, ...] = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18
 
 #: H36M-17 -> LSP-14 (nkolot/SPIN ``constants.py``).
 H36M_TO_J14: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
-#: H36M-17 -> MPI-INF-3DHP-17 test order (nkolot/SPIN ``constants.py``: H36M_TO_J14 + pelvis, spine, head).
-H36M_TO_J17: tuple[int, ...] = H36M_TO_J14 + (0, 7, 9)
 #: SPIN's 24 GT joints -> LSP-14: 12 limbs, neck (LSP), head (H36M) (nkolot/SPIN ``constants.py``).
 J24_TO_J14: tuple[int, ...] = tuple(range(13)) + (18,)
 
-#: 3DPW challenge PCK joints (12 major SMPL joints) and MPJAE parts (aymenmir1/3dpw-eval ``evaluate.py``).
-PW3D_CHALLENGE_PCK_JOINTS: tuple[int, ...] = (1, 2, 4, 5, 7, 8, 16, 17, 18, 19, 20, 21)
-PW3D_CHALLENGE_ANGLE_PARTS: tuple[int, ...] = (0, 1, 2, 4, 5, 16, 17, 18, 19)
-#: SMPL joints EMDB ignores for jitter (eth-ait/emdb ``evaluation_metrics.py::compute_jitter``).
-EMDB_JITTER_IGNORE: tuple[int, ...] = (0, 7, 8, 10, 11, 20, 21, 22, 23)
 
 JOINT_SETS: dict[str, tuple[str, ...]] = {
     "smpl24": SMPL_24,
@@ -176,7 +162,7 @@ def mano_to_freihand(joints16: Any, verts: Any, tips: tuple[int, ...] = MANO_TIP
     """FreiHAND-order 21 joints from smplx MANO output.
 
     joints16: [B, 16, 3] (smplx ``MANO`` joints); verts: [B, 778, 3]. Returns [B, 21, 3] in ``FREIHAND_21`` order
-    (numpy or torch, matching the input). Pass ``tips=FREIHAND_TIP_VERTS`` for FreiHAND's own tip vertices.
+    (numpy or torch, matching the input).
     """
     if hasattr(joints16, "new_tensor"):  # torch
         import torch
@@ -334,7 +320,7 @@ _PROTOCOLS: tuple[Protocol, ...] = (
         name="3dpw-challenge-smpl24-root", joint_set="smpl24", root="smpl-root", procrustes="no-reflection",
         frame_filter="campose_valid and poses2d non-zero (aymenmir1/3dpw-eval evaluate.py::check_valid_inds)",
         source="aymenmir1/3dpw-eval evaluate.py", pck_mm=50.0, pck_inclusive=True, auc_mm=(0.0, 199.0, 200),
-        notes="All-zero prediction: aligned pred = GT mean. PCK/AUC on PW3D_CHALLENGE_PCK_JOINTS.",
+        notes="All-zero prediction: aligned pred = GT mean. PCK/AUC on SMPL joints 1, 2, 4, 5, 7, 8, 16-21.",
     ),
     Protocol(
         name="emdb-smpl24-hipmid", joint_set="smpl24", root="smpl-hip-midpoint", procrustes="no-reflection",

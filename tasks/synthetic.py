@@ -41,6 +41,7 @@ from core.registry import TASKS
 from tasks import heads, metrics
 from tasks.base import FinetuneDefaults, MetricSpec, Split, Task, to_tensor_image
 from tasks.protocols import PROTOCOLS
+from tasks.real.freihand import HAND_METRICS, hand_array_scores
 
 log = logging.getLogger("cpcbench.tasks")
 
@@ -323,9 +324,9 @@ class MeshTask(SynthTask):
         dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
         decoder = heads.ModelDecoder(self._kind())
         if self.model_based:
-            return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, pool=self.pool,
+            return heads.MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints, pool=self.pool,
                                                      **self.init_params(train)), decoder)
-        return VertexRegressor(heads.VertexHead(dim, self.mean_mesh(decoder, train)), decoder)
+        return heads.VertexRegressor(heads.VertexHead(dim, self.mean_mesh(decoder, train)), decoder)
 
     def mean_mesh(self, decoder: heads.ModelDecoder, train: Dataset | None) -> torch.Tensor:
         """[V, 3] the model-free head's starting mesh: the mean root-relative mesh of ``train`` (camera
@@ -357,35 +358,6 @@ class MeshTask(SynthTask):
 
     def ground_truth(self, batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         return {"gt/joints3d": _np(batch["joints3d"]), "gt/verts": _np(batch["verts"])}
-
-
-class MeshRegressor(nn.Module):
-    """ParamMeshHead + smplx decoding: tokens -> {rotmat, betas, cam, verts, joints3d} (root-relative, metres)."""
-
-    def __init__(self, head: heads.ParamMeshHead, decoder: heads.ModelDecoder) -> None:
-        super().__init__()
-        self.head, self.decoder = head, decoder
-
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        p = self.head(tokens)
-        verts, joints = self.decoder(p["rotmat"], p["betas"])
-        root = joints[:, :1]
-        return {**p, "verts": verts - root, "joints3d": joints - root}
-
-
-class VertexRegressor(nn.Module):
-    """VertexHead + the model's joint regressor: tokens -> {verts, joints3d} (root-relative, metres)."""
-
-    def __init__(self, head: heads.VertexHead, decoder: heads.ModelDecoder) -> None:
-        super().__init__()
-        self.head = head
-        self.register_buffer("regressor", decoder.joint_regressor(), persistent=False)
-
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        p = self.head(tokens)
-        joints = self.regressor.to(p["verts"].dtype) @ p["verts"]
-        root = joints[:, :1]
-        return {**p, "verts": p["verts"] - root, "joints3d": joints - root}
 
 
 # One fine-tuning schedule for every synthetic task, so that backbones are compared under the same budget.
@@ -445,25 +417,12 @@ class SynthHandMesh(MeshTask):
     version = "1"
     domain = "hand"
     protocol = PROTOCOLS["synth-mano21-root"]
-    metrics = (MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, aligned with reflections allowed"),
-               MetricSpec("pa_mpvpe", "mm", False, "vertices, aligned on themselves"),
-               MetricSpec("f5", "", True, "F-score at 5 mm of the aligned mesh"),
-               MetricSpec("f15", "", True, "F-score at 15 mm of the aligned mesh"),
-               MetricSpec("auc", "", True, "AUC of the aligned keypoints' PCK over 0-50 mm (100 steps)"))
+    metrics = HAND_METRICS
     primary_metric = "pa_mpjpe"
     defaults = SYNTH_DEFAULTS
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        s = self.protocol.scale
-        pj, gj = a["pred/joints3d"] * s, a["gt/joints3d"] * s
-        pv, gv = a["pred/verts"] * s, a["gt/verts"] * s
-        aligned_v = metrics.procrustes_align(pv, gv, allow_reflection=True)
-        aligned_j = metrics.procrustes_align(pj, gj, allow_reflection=True)
-        err_j = np.linalg.norm(np.asarray(aligned_j) - gj, axis=-1)
-        lo, hi, steps = self.protocol.auc_mm
-        return {"pa_mpjpe": err_j.mean(1), "pa_mpvpe": np.linalg.norm(np.asarray(aligned_v) - gv, axis=-1).mean(1),
-                "f5": metrics.f_score(aligned_v, gv, 5.0), "f15": metrics.f_score(aligned_v, gv, 15.0),
-                "auc": metrics.auc(err_j, lo, hi, steps)}
+        return hand_array_scores(a, self.protocol)
 
 
 # ---------------------------------------------------------------------------------------------- 2D keypoints

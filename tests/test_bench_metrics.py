@@ -65,7 +65,7 @@ def test_bench_pa_mpjpe_3dpw_size():
     n, j = (2_000 if SMOKE else 35_515), 14
     gt = rng.normal(size=(n, j, 3)) * 0.3
     pred = gt + rng.normal(size=(n, j, 3)) * 0.05 + rng.normal(size=(n, 1, 3))
-    pred[: n // 50] *= np.array([1.0, -1.0, 1.0])  # 2% mirrored: these take the SVD fallback
+    pred[: n // 50] *= np.array([1.0, -1.0, 1.0])  # 2% mirrored: det(M) < 0, the Kabsch det fix
     # interleave the two (best of 3 each) so that load changes on the shared machine hit both alike
     t_loop = t_fast = float("inf")
     for _ in range(ROUNDS):
@@ -74,16 +74,8 @@ def test_bench_pa_mpjpe_3dpw_size():
         t, got = _best(lambda: M.pa_mpjpe(pred, gt), repeat=1)
         t_fast = min(t_fast, t)
     np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-12)
-
-    import torch
-
-    pt, gtt = torch.from_numpy(pred).float(), torch.from_numpy(gt).float()
-    M.pa_mpjpe(pt[:10], gtt[:10])  # warm-up
-    t_torch, got_t = _best(lambda: M.pa_mpjpe(pt, gtt))
-    np.testing.assert_allclose(got_t.numpy(), ref, rtol=1e-4, atol=1e-6)
     print(f"\nPA-MPJPE {n} x {j}: per-sample numpy loop {t_loop:.3f} s | batched numpy {t_fast * 1e3:.1f} ms "
-          f"({t_loop / t_fast:.0f}x) | batched torch fp32 CPU {t_torch * 1e3:.1f} ms ({t_loop / t_torch:.0f}x) "
-          f"[shared machine: noisy]")
+          f"({t_loop / t_fast:.0f}x) [shared machine: noisy]")
 
 
 def test_bench_fscore_freihand_size():

@@ -93,3 +93,42 @@ def test_missing_real_data_is_one_line(tmp_path, monkeypatch):
 def test_bad_arguments_are_one_line(args, needle):
     r = runner.invoke(app, ["eval", "--backbone", "scratch", *args])
     assert r.exit_code == 2 and needle in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
+    """Every flagged field of EvalOverrides is an option of both commands and reaches the evaluation unchanged."""
+    from dataclasses import fields
+
+    import harness.evaluate as ev
+    import harness.sweep as sw
+    from harness.eval_options import EvalConfig, EvalOverrides
+
+    flags = {f.name: f.metadata["flag"] for f in fields(EvalOverrides) if "flag" in f.metadata}
+    values = {"steps": "7", "batch_size": "3", "base_lr": "0.5", "img_size": "48", "data_root": str(tmp_path),
+              "device": "cpu", "num_workers": "2"}
+    assert set(flags) == set(values)
+    want = EvalOverrides(steps=7, batch_size=3, base_lr=0.5, img_size=48, data_root=str(tmp_path), device="cpu",
+                         num_workers=2)
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(cfg, *args, **kwargs):
+        seen["eval"] = cfg
+        return {"metrics": {}, "task": {"name": cfg.task}, "n_samples": 0, "_path": str(tmp_path / "r.json")}
+
+    def fake_sweep(cells, results, **kwargs):
+        seen["sweep"] = kwargs["overrides"]
+        return sw.SweepReport(list(cells))
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    monkeypatch.setattr(sw, "sweep", fake_sweep)
+    opts = [x for k, v in values.items() for x in (flags[k], v)]
+    r = runner.invoke(app, ["eval", "--backbone", "b", "--task", "synth-body-2d", *opts])
+    assert r.exit_code == 0, r.output
+    assert seen["eval"] == EvalConfig.of(want, backbone="b", task="synth-body-2d")
+    sweep_opts = [x for k, v in values.items() if k != "num_workers" for x in (flags[k], v)]
+    r = runner.invoke(app, ["sweep", "--backbones", "b", "--tasks", "synth-body-2d", *sweep_opts])
+    assert r.exit_code == 0, r.output
+    assert seen["sweep"] == EvalOverrides(**{**want.__dict__, "num_workers": 0})  # sweep has no --workers
+    for cmd in ("eval", "sweep"):
+        help_text = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"}).stdout
+        assert all(flag in help_text for k, flag in flags.items() if (cmd, k) != ("sweep", "num_workers")), cmd

@@ -181,13 +181,30 @@ def test_score_saved_predictions_errors(tmp_path):
 
 def test_freihand_non_mano_mesh_uses_keypoint_transform():
     """Another vertex count: no PA-MPVPE; F-scores of the mesh moved by the keypoints' transform."""
-    from harness.scoring import freihand_per_sample
+    from tasks.protocols import PROTOCOLS
+    from tasks.real.freihand import hand_scores
 
     rng = np.random.default_rng(2)
     gt_xyz, gt_verts = rng.normal(size=(3, 21, 3)) * 0.03, rng.normal(size=(3, 778, 3)) * 0.03
     xyz = 2.0 * gt_xyz + 0.5
     verts = 2.0 * gt_verts[:, :500] + 0.5  # same similarity, fewer vertices
-    out = freihand_per_sample(xyz, verts, gt_xyz, gt_verts)
+    out = hand_scores(xyz, verts, gt_xyz, gt_verts, PROTOCOLS["freihand"])
     assert "pa_mpvpe" not in out
     np.testing.assert_allclose(out["pa_mpjpe"], 0.0, atol=1e-9)
     assert np.all(out["f5"] > 0.7)  # every predicted point sits on a GT point; 500 of 778 GT points are covered
+
+
+def test_submission_and_saved_predictions_share_one_scoring(freihand):
+    """pred.json (official format) and eval's saved arrays go through the same hand scoring: identical numbers."""
+    import tasks  # noqa: F401
+    from harness.registries import TASKS
+
+    root, pred, _ = freihand
+    xyz, verts = json.loads(pred.read_text())
+    gt = {"gt/joints3d": np.array(json.loads((root / "evaluation_xyz.json").read_text())),
+          "gt/verts": np.array(json.loads((root / "evaluation_verts.json").read_text()))}
+    arrays = {"pred/joints3d": np.array(xyz), "pred/verts": np.array(verts), **gt}
+    got = TASKS.get("freihand")(root=root).score_submission(pred)
+    for name in ("freihand", "ho3d", "synth-hand-mesh"):
+        per = TASKS.get(name)().score_arrays(arrays)
+        assert {k: float(v.mean()) for k, v in per.items()} == got, name

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from harness.cli_util import emit_json, print_table, user_errors
+from harness.eval_options import EvalConfig, EvalOverrides, cli_options
 
 EPILOG = ("Examples:  cpcbench eval --backbone cpc --task synth-body-mesh  |  "
           "cpcbench eval --backbone mae --task body --protocol linear --seeds 3  |  "
@@ -25,6 +26,7 @@ def _fmt(m: dict) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("eval", epilog=EPILOG)
     @user_errors
+    @cli_options()
     def eval_cmd(
         backbone: str = typer.Option(..., "--backbone", "-b",
                                      help="cpc | mae | dino | supervised (newest local export, resolved once "
@@ -40,14 +42,7 @@ def register(app: typer.Typer) -> None:
         fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the training set (data efficiency)."),
         limit: int | None = typer.Option(None, "--limit", help="Smoke run: at most N train/test samples and N steps; "
                                                                "the record is marked smoke."),
-        steps: int | None = typer.Option(None, "--steps", help="Fine-tuning steps (default: the task's)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default: the task's)."),
-        lr: float | None = typer.Option(None, "--lr", help="Base LR per 256 samples (default: the task's)."),
-        img_size: int | None = typer.Option(None, "--img-size", help="Input size (default: the backbone's)."),
-        data_root: Path | None = typer.Option(None, "--data-root", help="Real benchmarks' data (default "
-                                                                        "$CPCBENCH_DATA); or a frame set."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-        workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
+        overrides: EvalOverrides = EvalOverrides(),  # becomes --steps, --batch-size, ... --workers (cli_options)
         results: Path = typer.Option(Path("results"), "--results", help="Where result records go."),
         runs: Path | None = typer.Option(None, "--runs", help="Training runs (default $CPCBENCH_RUNS or runs/)."),
         visualize: bool = typer.Option(False, "--visualize", help="Also render a few test predictions into a PNG "
@@ -55,14 +50,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the records as JSON."),
     ) -> None:
         """Fine-tune a backbone on a task with the task's fixed protocol, score the test split, write a record."""
-        from harness.evaluate import EvalConfig, evaluate, resolve_tasks
+        from harness.evaluate import evaluate, resolve_tasks
 
         records = []
         for name in resolve_tasks(task):
-            cfg = EvalConfig(backbone=backbone, task=name, protocol=protocol, seeds=seeds, fraction=fraction,
-                             limit=limit, steps=steps, batch_size=batch_size, base_lr=lr, img_size=img_size,
-                             data_root=str(data_root) if data_root is not None else None, device=device,
-                             num_workers=workers)
+            cfg = EvalConfig.of(overrides, backbone=backbone, task=name, protocol=protocol, seeds=seeds,
+                                fraction=fraction, limit=limit)
             cfg.check()
             records.append(evaluate(cfg, results, runs, visualize=visualize))
         if json_out:

@@ -19,6 +19,24 @@ def _fmt(v: float | None, unit: str) -> str:
     return f"{v:.2f}" if unit == "mm" else f"{v:.3f}"
 
 
+def _arrow(m: dict) -> str:
+    return "" if m["higher_is_better"] is None else ("↑" if m["higher_is_better"] else "↓")
+
+
+def _print_submission(res: dict, name: str) -> None:
+    rows = [[m["label"], _fmt(m["mean"], m["unit"]), m["unit"], _arrow(m)] for m in res["metrics"].values()]
+    print_table(f"{res['task']}: {name}", ["metric", "value", "unit", ""], rows)
+
+
+def _print_saved(res: dict) -> None:
+    rows = [[k, _fmt(m["mean"], m["unit"]), "" if m["std"] is None else _fmt(m["std"], m["unit"]),
+             "" if m["stderr"] is None else _fmt(m["stderr"], m["unit"]), m["unit"], _arrow(m),
+             "" if m["stored_mean"] is None else _fmt(m["stored_mean"], m["unit"])]
+            for k, m in res["metrics"].items()]
+    print_table(f"{res['task']}: {res['n_samples']} samples, {res['n_seeds']} seed(s)",
+                ["metric", "mean", "std (seeds)", "stderr", "unit", "", "stored"], rows)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("score", epilog=EPILOG)
     @user_errors
@@ -33,37 +51,20 @@ def register(app: typer.Typer) -> None:
                                             "(default: $CPCBENCH_DATA/freihand)."),
         json_out: bool = typer.Option(False, "--json", help="Print {metric: value} as JSON."),
     ) -> None:
-        """Re-score saved predictions: FreiHAND's official aligned metrics, or any task's saved eval predictions."""
+        """Re-score saved predictions: a benchmark's submission file (FreiHAND's pred.json, scored as the official
+        script does), or any task's saved eval predictions."""
         from core.errors import CpcbenchError
-        from harness.scoring import FREIHAND_UNITS, score_freihand, score_saved
+        from harness.scoring import score_saved, score_submission
 
-        if predictions.suffix.lower() == ".json":
-            if task not in ("freihand", ""):
-                raise CpcbenchError(f"a .json submission is scored with --task freihand (FreiHAND's [xyz, verts] "
-                                    f"format), not {task!r}; for other tasks pass the eval .predictions.npz")
-            res = score_freihand(data_root, predictions)
-            if json_out:
-                emit_json(res)
-                return
-            names = {"pa_mpjpe": "PA-MPJPE (keypoints)", "pa_mpvpe": "PA-MPVPE (mesh)", "f5": "F@5mm (aligned)",
-                     "f15": "F@15mm (aligned)", "auc": "AUC 0-50 mm (aligned keypoints)"}
-            rows = [[names[k], _fmt(v, FREIHAND_UNITS[k][0]), FREIHAND_UNITS[k][0],
-                     "↑" if FREIHAND_UNITS[k][1] else "↓"] for k, v in res.items()]
-            print_table(f"FreiHAND: {predictions.name}", ["metric", "value", "unit", ""], rows)
-            return
-        if predictions.suffix.lower() != ".npz":
+        suffix = predictions.suffix.lower()
+        if suffix not in (".json", ".npz"):
             raise CpcbenchError(f"{predictions}: expected a FreiHAND pred.json or a .predictions.npz from "
                                 f"`cpcbench eval`")
-        res = score_saved(task or None, predictions, data_root)
+        submission = suffix == ".json"
+        res = (score_submission if submission else score_saved)(task or None, predictions, data_root)
         if json_out:
             emit_json({k: m["mean"] for k, m in res["metrics"].items()})
-            return
-        rows = []
-        for k, m in res["metrics"].items():
-            unit = m["unit"]
-            arrow = "" if m["higher_is_better"] is None else ("↑" if m["higher_is_better"] else "↓")
-            rows.append([k, _fmt(m["mean"], unit), "" if m["std"] is None else _fmt(m["std"], unit),
-                         "" if m["stderr"] is None else _fmt(m["stderr"], unit), unit, arrow,
-                         "" if m["stored_mean"] is None else _fmt(m["stored_mean"], unit)])
-        print_table(f"{res['task']}: {res['n_samples']} samples, {res['n_seeds']} seed(s)",
-                    ["metric", "mean", "std (seeds)", "stderr", "unit", "", "stored"], rows)
+        elif submission:
+            _print_submission(res, predictions.name)
+        else:
+            _print_saved(res)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from harness.cli_util import emit_json, print_table, user_errors
+from harness.eval_options import EvalOverrides, cli_options
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +16,7 @@ def register(app: typer.Typer) -> None:
                                  "--fraction 1.0,0.5,0.1 --dry-run  |  cpcbench sweep ... --launcher slurm "
                                  "--recipe slurm.yaml")
     @user_errors
+    @cli_options(exclude=("num_workers",))
     def sweep_cmd(
         backbones: str = typer.Option(..., "--backbones", "-b", help="Comma list of backbone specs (cpc, mae, dino, "
                                                                       "supervised, scratch, timm:NAME.TAG, a file)."),
@@ -28,12 +30,7 @@ def register(app: typer.Typer) -> None:
         results: Path = typer.Option(Path("results"), "--results", help="Where records go (and are looked up)."),
         runs: Path | None = typer.Option(None, "--runs", help="Training runs (default $CPCBENCH_RUNS or runs/)."),
         limit: int | None = typer.Option(None, "--limit", help="Smoke sweep: --limit for every cell (never tabled)."),
-        steps: int | None = typer.Option(None, "--steps", help="Fine-tuning steps of every cell (default: task's)."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default: the task's)."),
-        lr: float | None = typer.Option(None, "--lr", help="Base LR per 256 samples (default: the task's)."),
-        img_size: int | None = typer.Option(None, "--img-size", help="Input size (default: the backbone's)."),
-        data_root: Path | None = typer.Option(None, "--data-root", help="Real benchmarks' data root."),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        overrides: EvalOverrides = EvalOverrides(),  # becomes --steps, --batch-size, ... --device (cli_options)
         recipe: Path | None = typer.Option(None, "--recipe", help="slurm: YAML with partition, gpus, cpus, mem_gb, "
                                                                    "timeout_min, array_parallelism, account, qos, "
                                                                    "constraint, setup."),
@@ -50,7 +47,6 @@ def register(app: typer.Typer) -> None:
         from core.errors import CpcbenchError
         from harness.sweep import (
             Cell,
-            EvalOverrides,
             SlurmRecipe,
             parse_fractions,
             parse_list,
@@ -63,8 +59,6 @@ def register(app: typer.Typer) -> None:
             raise CpcbenchError(f"unknown launcher {launcher!r}; use local or slurm")
         cells = plan(parse_list(backbones, "backbones"), resolve_task_names(tasks), seeds, protocol,
                      parse_fractions(fraction), limit, first_seed)
-        overrides = EvalOverrides(steps=steps, batch_size=batch_size, base_lr=lr, img_size=img_size, device=device,
-                                  data_root=None if data_root is None else str(data_root))
         rec = load_config(SlurmRecipe, recipe) if recipe else SlurmRecipe()
         report = sweep(cells, results, launcher=launcher, runs=runs, overrides=overrides, fail_fast=fail_fast,
                        recipe=rec, folder=folder, cluster=cluster, wait=wait, dry_run=dry_run)

@@ -116,18 +116,17 @@ class BodyTargets:
 
 
 class BodyMeshModel(nn.Module):
-    """The head of the real body tasks: ``tasks.synthetic.MeshRegressor`` (ParamMeshHead + neutral SMPL decoding)
+    """The head of the real body tasks: ``tasks.heads.MeshRegressor`` (ParamMeshHead + neutral SMPL decoding)
     with the H36M regressor attached. forward(tokens) -> {rotmat, betas, cam, verts [B, 6890, 3], joints3d
     [B, 24, 3], joints_h36m [B, 17, 3]} (root-relative to SMPL joint 0, metres)."""
 
     def __init__(self, backbone_info: Mapping[str, Any]) -> None:
         from tasks import heads
-        from tasks.synthetic import MeshRegressor
 
         super().__init__()
         dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
         decoder = heads.ModelDecoder("smpl")
-        self.mesh = MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints), decoder)
+        self.mesh = heads.MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints), decoder)
         self.register_buffer("j_h36m", torch.as_tensor(h36m_regressor()), persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -11,9 +11,15 @@ PA-MPVPE on the 778 vertices, each aligned on itself with a similarity transform
 (100 thresholds, trapezoidal). Predictions are root-relative (wrist = keypoint 0) from the right-hand MANO model,
 which must be the real one (``$CPCBENCH_MODELS``) for vertex metrics to mean anything.
 
-Side product: ``write_submission`` writes the official ``pred.json`` = ``[xyz_list, verts_list]`` (metres) in
-evaluation order. The predictions are root-relative (the model predicts no absolute depth), so the server's
-*aligned* numbers are the meaningful ones.
+``hand_scores`` is the one implementation of these metrics: HO3D and the synthetic hand task score with it too.
+
+Submissions: ``write_submission`` writes the official ``pred.json`` = ``[xyz_list, verts_list]`` (metres) in
+evaluation order; the predictions are root-relative (the model predicts no absolute depth), so the server's
+*aligned* numbers are the meaningful ones. ``score_submission`` scores any such ``pred.json`` against the public
+``evaluation_xyz.json`` / ``evaluation_verts.json`` (``cpcbench score --task freihand``) with the numbers the
+official script reports after alignment. Deviation: when the predicted mesh has a different vertex count, the
+script applies a keypoint transform with a scale bug to the vertices; here the keypoints' similarity transform
+is applied as is, and PA-MPVPE is not defined (None).
 """
 
 from __future__ import annotations
@@ -30,8 +36,17 @@ from core.registry import TASKS
 from tasks import metrics
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
-from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, read_json_list
-from tasks.real.hand_format import read_freihand, write_hand_submission
+from tasks.real.common import (
+    ArrayTargets,
+    CropDataset,
+    as_array,
+    data_status,
+    dataset_dir,
+    limit_indices,
+    read_json,
+    read_json_list,
+)
+from tasks.real.hand_format import read_freihand, read_hand_submission, write_hand_submission
 
 log = logging.getLogger("cpcbench.tasks")
 
@@ -52,36 +67,50 @@ def _np(t: Any) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def hand_joint_scores(pred: np.ndarray, gt: np.ndarray, protocol: Protocol) -> dict[str, np.ndarray]:
-    """PA-MPJPE [B] and AUC [B] of keypoints pred, gt [B, 21, 3] (metres in, ``protocol.units_out`` out)."""
+#: F@5 mm and F@15 mm, in the hand protocols' output unit (mm)
+F_THRESHOLDS_MM = (5.0, 15.0)
+
+
+def hand_scores(pred_xyz: np.ndarray, pred_verts: np.ndarray, gt_xyz: np.ndarray, gt_verts: np.ndarray,
+                protocol: Protocol) -> dict[str, np.ndarray]:
+    """The FreiHAND metrics per sample (the one implementation; FreiHAND, HO3D and synth-hand-mesh use it).
+
+    pred_xyz, gt_xyz: [B, 21, 3]; pred_verts: [B, V, 3]; gt_verts: [B, 778, 3]; metres in, ``protocol.units_out``
+    out. Keypoints and mesh are each aligned on themselves (similarity, reflections allowed); a mesh with another
+    vertex count has no correspondence: it is moved by the keypoints' transform and gets no ``pa_mpvpe``.
+    Returns ``{pa_mpjpe, pa_mpvpe, f5, f15, auc}``, each [B].
+    """
     s = protocol.scale
-    pj, gj = pred * s, gt * s
-    err = np.linalg.norm(np.asarray(metrics.procrustes_align(pj, gj, allow_reflection=True)) - gj, axis=-1)
+    pj, gj = pred_xyz * s, gt_xyz * s
+    pv, gv = pred_verts * s, gt_verts * s
+    err = np.linalg.norm(metrics.procrustes_align(pj, gj, allow_reflection=True) - gj, axis=-1)  # [B, 21]
+    out = {"pa_mpjpe": err.mean(1)}
+    if pv.shape[1] == gv.shape[1]:
+        aligned_v = metrics.procrustes_align(pv, gv, allow_reflection=True)
+        out["pa_mpvpe"] = np.linalg.norm(aligned_v - gv, axis=-1).mean(1)
+    else:
+        aligned_v = metrics.apply_transform(pv, *metrics.similarity_transform(pj, gj, allow_reflection=True))
+    f = metrics.f_scores(aligned_v, gv, F_THRESHOLDS_MM)
+    out["f5"], out["f15"] = f[:, 0], f[:, 1]
     lo, hi, steps = protocol.auc_mm
-    return {"pa_mpjpe": err.mean(1), "auc": metrics.auc(err, lo, hi, steps)}
+    out["auc"] = metrics.auc(err, lo, hi, steps)
+    return out
 
 
-def hand_scores(a: Mapping[str, np.ndarray], protocol: Protocol) -> dict[str, np.ndarray]:
-    """The FreiHAND/HO3D metrics from ``pred/joints3d`` [B, 21, 3], ``pred/verts`` [B, 778, 3] and ``gt/...`` (m)."""
-    s = protocol.scale
-    pv, gv = a["pred/verts"] * s, a["gt/verts"] * s
-    aligned_v = metrics.procrustes_align(pv, gv, allow_reflection=True)
-    out = hand_joint_scores(a["pred/joints3d"], a["gt/joints3d"], protocol)
-    return {"pa_mpjpe": out["pa_mpjpe"], "pa_mpvpe": np.linalg.norm(np.asarray(aligned_v) - gv, axis=-1).mean(1),
-            "f5": metrics.f_score(aligned_v, gv, 5.0), "f15": metrics.f_score(aligned_v, gv, 15.0),
-            "auc": out["auc"]}
+def hand_array_scores(a: Mapping[str, np.ndarray], protocol: Protocol) -> dict[str, np.ndarray]:
+    """``hand_scores`` of saved predictions: ``pred/joints3d``, ``pred/verts``, ``gt/joints3d``, ``gt/verts``."""
+    return hand_scores(a["pred/joints3d"], a["pred/verts"], a["gt/joints3d"], a["gt/verts"], protocol)
 
 
 def build_hand_head(backbone_info: Mapping[str, Any]):
     """ParamMeshHead + right-hand MANO decoding: tokens -> {verts [B, 778, 3], joints3d [B, 21, 3], ...}
     (root-relative to the wrist, FreiHAND keypoint order)."""
     from tasks import heads
-    from tasks.synthetic import MeshRegressor
 
     require_real_mano()
     dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
     decoder = heads.ModelDecoder("mano")
-    return MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints), decoder)
+    return heads.MeshRegressor(heads.ParamMeshHead(dim, prefix, decoder.n_joints), decoder)
 
 
 def ordered(preds: Mapping[str, np.ndarray], key: str) -> np.ndarray:
@@ -92,6 +121,9 @@ def ordered(preds: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     return np.asarray(preds[key])[np.argsort(idx, kind="stable")]
 
 
+#: the fine-tuning schedule of the real hand benchmarks (FreiHAND, HO3D)
+HAND_DEFAULTS = FinetuneDefaults(steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75,
+                                 warmup_steps=500, img_size=224)
 HAND_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, similarity-aligned (reflections allowed)"),
     MetricSpec("pa_mpvpe", "mm", False, "778 vertices, aligned on themselves"),
@@ -112,11 +144,12 @@ class FreiHANDTask(Task):
     protocol: ClassVar[Protocol] = PROTOCOLS["freihand"]
     metrics: ClassVar[tuple[MetricSpec, ...]] = HAND_METRICS
     primary_metric: ClassVar[str] = "pa_mpjpe"
-    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
-        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
-        img_size=224)
+    defaults: ClassVar[FinetuneDefaults] = HAND_DEFAULTS
     data_hint: ClassVar[str] = FREIHAND_HINT + " " + MANO_HINT
     data_short: ClassVar[str] = "FreiHAND v2 + its evaluation annotations; real MANO"
+    submission_labels: ClassVar[Mapping[str, str]] = {
+        "pa_mpjpe": "PA-MPJPE (keypoints)", "pa_mpvpe": "PA-MPVPE (mesh)", "f5": "F@5mm (aligned)",
+        "f15": "F@15mm (aligned)", "auc": "AUC 0-50 mm (aligned keypoints)"}
 
     def data_dir(self) -> Path:
         return dataset_dir(self.root, "freihand", "evaluation_K.json", self.data_hint, self.name)
@@ -155,7 +188,21 @@ class FreiHANDTask(Task):
         return {"pred/joints3d": _np(pred["joints3d"]), "pred/verts": _np(pred["verts"]), **self.ground_truth(batch)}
 
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return hand_scores(a, self.protocol)
+        return hand_array_scores(a, self.protocol)
+
+    def score_submission(self, path: Path) -> dict[str, float | None]:
+        """The official script's aligned numbers for a ``pred.json`` (metres, evaluation order) against the public
+        ``evaluation_xyz.json`` / ``evaluation_verts.json``: ``{metric: mean}``, ``pa_mpvpe`` None for a mesh
+        that is not MANO's."""
+        d = dataset_dir(self.root, "freihand", "evaluation_xyz.json", self.data_hint, self.name)
+        gt_xyz, gt_verts = (as_array(read_json(d / f"evaluation_{k}.json"), k, str(d / f"evaluation_{k}.json"),
+                                     (None, n, 3), dtype=np.float64) for k, n in (("xyz", 21), ("verts", 778)))
+        if len(gt_xyz) != len(gt_verts):
+            raise DataError(f"{d}: evaluation_xyz.json has {len(gt_xyz)} samples but evaluation_verts.json "
+                            f"{len(gt_verts)}")
+        xyz, verts = read_hand_submission(path, n_expected=len(gt_xyz))
+        per = hand_scores(xyz, verts, gt_xyz, gt_verts, self.protocol)
+        return {m.name: (float(per[m.name].mean()) if m.name in per else None) for m in self.metrics}
 
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """``out_dir/pred.json`` (the official format) when ``preds`` cover the whole evaluation split, else

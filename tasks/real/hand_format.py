@@ -125,13 +125,27 @@ def write_hand_submission(path: Path, xyz: np.ndarray, verts: np.ndarray) -> Pat
     return Path(path)
 
 
-def read_hand_submission(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``pred.json`` -> (xyz [N, 21, 3], verts [N, 778, 3])."""
-    data = read_json(Path(path))
+def read_hand_submission(path: Path, n_expected: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``pred.json`` -> (xyz [N, 21, 3], verts [N, V, 3]) float64, metres; ``n_expected``: the evaluation frames.
+
+    V is MANO's 778 in a submission; another mesh is read too (FreiHAND's script scores it without PA-MPVPE).
+    """
+    path = Path(path)
+    fmt = "FreiHAND's submission format [xyz_list, verts_list] (N x 21 x 3 and N x 778 x 3, metres)"
+    if not path.is_file():
+        raise DataError(f"{path} not found: expected {fmt}")
+    data = read_json(path)
     if not (isinstance(data, list) and len(data) == 2):
-        raise DataError(f"{path}: a hand submission is a JSON list [xyz_list, verts_list]")
-    xyz = as_array(data[0], "xyz_list", str(path), (None, 21, 3))
-    verts = as_array(data[1], "verts_list", str(path), (xyz.shape[0], 778, 3))
+        raise DataError(f"{path}: expected {fmt}, got a JSON {type(data).__name__}"
+                        + (f" of length {len(data)}" if isinstance(data, list) else ""))
+    xyz = as_array(data[0], "xyz_list", str(path), (None, 21, 3), dtype=np.float64)
+    verts = as_array(data[1], "verts_list", str(path), (None, None, 3), dtype=np.float64)
+    if len(xyz) != len(verts):
+        raise DataError(f"{path}: xyz_list has {len(xyz)} samples but verts_list {len(verts)}; both need one entry "
+                        "per evaluation frame")
+    if n_expected is not None and len(xyz) != n_expected:
+        raise DataError(f"{path}: {len(xyz)} predictions for {n_expected} ground-truth frames; the submission needs "
+                        "one entry per evaluation frame, in evaluation order")
     return xyz, verts
 
 

@@ -29,7 +29,15 @@ from core.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, single_thread
-from tasks.real.freihand import HAND_METRICS, MANO_HINT, build_hand_head, hand_scores, ordered, require_real_mano
+from tasks.real.freihand import (
+    HAND_DEFAULTS,
+    HAND_METRICS,
+    MANO_HINT,
+    build_hand_head,
+    hand_array_scores,
+    ordered,
+    require_real_mano,
+)
 from tasks.real.hand_format import OPENGL_TO_OPENCV, read_frame_list, read_ho3d, write_hand_submission
 
 log = logging.getLogger("cpcbench.tasks")
@@ -76,9 +84,7 @@ class HO3DTask(Task):
     protocol: ClassVar[Protocol] = PROTOCOLS["ho3d"]
     metrics: ClassVar[tuple[MetricSpec, ...]] = HAND_METRICS  # computed by the evaluation server
     primary_metric: ClassVar[str] = "pa_mpjpe"
-    defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
-        steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
-        img_size=224)
+    defaults: ClassVar[FinetuneDefaults] = HAND_DEFAULTS
     data_hint: ClassVar[str] = HO3D_HINT + " " + MANO_HINT
     data_short: ClassVar[str] = "HO3D v2 or v3 (github.com/shreyashampali/ho3d); real MANO"
     #: the test split has no public 3D labels: eval records carry no metric and point to the submission
@@ -132,7 +138,7 @@ class HO3DTask(Task):
         FreiHAND/HO3D metrics."""
         if "gt/joints3d" not in a:
             return {}
-        return hand_scores(a, self.protocol)
+        return hand_array_scores(a, self.protocol)
 
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """``out_dir/pred.json`` for the HO3D server (``pred-partial.json`` when frames are missing)."""
