@@ -1,4 +1,4 @@
-"""Seeding/determinism and device selection: one function each."""
+"""Seeding/determinism, the usable CPU cores and device selection: one function each."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=False)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on: its affinity mask (``os.sched_getaffinity``), which a container
+    or ``taskset`` may make smaller than ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def get_device(name: str = "auto"):
