@@ -68,6 +68,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may run on: its affinity mask (``os.sched_getaffinity``), which a container
+    or ``taskset`` may make smaller than ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 def hardware() -> dict[str, Any]:
     """What the run ran on: CPU, cores, accelerator (imports torch)."""
     import torch

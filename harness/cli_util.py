@@ -57,7 +57,9 @@ def setup_logging(verbose: int = 0) -> None:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """``obj`` as one JSON document on stdout (from rank 0 only under ``torchrun``)."""
+    if speaks():
+        sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -70,3 +72,16 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for r in rows:
         table.add_row(*[str(x) for x in r])
     Console().print(table)
+
+
+def speaks() -> bool:
+    """Whether this process prints results: always, except the ranks other than 0 under ``torchrun``."""
+    from harness.distributed import env_info
+
+    return env_info().is_main
+
+
+def echo(message: str) -> None:
+    """``typer.echo`` on rank 0 only."""
+    if speaks():
+        typer.echo(message)

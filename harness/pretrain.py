@@ -93,7 +93,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build_config(domain: str = "body", presets: list[str] | tuple[str, ...] = (), overrides: list[str] = (),
                  **flags: Any) -> PretrainConfig:
-    """Defaults, then the domain preset, then named presets, then ``key=value`` overrides, then CLI flags."""
+    """Defaults, then the domain preset, then named presets, then ``key=value`` overrides, then CLI flags.
+
+    What the command line gives beats what a preset implies: ``loop.steps`` given there drops a preset's
+    ``epochs`` (and ``warmup_epochs``, unless given too), ``optim.warmup_steps`` drops its ``warmup_epochs``;
+    giving both steps and epochs is refused.
+    """
+    from core.config import parse_override
+
     if domain not in DOMAINS:
         raise CpcbenchError(f"unknown pretraining domain {domain!r}; choose body or hand")
     cfg = with_overrides(PretrainConfig(), PRESETS[domain])
@@ -102,7 +109,59 @@ def build_config(domain: str = "body", presets: list[str] | tuple[str, ...] = ()
             raise CpcbenchError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         cfg = with_overrides(cfg, PRESETS[name])
     cfg = with_overrides(cfg, list(overrides))
-    return with_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    flags = {k: v for k, v in flags.items() if v is not None}
+    cfg = with_overrides(cfg, flags)
+    given = {".".join(parse_override(o)[0]) for o in overrides} | set(flags)
+    if {"loop.steps", "epochs"} <= given and cfg.epochs > 0:
+        raise CpcbenchError("give --steps or --epochs, not both: epochs set the number of steps")
+    implied: dict[str, Any] = {}
+    if "loop.steps" in given and "epochs" not in given:
+        implied["epochs"] = 0.0
+    if ({"loop.steps", "optim.warmup_steps"} & given) and "warmup_epochs" not in given:
+        implied["warmup_epochs"] = 0.0
+    return with_overrides(cfg, implied) if implied else cfg
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Refuse a schedule that trains nothing or cannot be run, before anything is built, rendered or written."""
+    from harness.train import check_loop
+
+    check_loop(cfg.loop)
+    checks = [(cfg.epochs >= 0, f"epochs must be >= 0 (0: loop.steps sets the schedule), got {cfg.epochs}"),
+              (cfg.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}"),
+              (cfg.warmup_epochs == 0 or cfg.epochs > 0,
+               "warmup_epochs needs epochs > 0; with --steps set optim.warmup_steps instead"),
+              (cfg.optim.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {cfg.optim.warmup_steps}"),
+              (cfg.img_size > 0, f"image size must be positive, got {cfg.img_size}"),
+              (cfg.eval_every >= 0, f"eval_every must be >= 0 (0: no held-out evaluation), got {cfg.eval_every}"),
+              (cfg.data.eval_items >= 0, f"data.eval_items must be >= 0, got {cfg.data.eval_items}"),
+              (cfg.data.synth_frames >= 1, f"data.synth_frames must be positive, got {cfg.data.synth_frames}")]
+    for ok, message in checks:
+        if not ok:
+            raise CpcbenchError(message)
+
+
+def check_render(cfg: PretrainConfig, data_kind: str, confirmed: bool) -> str | None:
+    """When the run must first render its synthetic frames: refuse a large render that no explicit frame count
+    (``--frames``) confirmed, or one the disk cannot hold; else a line that states the render's estimate."""
+    from humans.frames import check_disk, estimate_render
+    from humans.world import default_dir, is_complete, make_config
+
+    dc = cfg.data
+    if dc.source != "synth":
+        return None
+    domain = "objects" if data_kind == "labelled" else cfg.domain
+    world = make_config(domain, dc.synth_frames, cfg.img_size, dc.synth_seed)
+    root = default_dir(domain, cfg.img_size, dc.synth_seed)
+    if is_complete(root, world):
+        return None
+    est = estimate_render(domain, dc.synth_frames, cfg.img_size, dc.synth_workers)
+    if est.large and not confirmed:
+        raise CpcbenchError(f"this run would first render {est.describe()} into {root}. Train on frames you "
+                            f"have with --data DIR, or confirm the render with --frames {dc.synth_frames} "
+                            "(or fewer frames)")
+    check_disk(est, root)
+    return f"rendering {est.describe()} into {root} first"
 
 
 # --- data ----------------------------------------------------------------------------------------------------
@@ -200,26 +259,54 @@ def run_dir_for(cfg: PretrainConfig, out: str | Path | None, resume: bool) -> Pa
     return base / (prefix + (cfg.run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime())))
 
 
-def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run one pretraining job; returns a summary (run_dir, backbone path, losses, throughput)."""
-    import pretraining  # noqa: F401  (fills the registries)
-    from core.checkpoints import save_weights
-    from core.config import save_yaml
-    from harness.registries import BACKBONES, METHODS
-    from harness.train import train
+def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = False,
+             confirm_frames: bool = False) -> dict[str, Any]:
+    """Run one pretraining job; returns a summary (run_dir, backbone path, losses, throughput).
 
+    The run is a function of ``cfg`` (and its ``loop.seed``) on the CPU: the backbone and the objective's own
+    modules (decoder, heads, DINO's teacher) are drawn from the seed, data order and augmentation are keyed by
+    it. Settings that would train nothing are refused before anything is written; ``resume`` needs a
+    checkpoint; the backbone is exported only after at least one step. ``confirm_frames``: the synthetic frame
+    count was given explicitly, so a large render may start. Under ``torchrun`` rank 0 renders, logs and
+    writes; every rank returns the summary; call ``harness.distributed.destroy()`` when done.
+    """
+    from core.checkpoints import latest_train_state, save_weights
+    from core.config import save_yaml
+    from harness.distributed import all_gather_object, barrier, init_distributed
+    from harness.registries import BACKBONES, METHODS
+    from harness.runtime import get_device, seed_everything
+    from harness.train import preserved_rng, train
+
+    validate(cfg)
+    if resume and out is not None and latest_train_state(out) is None:
+        raise CpcbenchError(f"--resume: {out} holds no training checkpoint, so there is nothing to resume; drop "
+                            "--resume to start a new run there")
     method_cls = METHODS.get(cfg.method)
-    try:
-        backbone = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed,
-                                           class_token=cfg.class_token, drop_path_rate=cfg.drop_path_rate)
-    except ValueError as e:
-        raise CpcbenchError(f"cannot build the {cfg.arch} backbone: {e}") from None
     if hasattr(method_cls, "validate_config"):  # fail before generating or reading any data
         try:
             method_cls.validate_config(cfg.objective_config())
         except ValueError as e:
             raise CpcbenchError(f"bad {cfg.method} settings: {e}") from None
-    train_ds, held_ds, data_info = build_datasets(cfg, method_cls.data_kind)
+    render_note = check_render(cfg, method_cls.data_kind, confirm_frames)
+    try:
+        dist = init_distributed(get_device(cfg.loop.device).type)
+    except (RuntimeError, ValueError) as e:
+        raise CpcbenchError(str(e)) from None
+    main = dist.is_main
+    seed_everything(cfg.loop.seed)  # every rank draws the same initial weights
+    try:
+        backbone = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed,
+                                           class_token=cfg.class_token, drop_path_rate=cfg.drop_path_rate)
+    except ValueError as e:
+        raise CpcbenchError(f"cannot build the {cfg.arch} backbone: {e}") from None
+    with preserved_rng():  # rendering or reading data moves no RNG the objective's initial weights come from
+        if main and render_note:
+            log.info(render_note)
+        if not main:
+            barrier()  # rank 0 renders the synthetic frames (if they are missing) while the others wait
+        train_ds, held_ds, data_info = build_datasets(cfg, method_cls.data_kind)
+        if main:
+            barrier()
     try:
         model = method_cls(backbone, cfg.objective_config(), data_info=data_info)
     except ValueError as e:
@@ -230,18 +317,22 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
         if cfg.warmup_epochs > 0:
             over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
         cfg = with_overrides(cfg, over)
-    run_dir = run_dir_for(cfg, out, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
+    run_dir = Path(all_gather_object(str(run_dir_for(cfg, out, resume)))[0])  # rank 0's time stamp names it
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
                "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
-    batches = eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size) if held_ds is not None else []
-    eval_fn = make_eval_fn(batches) if batches else None
-    log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
-             len(train_ds), cfg.loop.steps, run_dir)
+    batches = eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size) if held_ds is not None and main else []
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+        log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
+                 len(train_ds), cfg.loop.steps, run_dir)
     result = train(model, train_ds, cfg.loop, cfg.optim, run_dir, resume=resume, config=sidecar,
-                   desc=f"pretrain {cfg.domain} {cfg.method}", eval_fn=eval_fn, eval_every=cfg.eval_every)
+                   desc=f"pretrain {cfg.domain} {cfg.method}", eval_fn=make_eval_fn(batches) if batches else None,
+                   eval_every=cfg.eval_every)
+    if result.steps < 1 or not math.isfinite(result.final_loss):
+        raise CpcbenchError(f"the run in {run_dir} trained no step (final loss {result.final_loss}): no backbone "
+                            "exported")
     model = model.cpu().eval()
     exported = model.export_backbone() if hasattr(model, "export_backbone") else model.backbone
     last_eval = result.evals[-1] if result.evals else {}
@@ -250,11 +341,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
                "domain": cfg.domain, "arch": cfg.arch, "steps": result.steps, "final_loss": result.final_loss,
                "wall_time_s": result.wall_time_s, "img_per_s": sum(speeds) / max(len(speeds), 1),
                "flops_per_step": result.flops_per_step, **last_eval}
-    save_weights(run_dir / "backbone.safetensors", exported.state_dict(), sidecar,
-                 **{k: v for k, v in summary.items() if k not in ("backbone", "run_dir")})
-    write_curve(result.history, run_dir / "curve.png", f"{cfg.domain} {cfg.method} {cfg.arch}")
-    if hasattr(model, "reconstruct") and batches:
-        write_reconstruction(model, batches[0], run_dir / "reconstruction.png")
+    if main:
+        save_weights(run_dir / "backbone.safetensors", exported.state_dict(), sidecar,
+                     **{k: v for k, v in summary.items() if k not in ("backbone", "run_dir")})
+        write_curve(result.history, run_dir / "curve.png", f"{cfg.domain} {cfg.method} {cfg.arch}")
+        if hasattr(model, "reconstruct") and batches:
+            write_reconstruction(model, batches[0], run_dir / "reconstruction.png")
+    barrier()  # the backbone is on disk before any rank returns
     return summary
 
 

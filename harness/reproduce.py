@@ -74,7 +74,7 @@ class Lane:
                 "--steps", str(SCALE["pretrain_steps"]), "--out", str(out)]
         for o in overrides:
             args += ["--set", o]
-        if out.exists():
+        if (out / "checkpoints" / "latest.json").is_file():  # --resume needs a checkpoint to continue
             args.append("--resume")
         self.run(args)
 

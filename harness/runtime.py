@@ -1,4 +1,4 @@
-"""Seeding/determinism and device selection: one function each."""
+"""Seeding/determinism, the usable CPU cores and device selection: one function each."""
 
 from __future__ import annotations
 

@@ -79,6 +79,18 @@ class TrainResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
 
 
+def check_loop(loop: LoopConfig) -> None:
+    """Refuse a loop that would train nothing (or cannot run): a ``CpcbenchError`` naming the setting."""
+    checks = [(loop.steps >= 1, f"steps must be a positive number of optimizer steps, got {loop.steps}"),
+              (loop.batch_size >= 1, f"batch size must be a positive number of items, got {loop.batch_size}"),
+              (loop.num_workers >= 0, f"loop.num_workers must be >= 0, got {loop.num_workers}"),
+              (loop.log_every >= 0, f"loop.log_every must be >= 0, got {loop.log_every}"),
+              (loop.ckpt_every >= 0, f"loop.ckpt_every must be >= 0 (0: only at the end), got {loop.ckpt_every}")]
+    for ok, message in checks:
+        if not ok:
+            raise CpcbenchError(message)
+
+
 def unwrap(model: Any) -> Any:
     """The plain module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
     from torch.nn.parallel import DistributedDataParallel
@@ -198,8 +210,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     ``param_groups``: AdamW groups to use instead of the default ones (each may set ``lr_scale`` and
     ``weight_decay``). ``eval_fn(model, step) -> dict`` runs on rank 0 every ``eval_every`` steps and at
     the end, in eval mode under ``no_grad`` with the RNG states preserved; its result is stored in the
-    history entry of that step. ``resume=True`` continues from ``run_dir``'s latest checkpoint if there is one
-    (and starts fresh when there is none); without it, a ``run_dir`` that holds a checkpoint is refused.
+    history entry of that step. ``resume=True`` continues from ``run_dir``'s latest checkpoint (none there is an
+    error); without it, a ``run_dir`` that holds a checkpoint is refused. DataLoader workers: ``loop.num_workers``,
+    at most the cores this process may use.
 
     A fresh run seeds python/numpy/torch with ``loop.seed + rank``; the model must be built before (under
     DDP, rank 0's initial weights are broadcast). Under ``torchrun`` call ``harness.distributed.destroy()``
@@ -208,10 +221,12 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     import torch
     from torch.utils.data import DataLoader
 
+    from core.io import usable_cpus
     from harness.flops import count_flops
     from harness.runtime import autocast_dtype, get_device, seed_everything
 
     t_start = time.perf_counter()
+    check_loop(loop)
     try:
         device = get_device(loop.device)
     except (RuntimeError, ValueError) as e:
@@ -224,6 +239,10 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     amp = autocast_dtype(device)
+    workers = min(loop.num_workers, usable_cpus())  # more processes than cores only slow the loop down
+    if workers < loop.num_workers and rank == 0:
+        log.info("%d DataLoader workers instead of %d: this process may use %d CPU cores", workers,
+                 loop.num_workers, usable_cpus())
     n, batch = len(dataset), loop.batch_size
     per_epoch = StepBatchSampler(n, batch, loop.seed, 0, rank, world).batches_per_epoch(n, batch)
 
@@ -243,6 +262,9 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     if ckpt_dir is not None and not resume:
         raise CpcbenchError(f"{run_dir} already holds a checkpoint ({ckpt_dir.name}): pass --resume to continue "
                             "it, or choose a new output directory")
+    if ckpt_dir is None and resume:
+        raise CpcbenchError(f"{run_dir} holds no training checkpoint, so there is nothing to resume; start a new "
+                            "run without --resume")
     if ckpt_dir is not None:
         step, history, window, flops = _restore(ckpt_dir, raw, opt, loop, optim, n, rank, world)
         if rank == 0:
@@ -284,7 +306,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
             sampler = StepBatchSampler(n, batch, loop.seed, epoch, rank, world, start=first,
                                        stop=min(per_epoch, first + loop.steps - step))
             gen = torch.Generator().manual_seed(loop.seed * 1_000_003 + epoch)
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=loop.num_workers, collate_fn=collate_fn,
+            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_fn,
                                 pin_memory=device.type == "cuda", generator=gen)
             for items in loader:
                 items = _to_device(items, device)

@@ -29,13 +29,20 @@ def synth(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Render a synthetic frame set (resumable: re-running completes missing shards)."""
+    import logging
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from humans.world import generate, make_config
+    from humans.frames import check_disk, estimate_render
+    from humans.world import default_dir, generate, is_complete, make_config
 
-    make_config(domain, frames, size, seed, cameras=cameras, seq_len=seq_len)  # fail before drawing a bar
+    cfg = make_config(domain, frames, size, seed, cameras=cameras, seq_len=seq_len)  # fail before drawing a bar
+    root = out if out is not None else default_dir(domain, size, seed)
+    if not is_complete(root, cfg):
+        est = estimate_render(domain, cfg.num_sequences * cfg.frames_per_sequence, size, workers)
+        check_disk(est, root)
+        logging.getLogger("cpcbench.data").info("rendering %s into %s", est.describe(), root)
     t0 = time.time()
     with Progress(TextColumn(f"rendering {domain}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                   TimeRemainingColumn(), transient=json_out) as bar:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from harness.cli_util import emit_json, user_errors
+from harness.cli_util import echo, emit_json, user_errors
 
 EPILOG = ("Examples:  cpcbench pretrain body  |  cpcbench pretrain hand --method mae --steps 500  |  "
           "cpcbench pretrain body --set cpc.mask_strategy=human --set data.pair_mix=1.0  |  "
@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int | None = typer.Option(None, "--batch-size", help="Global batch size [32]."),
         data: str | None = typer.Option(None, "--data", help="synth (generated world) | a frame-set dir | "
                                                              "(supervised) an ImageFolder root [synth]."),
+        frames: int | None = typer.Option(None, "--frames", help="Synthetic frames to render when --data is synth "
+                                                                 "[2048]; confirms a large render."),
         out: Path | None = typer.Option(None, "--out",
                                         help="Run directory [runs/pretrain/DOMAIN-METHOD-ARCH-TIME]."),
         resume: bool = typer.Option(False, "--resume", help="Continue --out (or the newest unfinished run)."),
@@ -36,19 +38,26 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     ) -> None:
         """Pretrain a ViT by cross-view/cross-pose completion (cpc) or a baseline, and export its backbone."""
+        from core.errors import CpcbenchError
+        from harness.distributed import destroy
         from harness.pretrain import build_config
         from harness.pretrain import pretrain as run
 
+        for name, value in (("--epochs", epochs), ("--frames", frames)):
+            if value is not None and value <= 0:
+                raise CpcbenchError(f"{name} must be a positive number, got {value}")
         flags = {"method": method, "arch": arch, "img_size": img_size, "loop.steps": steps, "epochs": epochs,
-                 "loop.batch_size": batch_size, "data.source": data}
+                 "loop.batch_size": batch_size, "data.source": data, "data.synth_frames": frames}
         cfg = build_config(domain, preset, overrides, **flags)
-        summary = run(cfg, out=out, resume=resume)
+        confirmed = frames is not None or any(o.partition("=")[0].strip() == "data.synth_frames" for o in overrides)
+        summary = run(cfg, out=out, resume=resume, confirm_frames=confirmed)
+        destroy()
         if json_out:
             emit_json(summary)
             return
         held = (f"; held-out loss {summary['heldout_loss']:.4f}" if "heldout_loss" in summary else "") + (
             f" (predict-the-patch-mean baseline {summary['heldout_baseline']:.4f})" if "heldout_baseline" in summary
             else "")
-        typer.echo(f"{cfg.method} backbone for {cfg.domain}: {summary['backbone']} ({summary['steps']} steps, "
+        echo(f"{cfg.method} backbone for {cfg.domain}: {summary['backbone']} ({summary['steps']} steps, "
                    f"final train loss {summary['final_loss']:.4f}{held}). Use it: cpcbench eval --backbone "
                    f"{cfg.method} --task <task>")
