@@ -21,7 +21,7 @@ def synth(
     frames: int = typer.Option(1024, "--frames", "-n", help="Frames to render (rounded up to whole sequences)."),
     size: int = typer.Option(128, "--size", help="Side of the square person-centred crops, pixels."),
     out: Path | None = typer.Option(None, "--out", help="Output directory [default: $CPCBENCH_DATA_CACHE or "
-                                                            "runs/data/<domain>-<size>-<seed>]."),
+                                                            "runs/data/DOMAIN-SIZE-SEED]."),
     workers: int = typer.Option(1, "--workers", "-j", help="Rendering processes."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives identical frames."),
     cameras: int | None = typer.Option(None, "--cameras", help="Cameras per rig [domain default]."),

@@ -10,7 +10,7 @@ from harness.cli_util import emit_json, print_table, user_errors
 
 EPILOG = ("Examples:\n\n"
           "  cpcbench score --task freihand --data-root ~/data/freihand --predictions pred.json\n\n"
-          "  cpcbench score --task synth-hand-mesh --predictions results/.../<run_id>.predictions.npz --json")
+          "  cpcbench score --task synth-hand-mesh --predictions results/.../RUN_ID.predictions.npz --json")
 
 
 def _fmt(v: float | None, unit: str) -> str:
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def score(
         predictions: Path = typer.Option(..., "--predictions", "-p",
-                                         help="FreiHAND submission pred.json, or a <run_id>.predictions.npz "
+                                         help="FreiHAND submission pred.json, or a RUN_ID.predictions.npz "
                                               "written by `cpcbench eval`."),
         task: str = typer.Option("", "--task", "-t",
                                  help="Task name (freihand for pred.json; optional for an npz with its record)."),
