@@ -297,7 +297,7 @@ def test_synthetic_split_disjoint_and_targets_consistent(frame_sets):
 def test_rotations_of_dataset_match_vertices(frame_sets):
     """The camera-frame joint rotations decode (through smplx) to the stored root-relative vertices."""
     from tasks.heads import ModelDecoder
-    from tasks.synthetic import load_frames
+    from tasks.synth_data import load_frames
 
     for domain, kind in (("body", "smpl"), ("hand", "mano")):
         a = load_frames(frame_sets[domain], "train", SIZE, ("verts", "rotmat", "betas"), limit=2)
