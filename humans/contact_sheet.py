@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
+from humans.frames import FrameStore, PairSampler
 
 # FreiHAND keypoint order: wrist, then thumb/index/middle/ring/pinky from base to tip.
 FREIHAND_PARENTS = [-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19]
@@ -61,8 +62,6 @@ def make_contact_sheet(root: str | Path, out: str | Path | None = None, n_frames
     as the model sees them. ``colors`` > 0 quantises the PNG to that many colours (small files for docs).
     """
     from PIL import Image, ImageDraw
-
-    from humans.frames import FrameStore, PairSampler
 
     store = FrameStore(root)
     if len(store) == 0:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from humans.frames import FrameWriter
 
 log = logging.getLogger("cpcbench.data")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -70,8 +71,6 @@ def _number(value: Any, where: str) -> float:
 
 
 def _writer(out: Path, meta: dict[str, Any]):
-    from humans.frames import FrameWriter
-
     return FrameWriter(out, meta=meta, shard_size=1 << 30)
 
 

@@ -4,7 +4,7 @@ Capturing Hands and Bodies Together", SIGGRAPH Asia 2017), loadable by ``smplx.M
 Layout (as in ``MANO_RIGHT.pkl``, plain numpy): ``v_template`` [778, 3], ``f`` [F, 3], ``weights`` [778, 16],
 ``J_regressor`` [16, 778], ``kintree_table`` [2, 16], ``shapedirs`` [778, 3, 10], ``posedirs`` [778, 3, 135]
 (zeros), ``hands_components`` [45, 45] (orthonormal rows: principal directions of our sampled articulations,
-``humans.poses.sample_hand_pose``), ``hands_mean`` [45] (their mean). Extra keys: ``part_of_vertex`` [778]
+``humans.hand_poses.sample_hand_pose``), ``hands_mean`` [45] (their mean). Extra keys: ``part_of_vertex`` [778]
 (1 palm, 2 thumb, 3 index, 4 middle, 5 ring, 6 pinky), ``part_names``, ``generator``.
 
 Rest pose and frame follow MANO's: flat hand, fingers along -x, palm facing -y, thumb towards +z, the 16
@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from humans import meshkit as mk
+from humans.hand_poses import sample_hand_pose
 
 NUM_VERTS = 778
 SMOOTH_ITERS = 10  # diffusion steps that smooth the skinning weights along the surface
@@ -204,8 +205,6 @@ def _skin(b: _Built, fparts: dict[str, int], J: np.ndarray) -> None:
 
 def generate_mano(num_pose_samples: int = 20000) -> dict[str, np.ndarray]:
     """All arrays of a MANO-format right hand. Deterministic."""
-    from humans.poses import sample_hand_pose
-
     b = _build(HandShape(), with_weights=True)
     pairs, faces = mk.split_edges(b.verts, b.faces, NUM_VERTS)
     v = mk.apply_splits(b.verts, pairs)

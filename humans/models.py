@@ -38,6 +38,9 @@ import numpy as np
 
 from core.errors import CpcbenchError
 from core.io import atomic_write
+from humans import body_skeleton
+from humans.body_model import generate_smpl
+from humans.hand_model import generate_mano
 
 if TYPE_CHECKING:
     import smplx
@@ -54,12 +57,15 @@ FREIHAND_PARENTS: list[int] = [-1] + [p for f in range(5) for p in (0, 1 + 4 * f
 HAND_PART_NAMES: list[str] = ["palm", "thumb", "index", "middle", "ring", "pinky"]
 # MANO joint (0 wrist, 1-3 index, 4-6 middle, 7-9 pinky, 10-12 ring, 13-15 thumb) -> hand part id (1..6)
 _MANO_JOINT_PART = [1, 3, 3, 3, 4, 4, 4, 6, 6, 6, 5, 5, 5, 2, 2, 2]
-# SMPL joint -> body part id (1..14, humans.body_model.PART_NAMES order)
+# SMPL joint -> body part id (1..14, humans.body_skeleton.PART_NAMES order)
 _SMPL_JOINT_PART = [2, 9, 10, 2, 11, 12, 2, 13, 14, 2, 13, 14, 1, 2, 2, 1, 3, 4, 5, 6, 7, 8, 7, 8]
 
 Kind = Literal["smpl", "mano"]
 _FILES = {("smpl", "neutral"): "SMPL_NEUTRAL", ("smpl", "male"): "SMPL_MALE", ("smpl", "female"): "SMPL_FEMALE",
           ("mano", "neutral"): "MANO_RIGHT", ("mano", "right"): "MANO_RIGHT"}
+#: the modules the generated models are made by (every humans module body_model and hand_model import)
+GENERATOR_SOURCES = ("meshkit.py", "body_skeleton.py", "body_mesh.py", "body_model.py", "hand_model.py",
+                     "hand_poses.py")
 _lock = threading.Lock()
 _model_cache: dict[tuple, Any] = {}
 _data_cache: dict[tuple, dict[str, Any]] = {}
@@ -73,7 +79,7 @@ def _generator_digest() -> str:
 
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for name in ("meshkit.py", "body_model.py", "hand_model.py", "poses.py"):
+    for name in GENERATOR_SOURCES:
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 
@@ -141,12 +147,8 @@ def model_file(kind: Kind, gender: str = "neutral") -> Path:
 
 def _generate(kind: str, gender: str) -> dict[str, np.ndarray]:
     if kind == "smpl":
-        from humans.body_model import generate_smpl
-
         return generate_smpl(gender)
     elif kind == "mano":
-        from humans.hand_model import generate_mano
-
         return generate_mano()
     else:
         raise CpcbenchError(f"unknown model kind {kind!r}; use 'smpl' or 'mano'")
@@ -346,8 +348,6 @@ def forward(kind: Kind, params: dict[str, Any], model: smplx.SMPL | smplx.MANO |
 # ----------------------------------------------------------------------------------------------- info
 def model_info(kind: Kind, gender: str = "neutral") -> dict[str, Any]:
     """Static facts about the model ``load_model(kind, gender)`` returns (see the module docstring)."""
-    from humans import body_model as bm
-
     path, data = _data(kind, gender)
     faces = np.asarray(data["f"], dtype=np.int64)
     weights = np.asarray(data["weights"], dtype=np.float64)
@@ -356,14 +356,14 @@ def model_info(kind: Kind, gender: str = "neutral") -> dict[str, Any]:
     info: dict[str, Any] = {"faces": faces, "num_verts": int(v.shape[0]),
                             "source": "synthetic" if synthetic else f"real: {path}"}
     if kind == "smpl":
-        info["joint_names"] = list(bm.JOINT_NAMES)
-        info["parents"] = list(bm.PARENTS)
-        info["part_names"] = list(bm.PART_NAMES)
+        info["joint_names"] = list(body_skeleton.JOINT_NAMES)
+        info["parents"] = list(body_skeleton.PARENTS)
+        info["part_names"] = list(body_skeleton.PART_NAMES)
         if "part_of_vertex" in data:
             info["part_of_vertex"] = np.asarray(data["part_of_vertex"], dtype=np.int64)
         else:
             info["part_of_vertex"] = np.asarray(_SMPL_JOINT_PART)[weights.argmax(1)]
-        info["h36m_names"] = list(bm.H36M_NAMES)
+        info["h36m_names"] = list(body_skeleton.H36M_NAMES)
         info["h36m_regressor"], info["h36m_regressor_source"] = _h36m_for(data, path)
     elif kind == "mano":
         info["joint_names"] = list(FREIHAND_NAMES)

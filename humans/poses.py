@@ -1,4 +1,4 @@
-"""Pose samplers and smooth motions for SMPL bodies and MANO right hands (axis-angle, as smplx takes them).
+"""Pose samplers for SMPL bodies (axis-angle ``body_pose``, as smplx takes it) within per-joint limits.
 
 Body joint limits are written per joint in the joint's parent-aligned frame (SMPL rest frames are world
 aligned: y up, the body faces +z, its left is +x), for the left side; the right side is the mirror image
@@ -13,11 +13,8 @@ aligned: y up, the body faces +z, its left is +x), for the left side; the right 
 ``sample_body_pose`` draws from a mixture of pose families (standing, walking, reaching, sitting, squatting,
 lunging, bending, waving, balancing; mirrored at random) with per-joint Gaussian noise, clipped to the limits,
 and rejects poses a cheap capsule check finds self-penetrating (forearms/hands inside the torso or head,
-crossing legs), resampling them. Hand poses: MANO joints (1-3 index, 4-6 middle, 7-9 pinky, 10-12 ring,
-13-15 thumb), each with flexion/abduction/twist limits in its own anatomical frame, sampled as a gesture
-prototype plus noise. Motions are keyframes from these samplers interpolated per joint on SO(3) (scipy
-``Slerp`` with eased timing, so velocity is continuous and zero at keyframes). Everything is a function of
-the ``numpy.random.Generator`` passed in.
+crossing legs), resampling them. Everything is a function of the ``numpy.random.Generator`` passed in.
+Hand poses are in ``humans.hand_poses``, smooth motions built from both samplers in ``humans.motions``.
 """
 
 from __future__ import annotations
@@ -25,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
+from scipy.spatial.transform import Rotation
 
-from humans.body_model import MIRROR, PARENTS, RIGHT, rest_joints
+from humans.body_skeleton import MIRROR, PARENTS, RIGHT, rest_joints
 
 # ----------------------------------------------------------------------------------------------- body limits
 
@@ -317,203 +314,13 @@ def sample_global_orient(rng: np.random.Generator, n: int) -> np.ndarray:
     roll = rng.standard_normal(n) * sd * 0.8
     return Rotation.from_euler("YXZ", np.stack([yaw, pitch, roll], 1), degrees=True).as_rotvec()
 
-
-def _ease(t: np.ndarray) -> np.ndarray:
-    """Per-segment smoothstep of keyframe time (integer part = segment): C1 with zero speed at keys."""
-    k = np.floor(t)
-    f = t - k
-    return k + f * f * (3 - 2 * f)
-
-
-def _slerp_track(key_rotvecs: np.ndarray, key_times: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """[K, 3] key rotations at ``key_times`` [K] -> [T, 3] eased per-segment slerp at ``times``."""
-    seg = np.clip(np.searchsorted(key_times, times, side="right") - 1, 0, len(key_times) - 2)
-    frac = (times - key_times[seg]) / (key_times[seg + 1] - key_times[seg])
-    u = _ease(seg + np.clip(frac, 0.0, 1.0))
-    u = np.minimum(u, len(key_times) - 1)
-    slerp = Slerp(np.arange(len(key_times), dtype=np.float64), Rotation.from_rotvec(key_rotvecs))
-    return slerp(u).as_rotvec()
+def sample_motion_keys(rng: np.random.Generator, n: int, families: int = 2, noise: float = 0.8) -> np.ndarray:
+    """[n, 69] keyframe poses of one motion (``humans.motions.body_motion``): ``families`` pose families drawn
+    once, each key from one of them at random, with ``noise`` times the per-joint spread."""
+    fam, mirror = _family_draw(rng, families)
+    which = rng.integers(0, families, size=n)
+    return _sample_valid(rng, fam[which], mirror[which], noise=noise)
 
 
-def _key_times(rng: np.random.Generator, duration: float, lo: float, hi: float) -> np.ndarray:
-    times = [0.0]
-    while times[-1] < duration:
-        times.append(times[-1] + rng.uniform(lo, hi))
-    return np.array(times)
-
-
-def body_motion(rng: np.random.Generator, num_frames: int, fps: float = 30.0) -> dict[str, np.ndarray]:
-    """A smooth motion: ``global_orient`` [T, 3] and ``body_pose`` [T, 69]. Keyframes every 0.6-1.4 s drawn by
-    the pose sampler (one or two pose families per motion), a slowly drifting heading, eased slerp per joint."""
-    if num_frames < 1:
-        raise ValueError("num_frames must be >= 1")
-    duration = (num_frames - 1) / fps
-    kt = _key_times(rng, duration, 0.6, 1.4)
-    k = len(kt)
-    fam, mirror = _family_draw(rng, 2)
-    which = rng.integers(0, 2, size=k)
-    keys = _sample_valid(rng, fam[which], mirror[which], noise=0.8)
-    t = np.arange(num_frames) / fps
-    pose = np.stack([_slerp_track(keys[:, 3 * j:3 * j + 3], kt, t) for j in range(23)], 1).reshape(num_frames, 69)
-    yaw0 = rng.uniform(-180, 180)
-    yaw = yaw0 + np.cumsum(rng.normal(0.0, 30.0, k) * np.diff(kt, prepend=0.0))  # ~30 deg/s random walk
-    tilt = rng.normal(0.0, 4.0, (k, 2))
-    key_go = Rotation.from_euler("YXZ", np.column_stack([yaw, tilt]), degrees=True).as_rotvec()
-    go = _slerp_track(key_go, kt, t)
-    return {"global_orient": go.astype(np.float64), "body_pose": pose}
-
-
-# ----------------------------------------------------------------------------------------------- hands
-# MANO rest frame: fingers along -x, palm facing -y, thumb towards +z. Per joint frame (u1 twist axis along
-# the bone, u2 abduction axis, u3 flexion axis); flexion closes the finger towards the palm.
-_THUMB_DIR = np.array([-0.64, 0.0, 0.77]) / np.linalg.norm([-0.64, 0.0, 0.77])
-_THUMB_FLEX = np.cross(_THUMB_DIR, [0.0, -1.0, 0.0])
-_FINGER_FRAME = np.stack([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], 1)  # columns u1=x, u2=y, u3=z
-_THUMB_FRAME = np.stack([np.cross([0, 1.0, 0], _THUMB_FLEX), [0, 1.0, 0], _THUMB_FLEX], 1)
-# (flex, abd, twist) limits in degrees, per level: MCP/PIP/DIP for fingers, CMC/MCP/IP for the thumb.
-_FINGER_LIM = [((-15, -20, -8), (90, 20, 8)), ((0, -3, -3), (110, 3, 3)), ((0, -3, -3), (80, 3, 3))]
-_THUMB_LIM = [((-15, -45, -30), (60, 25, 40)), ((-10, -8, -8), (60, 8, 8)), ((-15, -5, -5), (85, 5, 5))]
-HAND_LIMITS: list[tuple[tuple[float, ...], tuple[float, ...]]] = _FINGER_LIM * 4 + _THUMB_LIM
-_FINGER_OF = {"index": 0, "middle": 1, "pinky": 2, "ring": 3, "thumb": 4}
-
-GESTURES: list[str] = ["open", "fist", "point", "pinch", "ok", "victory", "grasp_cylinder", "grasp_sphere"]
-
-_CURLED = ((85, 0, 0), (100, 0, 0), (60, 0, 0))
-_STRAIGHT = ((0, 0, 0), (0, 0, 0), (0, 0, 0))
-_THUMB_TUCK = ((40, -30, 20), (40, 0, 0), (50, 0, 0))
-
-
-def _g(index, middle, ring, pinky, thumb, spread=(0, 0, 0, 0)):
-    """Prototype [15, 3] (flex, abd, twist) from per-finger (3 levels x 3) tuples plus MCP abduction."""
-    p = np.zeros((15, 3))
-    for name, val, sp in (("index", index, spread[0]), ("middle", middle, spread[1]), ("ring", ring, spread[2]),
-                          ("pinky", pinky, spread[3])):
-        f = _FINGER_OF[name]
-        p[3 * f:3 * f + 3] = np.array(val, dtype=np.float64)
-        p[3 * f, 1] += sp
-    p[12:15] = np.array(thumb, dtype=np.float64)
-    return p
-
-
-_PROTOTYPES: list[np.ndarray] = [
-    _g(_STRAIGHT, _STRAIGHT, _STRAIGHT, _STRAIGHT, ((0, 5, 0), (0, 0, 0), (0, 0, 0)), (8, 0, -6, -12)),
-    _g(_CURLED, _CURLED, _CURLED, _CURLED, _THUMB_TUCK),
-    _g(_STRAIGHT, _CURLED, _CURLED, _CURLED, _THUMB_TUCK),
-    _g(((45, 0, 0), (45, 0, 0), (20, 0, 0)), ((70, 0, 0), (85, 0, 0), (50, 0, 0)), ((75, 0, 0), (90, 0, 0), (55, 0, 0)),
-       ((80, 0, 0), (95, 0, 0), (55, 0, 0)), ((45, -30, 22), (2, 0, 0), (8, 0, 0))),
-    _g(((55, 0, 0), (60, 0, 0), (35, 0, 0)), ((5, 0, 0), (5, 0, 0), (5, 0, 0)), ((5, 0, 0), (5, 0, 0), (5, 0, 0)),
-       ((5, 0, 0), (5, 0, 0), (5, 0, 0)), ((35, -25, 25), (25, 0, 0), (20, 0, 0)), (0, -5, -12, -20)),
-    _g(_STRAIGHT, _STRAIGHT, _CURLED, _CURLED, _THUMB_TUCK, (14, -10, 0, 0)),
-    _g(((50, 0, 0), (60, 0, 0), (30, 0, 0)), ((50, 0, 0), (60, 0, 0), (30, 0, 0)), ((50, 0, 0), (60, 0, 0), (30, 0, 0)),
-       ((50, 0, 0), (60, 0, 0), (30, 0, 0)), ((25, 3, 30), (15, 0, 0), (20, 0, 0))),
-    _g(((35, 0, 0), (40, 0, 0), (20, 0, 0)), ((35, 0, 0), (40, 0, 0), (20, 0, 0)), ((35, 0, 0), (40, 0, 0), (20, 0, 0)),
-       ((35, 0, 0), (40, 0, 0), (20, 0, 0)), ((40, 0, 25), (18, 0, 0), (16, 0, 0)), (12, 0, -10, -18)),
-]
-_HAND_SD = np.array([7.0, 4.0, 3.0])
-
-
-def _hand_frames() -> np.ndarray:
-    return np.stack([_FINGER_FRAME] * 12 + [_THUMB_FRAME] * 3)  # [15, 3, 3]
-
-
-def hand_params_to_pose(p: np.ndarray) -> np.ndarray:
-    """[n, 15, 3] (flex, abd, twist) degrees -> [n, 45] MANO ``hand_pose`` (axis-angle, flat-hand relative)."""
-    n = len(p)
-    frames = _hand_frames()
-    out = np.zeros((n, 15, 3))
-    for j in range(15):
-        local = Rotation.from_euler("ZYX", p[:, j], degrees=True).as_matrix()  # flex (u3), abd (u2), twist (u1)
-        f = frames[j]
-        out[:, j] = Rotation.from_matrix(f[None] @ local @ f.T[None]).as_rotvec()
-    return out.reshape(n, 45)
-
-
-def hand_pose_params(hand_pose: np.ndarray) -> np.ndarray:
-    """Inverse of ``hand_params_to_pose``: [n, 45] -> [n, 15, 3] degrees."""
-    r = np.asarray(hand_pose, dtype=np.float64).reshape(-1, 15, 3)
-    frames = _hand_frames()
-    out = np.zeros_like(r)
-    for j in range(15):
-        m = Rotation.from_rotvec(r[:, j]).as_matrix()
-        f = frames[j]
-        out[:, j] = Rotation.from_matrix(f.T[None] @ m @ f[None]).as_euler("ZYX", degrees=True)
-    return out
-
-
-def within_hand_limits(hand_pose: np.ndarray, tol_deg: float = 0.5) -> np.ndarray:
-    """[n] bool: every finger joint within ``HAND_LIMITS``."""
-    p = hand_pose_params(hand_pose)
-    lo = np.array([lim[0] for lim in HAND_LIMITS])
-    hi = np.array([lim[1] for lim in HAND_LIMITS])
-    return np.all((p >= lo - tol_deg) & (p <= hi + tol_deg), axis=(1, 2))
-
-
-def sample_hand_pose(rng: np.random.Generator, n: int, gesture: int | None = None,
-                     noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """``hand_pose`` [n, 45] (MANO right hand, flat-hand relative axis-angle) and gesture labels [n] (index into
-    ``GESTURES``; all ``gesture`` if given, else uniform). Prototype + Gaussian noise, clipped to limits."""
-    if gesture is None:
-        labels = rng.integers(0, len(GESTURES), size=n)
-    else:
-        if not 0 <= int(gesture) < len(GESTURES):
-            raise ValueError(f"gesture {gesture} out of range 0..{len(GESTURES) - 1} ({GESTURES})")
-        labels = np.full(n, int(gesture))
-    protos = np.stack(_PROTOTYPES)[labels]
-    p = protos + noise * rng.standard_normal((n, 15, 3)) * _HAND_SD
-    # a shared "openness" factor per sample varies the articulation between grasp-like and open
-    open_f = np.clip(1.0 + 0.12 * rng.standard_normal((n, 1, 1)), 0.7, 1.3)
-    p[..., 0] *= open_f[..., 0]
-    lo = np.array([lim[0] for lim in HAND_LIMITS])
-    hi = np.array([lim[1] for lim in HAND_LIMITS])
-    p = np.clip(p, lo, hi)
-    return hand_params_to_pose(p), labels.astype(np.int64)
-
-
-def sample_hand_orient(rng: np.random.Generator, n: int) -> np.ndarray:
-    """[n, 3] axis-angle, uniform on SO(3) (hands are seen from every side)."""
-    q = rng.standard_normal((n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return Rotation.from_quat(q).as_rotvec()
-
-
-def hand_motion(rng: np.random.Generator, num_frames: int, fps: float = 30.0) -> dict[str, np.ndarray]:
-    """Transitions between gestures: each gesture is held for 0.4-0.9 s (drifting slightly), then the hand moves
-    to the next one in 0.25-0.5 s. Returns ``global_orient`` [T, 3] (a random start orientation, turning by
-    ~20 degrees per keyframe), ``hand_pose`` [T, 45], ``labels`` [T] (the gesture being held, or during a
-    transition the nearer of the two) and ``stable`` [T] bool (True while a gesture is held)."""
-    if num_frames < 1:
-        raise ValueError("num_frames must be >= 1")
-    duration = (num_frames - 1) / fps
-    kt, key_gesture, holds = [0.0], [], []
-    g = int(rng.integers(0, len(GESTURES)))
-    while True:
-        hold = rng.uniform(0.4, 0.9)
-        holds.append((kt[-1], kt[-1] + hold))
-        kt.append(kt[-1] + hold)
-        key_gesture += [g, g]
-        if kt[-1] >= duration:
-            break
-        kt.append(kt[-1] + rng.uniform(0.25, 0.5))
-        g = int((g + rng.integers(1, len(GESTURES))) % len(GESTURES))  # a different gesture
-    kt = np.array(kt)
-    key_gesture = np.array(key_gesture, dtype=np.int64)
-    k = len(kt)
-    keys = np.stack([sample_hand_pose(rng, 1, int(kg), noise=0.8)[0][0] for kg in key_gesture])
-    t = np.arange(num_frames) / fps
-    pose = np.stack([_slerp_track(keys[:, 3 * j:3 * j + 3], kt, t) for j in range(15)], 1).reshape(num_frames, 45)
-    start = Rotation.from_rotvec(sample_hand_orient(rng, 1))
-    steps = Rotation.from_rotvec(rng.normal(0.0, np.radians(12.0), (k, 3)))
-    key_go = [start]
-    for i in range(1, k):
-        key_go.append(steps[i] * key_go[-1])
-    go = _slerp_track(Rotation.concatenate(key_go).as_rotvec(), kt, t)
-    nearest = np.abs(t[:, None] - kt[None]).argmin(1)
-    stable = np.zeros(num_frames, dtype=bool)
-    for a, b in holds:
-        stable |= (t >= a) & (t <= b)
-    return {"global_orient": go, "hand_pose": pose, "labels": key_gesture[nearest], "stable": stable}
-
-
-__all__ = ["BODY_LIMITS", "GESTURES", "HAND_LIMITS", "body_motion", "hand_motion", "sample_body_pose",
-           "sample_global_orient", "sample_hand_orient", "sample_hand_pose", "self_penetrating",
-           "within_body_limits", "within_hand_limits"]
+__all__ = ["BODY_LIMITS", "body_fk", "body_pose_params", "params_to_rotvec", "rotvec_to_params", "sample_body_pose",
+           "sample_global_orient", "sample_motion_keys", "self_penetrating", "within_body_limits"]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from core.errors import CpcbenchError, DataError
+from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     import numpy as np
@@ -257,8 +258,6 @@ def to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> float32 [3, H, W], normalised with ``humans.frames.IMAGENET_MEAN/STD``."""
     import numpy as np
     import torch
-
-    from humans.frames import IMAGENET_MEAN, IMAGENET_STD
 
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DataError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")

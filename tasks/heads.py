@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import CpcbenchError
+from humans.models import load_model
+from tasks.protocols import MANO_TIP_VERTS, MANO_TO_FREIHAND, mano_to_freihand
 
 
 def split_tokens(tokens: torch.Tensor, num_prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,8 +296,6 @@ class ModelDecoder(nn.Module):
 
     def __init__(self, kind: str, n_betas: int = 10) -> None:
         super().__init__()
-        from humans.models import load_model
-
         if kind not in ("smpl", "mano"):
             raise CpcbenchError(f"ModelDecoder: unknown model kind {kind!r}; use 'smpl' or 'mano'")
         model = load_model(kind, "neutral", batch_size=1)
@@ -321,8 +321,6 @@ class ModelDecoder(nn.Module):
                             self.shapedirs, self.posedirs, self.J_regressor, self.parents, self.lbs_weights,
                             pose2rot=False)
         if self.kind == "mano":
-            from tasks.protocols import mano_to_freihand
-
             joints = mano_to_freihand(joints, verts)
         return verts, joints
 
@@ -338,8 +336,6 @@ class ModelDecoder(nn.Module):
         hand: 16 MANO joints + tip vertices in FreiHAND order)."""
         if self.kind == "smpl":
             return self.J_regressor.clone()
-        from tasks.protocols import MANO_TIP_VERTS, MANO_TO_FREIHAND
-
         tips = torch.zeros(len(MANO_TIP_VERTS), self.J_regressor.shape[1])
         tips[torch.arange(len(MANO_TIP_VERTS)), torch.tensor(MANO_TIP_VERTS)] = 1.0
         return torch.cat([self.J_regressor, tips])[list(MANO_TO_FREIHAND)]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.errors import CpcbenchError
+from tasks import metrics
 
 # --------------------------------------------------------------------------------------------------------------
 # Joint sets (names in index order)
@@ -299,8 +300,6 @@ class Protocol:
         pred, gt: [B, J_in, 3] in ``units_in``; valid: [B, J] over the *selected* joints or None.
         Returns {"mpjpe": [B], "pa_mpjpe": [B]} (PA only when the protocol has a Procrustes family).
         """
-        from tasks import metrics
-
         p, g = self.prepare(pred, gt)
         out = {"mpjpe": metrics.mpjpe(p, g, valid=valid)}
         if self.procrustes is not None:

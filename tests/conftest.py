@@ -38,3 +38,65 @@ def synth_hand(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synth_objects(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_frames(tmp_path_factory.mktemp("synth_objects"), "objects")
+
+
+# ---------------------------------------------------------------------------------------------- task tests
+@pytest.fixture(scope="session")
+def frame_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """domain -> tiny frame set of ``task_kit.SIZE`` px (made without rendering, on first access)."""
+    from task_kit import LazyFrames
+
+    return LazyFrames(tmp_path_factory.mktemp("frames"))
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """A $CPCBENCH_MODELS in the real files' layout (generated SMPL/MANO stand in) + the H36M regressor."""
+    import shutil
+
+    import numpy as np
+
+    from humans.models import model_file, read_model_file
+
+    out = tmp_path_factory.mktemp("models")
+    (out / "smpl").mkdir()
+    for g in ("neutral", "male", "female"):
+        src = model_file("smpl", g)
+        shutil.copy(src, out / "smpl" / f"SMPL_{g.upper()}.pkl")
+    np.save(out / "smpl" / "J_regressor_h36m.npy", read_model_file(src)["J_regressor_h36m"])
+    (out / "mano").mkdir()
+    shutil.copy(model_file("mano", "right"), out / "mano" / "MANO_RIGHT.pkl")
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_roots(tmp_path_factory) -> dict[str, Path]:
+    from task_kit import REAL, make_real_fixture
+
+    roots = {}
+    for name in REAL:
+        roots[name] = tmp_path_factory.mktemp(f"real-{name}")
+        make_real_fixture(name, roots[name])
+    return roots
+
+
+@pytest.fixture
+def root_of(frame_sets, request, monkeypatch):
+    """name -> data root of the task (tiny synthetic frame set, or a real-format fixture with $CPCBENCH_MODELS)."""
+    from harness.registries import TASKS
+
+    def get(name: str) -> Path:
+        cls = TASKS.get(name)
+        if cls.synthetic:
+            return frame_sets[cls.domain]
+        monkeypatch.setenv("CPCBENCH_MODELS", str(request.getfixturevalue("models_dir")))
+        return request.getfixturevalue("real_roots")[name]
+
+    return get
+
+
+@pytest.fixture
+def task_of(root_of):
+    from harness.registries import TASKS
+
+    return lambda name: TASKS.get(name)(root_of(name))

@@ -1,5 +1,5 @@
 """Tiny fixtures in the published formats of the real benchmarks, plus a malformed variant of each. Used by
-tests/test_real_tasks.py and tests/test_real_e2e.py.
+tests/test_real_readers.py, tests/test_real_tasks.py and tests/test_real_e2e.py.
 
 Each writer is derived from the published description of its format (the data set's readme / the reference
 loaders and preprocessing scripts named in its docstring), not from our readers, so that a misreading shared by a

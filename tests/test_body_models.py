@@ -14,7 +14,7 @@ import torch
 import trimesh
 
 from core.errors import CpcbenchError
-from humans import body_model, hand_model, models
+from humans import body_model, body_skeleton, hand_model, models
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_meshes_watertight_weights_and_regressors(kind, cache):
     assert np.all(w >= 0) and np.allclose(w.sum(1), 1.0)
     jr = data["J_regressor"]
     assert np.all(jr >= 0) and np.allclose(jr.sum(1), 1.0)
-    rest = body_model.rest_joints() if kind == "smpl" else hand_model.REST_JOINTS
+    rest = body_skeleton.rest_joints() if kind == "smpl" else hand_model.REST_JOINTS
     np.testing.assert_allclose(jr @ v, rest, atol=1e-9)
     nj = 24 if kind == "smpl" else 16
     assert data["kintree_table"].shape == (2, nj)
@@ -252,3 +252,18 @@ def test_convert_official_without_chumpy(cache, tmp_path):
     with pytest.raises(CpcbenchError, match="cannot read"):
         (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
         models.read_model_file(tmp_path / "bad.pkl")
+
+
+def test_generator_digest_covers_every_generator_source():
+    """The cache key of the generated models hashes every module that makes them: a split of the generator into
+    new modules must list them, or an edit there would reuse a stale cached model."""
+    from test_layers import import_graph
+
+    graph = import_graph()
+    made_by, todo = set(), ["humans.body_model", "humans.hand_model"]
+    while todo:
+        mod = todo.pop()
+        if mod not in made_by:
+            made_by.add(mod)
+            todo += [m for m in graph[mod] if m.startswith("humans.")]
+    assert {m.rpartition(".")[2] + ".py" for m in made_by} == set(models.GENERATOR_SOURCES)

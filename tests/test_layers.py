@@ -213,3 +213,28 @@ def test_walker_sees_nested_and_string_imports(tmp_path: Path) -> None:
     mods = project_modules(tmp_path)
     assert [v.split(": ", 1)[1] for v in layer_violations(g, mods, tmp_path)] == [
         "core.a (core) imports humans.b (humans)", "tasks.t (tasks) imports pretraining (pretraining)"]
+
+
+MAX_LINES = 500
+
+
+def long_files(root: Path = ROOT, limit: int = MAX_LINES) -> list[str]:
+    """``path: lines`` of every .py file under the five packages and tests/ with more than ``limit`` lines."""
+    found = []
+    for pkg in (*LAYERS, "tests"):
+        for path in sorted((root / pkg).rglob("*.py")):
+            n = len(path.read_text(encoding="utf-8").splitlines())
+            if n > limit:
+                found.append(f"{path.relative_to(root)}: {n}")
+    return found
+
+
+def test_no_python_file_over_500_lines(tmp_path: Path) -> None:
+    """Issue #13: no module or test file over 500 lines; one that grows past it is split by role."""
+    for pkg in (*LAYERS, "tests"):
+        (tmp_path / pkg).mkdir()
+    (tmp_path / "tasks" / "big.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    (tmp_path / "tests" / "fits.py").write_text("x = 1\n" * MAX_LINES)
+    assert long_files(tmp_path) == [f"tasks/big.py: {MAX_LINES + 1}"]  # the check itself sees a long file
+    bad = long_files()
+    assert not bad, f"Python files over {MAX_LINES} lines (split them by role):\n" + "\n".join(bad)

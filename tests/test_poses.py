@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from humans import poses
+from humans import hand_poses, motions, poses
 
 
 def _step_angles(track: np.ndarray, dim: int) -> np.ndarray:
@@ -16,6 +16,12 @@ def _step_angles(track: np.ndarray, dim: int) -> np.ndarray:
     a = r[: (t - 1) * n]
     b = r[n:]
     return np.degrees((a.inv() * b).magnitude()).reshape(t - 1, n)
+
+
+def prototype_params(gesture: int) -> np.ndarray:
+    """[15, 3] limit parameters of a gesture's noise-free prototype."""
+    pose = hand_poses.sample_hand_pose(np.random.default_rng(0), 1, gesture, noise=0.0)[0]
+    return hand_poses.hand_pose_params(pose)[0]
 
 
 def test_body_pose_within_limits_and_not_penetrating():
@@ -58,8 +64,8 @@ def test_param_round_trip(joint):
 
 def test_determinism():
     for fn in (lambda r: poses.sample_body_pose(r, 20), lambda r: poses.sample_global_orient(r, 20),
-               lambda r: poses.body_motion(r, 40)["body_pose"], lambda r: poses.sample_hand_pose(r, 20)[0],
-               lambda r: poses.hand_motion(r, 40)["hand_pose"]):
+               lambda r: motions.body_motion(r, 40)["body_pose"], lambda r: hand_poses.sample_hand_pose(r, 20)[0],
+               lambda r: motions.hand_motion(r, 40)["hand_pose"]):
         np.testing.assert_array_equal(fn(np.random.default_rng(7)), fn(np.random.default_rng(7)))
     assert not np.array_equal(poses.sample_body_pose(np.random.default_rng(7), 5),
                               poses.sample_body_pose(np.random.default_rng(8), 5))
@@ -75,7 +81,7 @@ def test_global_orient_mostly_upright_with_varied_yaw():
 
 
 def test_body_motion_is_smooth_and_moves():
-    m = poses.body_motion(np.random.default_rng(3), 120, fps=30)
+    m = motions.body_motion(np.random.default_rng(3), 120, fps=30)
     assert m["global_orient"].shape == (120, 3) and m["body_pose"].shape == (120, 69)
     step = _step_angles(m["body_pose"], 23)
     assert step.max() < 12.0  # degrees per frame at 30 fps
@@ -87,32 +93,31 @@ def test_body_motion_is_smooth_and_moves():
 
 
 def test_hand_poses_limits_labels_gestures():
-    hp, labels = poses.sample_hand_pose(np.random.default_rng(0), 300)
+    hp, labels = hand_poses.sample_hand_pose(np.random.default_rng(0), 300)
     assert hp.shape == (300, 45) and labels.shape == (300,)
-    assert set(np.unique(labels)) == set(range(len(poses.GESTURES)))
-    assert poses.within_hand_limits(hp).all()
-    hp3, l3 = poses.sample_hand_pose(np.random.default_rng(0), 10, gesture=3)
+    assert set(np.unique(labels)) == set(range(len(hand_poses.GESTURES)))
+    assert hand_poses.within_hand_limits(hp).all()
+    hp3, l3 = hand_poses.sample_hand_pose(np.random.default_rng(0), 10, gesture=3)
     assert (l3 == 3).all()
     with pytest.raises(ValueError):
-        poses.sample_hand_pose(np.random.default_rng(0), 1, gesture=len(poses.GESTURES))
+        hand_poses.sample_hand_pose(np.random.default_rng(0), 1, gesture=len(hand_poses.GESTURES))
     # fist is more closed than open; finger flexion of every gesture differs from every other gesture
-    params = np.stack([poses.hand_pose_params(poses.sample_hand_pose(np.random.default_rng(0), 1, g, noise=0.0)[0])[0]
-                       for g in range(len(poses.GESTURES))])
+    params = np.stack([prototype_params(g) for g in range(len(hand_poses.GESTURES))])
     flex = params[:, :, 0]
-    assert flex[poses.GESTURES.index("fist")].sum() > flex[poses.GESTURES.index("open")].sum() + 500
+    assert flex[hand_poses.GESTURES.index("fist")].sum() > flex[hand_poses.GESTURES.index("open")].sum() + 500
     d = np.linalg.norm(params.reshape(len(params), -1)[:, None] - params.reshape(len(params), -1)[None], axis=2)
     assert d[~np.eye(len(params), dtype=bool)].min() > 40
 
 
 def test_hand_motion_smooth():
-    m = poses.hand_motion(np.random.default_rng(2), 90)
+    m = motions.hand_motion(np.random.default_rng(2), 90)
     assert m["hand_pose"].shape == (90, 45) and m["global_orient"].shape == (90, 3) and m["labels"].shape == (90,)
     assert _step_angles(m["hand_pose"], 15).max() < 15.0
     assert _step_angles(m["global_orient"], 1).max() < 8.0
     assert m["stable"].mean() > 0.5 and len(np.unique(m["labels"])) >= 2
     # while a gesture is held the pose stays close to that gesture's prototype (no noise) more than to others'
-    protos = np.stack([poses.hand_pose_params(poses.sample_hand_pose(np.random.default_rng(0), 1, g, noise=0.0)[0])[0]
-                       for g in range(len(poses.GESTURES))]).reshape(len(poses.GESTURES), -1)
-    held = poses.hand_pose_params(m["hand_pose"][m["stable"]]).reshape(int(m["stable"].sum()), -1)
+    n = len(hand_poses.GESTURES)
+    protos = np.stack([prototype_params(g) for g in range(n)]).reshape(n, -1)
+    held = hand_poses.hand_pose_params(m["hand_pose"][m["stable"]]).reshape(int(m["stable"].sum()), -1)
     closest = np.linalg.norm(held[:, None] - protos[None], axis=2).argmin(1)
     assert np.mean(closest == m["labels"][m["stable"]]) > 0.9

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from humans.cameras import crop_intrinsics, look_at, project, to_camera
 from humans.render import Lighting, Renderer, decode_parts, seg_palette
-from humans.world import crop_intrinsics, look_at, project, to_camera
 
 
 def _two_part_actor() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,7 +130,7 @@ def test_platform_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="libOSMesa not installed")
 def test_osmesa_fallback_renders() -> None:
-    code = ("import numpy as np; from humans.render import Renderer, Lighting; from humans.world import look_at;"
+    code = ("import numpy as np; from humans.render import Renderer, Lighting; from humans.cameras import look_at;"
             "r = Renderer(32); r.set_scene([], Lighting());"
             "import trimesh; s = trimesh.creation.icosphere(2, radius=0.3);"
             "r.set_actor(np.asarray(s.faces), np.ones(len(s.vertices), int), np.ones((len(s.vertices), 3)));"

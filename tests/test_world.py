@@ -11,8 +11,9 @@ from conftest import TINY, tiny_frames
 from scipy import ndimage
 
 from core.errors import DataError
+from humans.cameras import project
 from humans.frames import FrameStore, PairSampler
-from humans.world import ensure_frames, generate, plan, project
+from humans.world import ensure_frames, generate, plan
 
 
 def _frames(root: Path) -> tuple[FrameStore, list[dict[str, np.ndarray]]]:
@@ -77,7 +78,7 @@ def test_body_frames_carry_the_model(synth_body: Path) -> None:
 
 
 def test_hand_frames_have_gesture_labels(synth_hand: Path) -> None:
-    from humans.poses import GESTURES
+    from humans.hand_poses import GESTURES
 
     store = FrameStore(synth_hand)
     labels = store.manifest["label"].to_numpy()
@@ -253,7 +254,7 @@ def test_people_look_different_from_the_front_and_the_back() -> None:
     front details of a top change only vertices in front (+z) of their region, and every subject gets some."""
     from humans.appearance import _face, _front_of_top, region_of_part
     from humans.models import model_info
-    from humans.world import _rest_verts
+    from humans.people import _rest_verts
 
     info = model_info("smpl")
     verts = _rest_verts("smpl", np.zeros(10))

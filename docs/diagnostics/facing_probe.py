@@ -73,7 +73,7 @@ def main() -> None:
     from harness.backbones import resolve_backbone
     from harness.evaluate import backbone_info
     from harness.runtime import seed_everything
-    from tasks.synthetic import load_frames
+    from tasks.synth_data import load_frames
 
     root = Path(args.frames)
     tr, te = (load_frames(root, s, args.size, ("joints3d",)) for s in ("train", "test"))

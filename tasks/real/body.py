@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from core.errors import DataError
+from humans.models import forward, h36m_regressor_file, load_model, model_info, real_model_file
+from tasks import heads
 from tasks.base import Task
 from tasks.real.common import GENDER_CODE, BodyFrames, CropDataset, limit_indices, single_thread
 
@@ -37,8 +39,6 @@ SMPL_HINT = ("Download the SMPL body model (smpl.is.tue.mpg.de: SMPL_NEUTRAL/MAL
 
 def require_real_smpl(genders: tuple[str, ...] = ("neutral", "male", "female"), h36m: bool = True) -> None:
     """The real SMPL files (and ``J_regressor_h36m.npy``) under ``$CPCBENCH_MODELS``, else a ``DataError``."""
-    from humans.models import h36m_regressor_file, real_model_file
-
     for g in genders:
         path = real_model_file("smpl", g)
         if path is None:
@@ -53,16 +53,12 @@ def require_real_smpl(genders: tuple[str, ...] = ("neutral", "male", "female"), 
 
 def regressor_info() -> dict[str, str]:
     """The ``data`` block entry naming the H36M regressor file a run used (for the result record)."""
-    from humans.models import h36m_regressor_file
-
     path = h36m_regressor_file()
     return {"h36m_regressor": str(path) if path is not None else "missing"}
 
 
 def h36m_regressor() -> np.ndarray:
     """[17, 6890] ``J_regressor_h36m`` of the neutral SMPL (the user's file: ``humans.models.h36m_regressor_file``)."""
-    from humans.models import model_info
-
     return np.asarray(model_info("smpl", "neutral")["h36m_regressor"], np.float32)
 
 
@@ -85,8 +81,6 @@ class SmplGroundTruth:
 
     def __call__(self, gender: str, global_orient: np.ndarray, body_pose: np.ndarray,
                  betas: np.ndarray) -> dict[str, np.ndarray]:
-        from humans.models import forward, load_model
-
         with self._lock:
             if self._reg is None:
                 self._reg = h36m_regressor()
@@ -121,8 +115,6 @@ class BodyMeshModel(nn.Module):
     [B, 24, 3], joints_h36m [B, 17, 3]} (root-relative to SMPL joint 0, metres)."""
 
     def __init__(self, backbone_info: Mapping[str, Any]) -> None:
-        from tasks import heads
-
         super().__init__()
         dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
         decoder = heads.ModelDecoder("smpl")

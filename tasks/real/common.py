@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
+from humans.models import real_model_file
+from tasks.base import crop_image, to_tensor_image
 
 GENDER_CODE = {"neutral": 0, "male": 1, "female": 2}
 _GENDER_ALIASES = {"m": "male", "male": "male", "f": "female", "female": "female", "n": "neutral", "neutral": "neutral"}
@@ -55,8 +57,6 @@ def data_status(root: Path | None, sub: str, marker: str, hint: str,
         if (cand / marker).exists():
             status = {"data": "found", "where": str(cand)}
             if models:
-                from humans.models import real_model_file
-
                 missing = [f"{k} {g}" for k, g in models if real_model_file(k, g) is None]
                 status["models"] = f"missing real {', '.join(missing)} in $CPCBENCH_MODELS" if missing else "found"
             return status
@@ -277,8 +277,6 @@ class CropDataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         import torch
-
-        from tasks.base import crop_image, to_tensor_image
 
         if not 0 <= i < len(self.images):
             raise IndexError(i)

@@ -38,6 +38,7 @@ from tasks.real.common import (
     require_keys,
     rotate_orient,
 )
+from tasks.real.pw3d import PW3D_HINT, read_pw3d
 from tasks.real.safe_pickle import load_pickle
 
 EMDB_KEYS = ("gender", "name", "emdb1", "n_frames", "good_frames_mask", "camera", "smpl", "kp2d", "bboxes")
@@ -147,8 +148,6 @@ class EMDBTask(RealBodyTask):
 
     def body_frames(self, split: str) -> BodyFrames:
         if split == "train":
-            from tasks.real.pw3d import PW3D_HINT, read_pw3d
-
             return read_pw3d(dataset_dir(self.root, "3dpw", "sequenceFiles", PW3D_HINT + " (EMDB fine-tunes on "
                                          "the 3DPW training split.)", self.name), "train")
         return read_emdb(dataset_dir(self.root, "emdb", "P0", self.data_hint, self.name))

@@ -33,7 +33,8 @@ import numpy as np
 
 from core.errors import DataError
 from core.registry import TASKS
-from tasks import metrics
+from humans.models import real_model_file
+from tasks import heads, metrics
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import (
@@ -57,8 +58,6 @@ FREIHAND_HINT = ("Download FreiHAND v2 (lmb.informatik.uni-freiburg.de/projects/
 
 
 def require_real_mano() -> None:
-    from humans.models import real_model_file
-
     if real_model_file("mano", "right") is None:
         raise DataError(f"the real hand benchmarks need the real MANO model: none under $CPCBENCH_MODELS. {MANO_HINT}")
 
@@ -105,8 +104,6 @@ def hand_array_scores(a: Mapping[str, np.ndarray], protocol: Protocol) -> dict[s
 def build_hand_head(backbone_info: Mapping[str, Any]):
     """ParamMeshHead + right-hand MANO decoding: tokens -> {verts [B, 778, 3], joints3d [B, 21, 3], ...}
     (root-relative to the wrist, FreiHAND keypoint order)."""
-    from tasks import heads
-
     require_real_mano()
     dim, prefix, _, _ = heads.check_backbone_info(backbone_info)
     decoder = heads.ModelDecoder("mano")

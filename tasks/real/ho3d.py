@@ -26,6 +26,7 @@ import numpy as np
 
 from core.errors import DataError
 from core.registry import TASKS
+from humans.models import forward, load_model
 from tasks.base import FinetuneDefaults, MetricSpec, Task
 from tasks.protocols import PROTOCOLS, Protocol
 from tasks.real.common import ArrayTargets, CropDataset, data_status, dataset_dir, limit_indices, single_thread
@@ -60,8 +61,6 @@ class HO3DTrainTargets:
         self.arrays = dict(arrays)
 
     def __call__(self, i: int) -> dict[str, Any]:
-        from humans.models import forward, load_model
-
         mano = self.arrays["mano"][i]  # handPose 48, handBeta 10, handTrans 3 (OpenGL)
         with single_thread():
             out = forward("mano", {"global_orient": mano[None, :3], "hand_pose": mano[None, 3:48],

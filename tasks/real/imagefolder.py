@@ -19,6 +19,7 @@ import numpy as np
 from core.errors import DataError
 from core.registry import TASKS
 from tasks.base import FinetuneDefaults, MetricSpec, Task
+from tasks.heads import ClassHead, check_backbone_info
 from tasks.real.common import ArrayTargets, CropDataset, data_status, limit_indices
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -100,8 +101,6 @@ class ImageFolderTask(Task):
                            ArrayTargets({"label": labels}), bbox_scale=1.0, frame_ids=idx)
 
     def build_head(self, backbone_info: Mapping[str, Any]):
-        from tasks.heads import ClassHead, check_backbone_info
-
         embed_dim, num_prefix, _, _ = check_backbone_info(backbone_info)
         return ClassHead(embed_dim, num_prefix, len(self.classes()))
 
