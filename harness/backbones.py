@@ -43,10 +43,13 @@ def runs_root() -> Path:
 
 
 def find_pretrained(method: str, domain: str, root: Path | None = None) -> Path | None:
-    """Newest ``backbone.safetensors`` of ``method`` for ``domain`` (by modification time), or None."""
+    """Newest ``backbone.safetensors`` of ``method`` for ``domain`` (by modification time), or None. A method
+    whose data do not depend on the run's domain (its ``batch_needs.any_domain``, e.g. supervised on
+    synth-objects) takes any domain's run."""
+    from harness.registries import METHODS
+
     base = (root or runs_root()).absolute() / "pretrain"
-    # supervised pretraining reads synth-objects (or an ImageFolder) whatever the domain: any domain's run will do
-    pattern = f"*-{method}-*" if method == "supervised" else f"{domain}-{method}-*"
+    pattern = f"*-{method}-*" if METHODS.get(method).batch_needs.any_domain else f"{domain}-{method}-*"
     hits = [p for p in base.glob(f"{pattern}/backbone.safetensors") if p.is_file()]
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
