@@ -43,10 +43,13 @@ def runs_root() -> Path:
 
 
 def find_pretrained(method: str, domain: str, root: Path | None = None) -> Path | None:
-    """Newest ``backbone.safetensors`` of ``method`` for ``domain`` (by modification time), or None."""
+    """Newest ``backbone.safetensors`` of ``method`` for ``domain`` (by modification time), or None. A method
+    whose data do not depend on the run's domain (its ``batch_needs.any_domain``, e.g. supervised on
+    synth-objects) takes any domain's run."""
+    from harness.registries import METHODS
+
     base = (root or runs_root()).absolute() / "pretrain"
-    # supervised pretraining reads synth-objects (or an ImageFolder) whatever the domain: any domain's run will do
-    pattern = f"*-{method}-*" if method == "supervised" else f"{domain}-{method}-*"
+    pattern = f"*-{method}-*" if METHODS.get(method).batch_needs.any_domain else f"{domain}-{method}-*"
     hits = [p for p in base.glob(f"{pattern}/backbone.safetensors") if p.is_file()]
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
@@ -56,14 +59,13 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
     """-> (backbone, info); see module docstring. ``img_size`` rebuilds for another input size (RoPE and
     sin-cos need nothing; learned positions are resampled)."""
     import pretraining  # noqa: F401  (fills the registries)
-    from harness.registries import METHODS
+    from harness.registries import BACKBONES, METHODS
     from pretraining.arch_file import backbone_from_arch_file, parse_arch_spec
     from pretraining.load import NORMS, backbone_from_file, backbone_from_timm
-    from pretraining.vit import ARCHS, build_vit
 
     if spec == "scratch":
-        cfg = {**SCRATCH, **({"img_size": int(img_size)} if img_size else {})}
-        bb = build_vit(**cfg)
+        cfg = {k: v for k, v in SCRATCH.items() if k != "arch"} | ({"img_size": int(img_size)} if img_size else {})
+        bb = BACKBONES.get(SCRATCH["arch"])(**cfg)
         info: dict[str, Any] = {"weights": "", "weights_sha256": "", "method": "scratch", "load": {},
                                 "backbone": bb.config_dict(), "input_norm": dict(NORMS["imagenet"])}
     elif spec.startswith("timm:"):
@@ -77,7 +79,7 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
         info["method"] = spec
     elif parse_arch_spec(spec) is not None:
         bb, info = backbone_from_arch_file(spec, img_size, strict)
-    elif spec in ARCHS:
+    elif spec in BACKBONES:
         raise CpcbenchError(f"{spec!r} is an architecture, not a backbone spec: use 'scratch' for a random "
                             f"{spec}, a method name ({', '.join(METHODS.names())}), timm:NAME.TAG, a checkpoint "
                             f"file or {spec}:FILE for a plain weights file of that architecture")

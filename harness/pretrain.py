@@ -26,29 +26,32 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+import typing
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import to_dict, with_overrides
 from core.errors import CpcbenchError
+from harness.registries import METHODS
 from harness.train import LoopConfig, OptimConfig
-from pretraining.cpc import CPCConfig
+from pretraining import DEFAULT_METHOD
 from pretraining.data import DataConfig
-from pretraining.dino import DINOConfig
-from pretraining.mae import MAEConfig
-from pretraining.supervised import SupervisedConfig
 
 log = logging.getLogger("cpcbench.pretrain")
 DOMAINS = ("body", "hand")
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """One pretraining run. Defaults: the CPU run of ``cpcbench pretrain body`` (see module docstring)."""
+class _RunFields:
+    """One pretraining run. Defaults: the CPU run of ``cpcbench pretrain body`` (see module docstring).
+
+    After ``data`` comes one section per registered method, named by it and parsed by its objective's
+    ``config_cls`` (``cpc.mask_ratio``, ``dino.out_dim``, ...); ``objective_config()`` is the running method's.
+    """
 
     domain: str = "body"
-    method: str = "cpc"
+    method: str = DEFAULT_METHOD
     arch: str = "vit_tiny"
     img_size: int = 128
     pos_embed: str = "rope"  # rope (CroCo v2) | sincos (CroCo v1, MAE) | learned
@@ -59,36 +62,50 @@ class PretrainConfig:
     eval_every: int = 50
     run_id: str = ""  # "" = UTC time stamp
     data: DataConfig = field(default_factory=DataConfig)
-    cpc: CPCConfig = field(default_factory=CPCConfig)
-    mae: MAEConfig = field(default_factory=MAEConfig)
-    dino: DINOConfig = field(default_factory=DINOConfig)
-    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(base_lr=1.5e-3, warmup_steps=30))
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, batch_size=32, log_every=10))
 
     def objective_config(self) -> Any:
-        if self.method == "cpc":
-            return self.cpc
-        if self.method == "mae":
-            return self.mae
-        if self.method == "dino":
-            return self.dino
-        if self.method == "supervised":
-            return self.supervised
-        raise CpcbenchError(f"unknown pretraining method {self.method!r}; choose cpc, mae, dino or supervised")
+        """The section of the running method (an instance of its objective's ``config_cls``)."""
+        METHODS.get(self.method)  # an unknown method names the registered ones
+        return getattr(self, self.method)
 
 
-# Named presets: dotted overrides applied before the user's --set/flags.
-PRESETS: dict[str, dict[str, Any]] = {
-    "body": {"domain": "body"},
-    "hand": {"domain": "hand", "data.max_gap": 6},
-    # paper scale (CroCo / CroCo v2 recipe; protocols-and-formats D3): ViT-B/16 at 224 px, batch 512 (64 x 8 GPUs),
-    # 400 epochs with 40 warmup, blr 1.5e-4; DINO head 65536-d with 8 local 96 px crops (D2). For GPUs.
-    "paper": {"arch": "vit_base", "img_size": 224, "epochs": 400, "warmup_epochs": 40, "loop.batch_size": 512,
-              "loop.ckpt_every": 1000, "loop.num_workers": 8, "optim.base_lr": 1.5e-4, "data.synth_frames": 200_000,
-              "dino.out_dim": 65536, "dino.hidden_dim": 2048, "dino.bottleneck_dim": 256, "dino.local_crops": 8,
-              "dino.momentum_teacher": 0.996, "eval_every": 1000, "data.eval_items": 512},
-}
+def _with_sections(base: type) -> type:
+    """``base``'s fields with one section per registered method after ``data``, typed and defaulted by the
+    method's ``config_cls``: the sections a run's config.yaml holds."""
+    hints = typing.get_type_hints(base)
+    own = [(f.name, hints[f.name], field(default=f.default) if f.default is not MISSING
+            else field(default_factory=f.default_factory)) for f in fields(base)]
+    at = [name for name, *_ in own].index("data") + 1
+    sections = [(name, cls.config_cls, field(default_factory=cls.config_cls)) for name, cls in METHODS.items()]
+    return make_dataclass("PretrainConfig", [*own[:at], *sections, *own[at:]], frozen=True,
+                          namespace={"__doc__": base.__doc__, "__module__": __name__,
+                                     "objective_config": base.objective_config})
+
+
+PretrainConfig = _with_sections(_RunFields)
+
+
+def _presets() -> dict[str, dict[str, Any]]:
+    """Named presets: dotted overrides applied before the user's --set/flags. An objective's own values for a
+    preset (its ``presets``) join it under its section."""
+    presets: dict[str, dict[str, Any]] = {
+        "body": {"domain": "body"},
+        "hand": {"domain": "hand", "data.max_gap": 6},
+        # paper scale (CroCo / CroCo v2 recipe; protocols-and-formats D3): ViT-B/16 at 224 px, batch 512 (64 x 8
+        # GPUs), 400 epochs with 40 warmup, blr 1.5e-4 (+ each objective's paper values). For GPUs.
+        "paper": {"arch": "vit_base", "img_size": 224, "epochs": 400, "warmup_epochs": 40, "loop.batch_size": 512,
+                  "loop.ckpt_every": 1000, "loop.num_workers": 8, "optim.base_lr": 1.5e-4,
+                  "data.synth_frames": 200_000, "eval_every": 1000, "data.eval_items": 512},
+    }
+    for method, cls in METHODS.items():
+        for preset, values in getattr(cls, "presets", {}).items():
+            presets.setdefault(preset, {}).update({f"{method}.{k}": v for k, v in values.items()})
+    return presets
+
+
+PRESETS = _presets()
 
 
 def build_config(domain: str = "body", presets: list[str] | tuple[str, ...] = (), overrides: list[str] = (),
@@ -141,7 +158,7 @@ def validate(cfg: PretrainConfig) -> None:
             raise CpcbenchError(message)
 
 
-def check_render(cfg: PretrainConfig, data_kind: str, confirmed: bool) -> str | None:
+def check_render(cfg: PretrainConfig, confirmed: bool) -> str | None:
     """When the run must first render its synthetic frames: refuse a large render that no explicit frame count
     (``--frames``) confirmed, or one the disk cannot hold; else a line that states the render's estimate."""
     from humans.frames import check_disk, estimate_render
@@ -150,7 +167,7 @@ def check_render(cfg: PretrainConfig, data_kind: str, confirmed: bool) -> str | 
     dc = cfg.data
     if dc.source != "synth":
         return None
-    domain = "objects" if data_kind == "labelled" else cfg.domain
+    domain = METHODS.get(cfg.method).batch_needs.frames_domain(cfg.domain)
     world = make_config(domain, dc.synth_frames, cfg.img_size, dc.synth_seed)
     root = default_dir(domain, cfg.img_size, dc.synth_seed)
     if is_complete(root, world):
@@ -165,56 +182,30 @@ def check_render(cfg: PretrainConfig, data_kind: str, confirmed: bool) -> str | 
 
 
 # --- data ----------------------------------------------------------------------------------------------------
-def build_datasets(cfg: PretrainConfig, data_kind: str) -> tuple[Any, Any, dict[str, Any]]:
-    """(train dataset, held-out dataset or None, data info) for an objective's ``data_kind``."""
-    from pathlib import Path
+def build_datasets(cfg: PretrainConfig, patch_size: int) -> tuple[Any, Any, dict[str, Any]]:
+    """(train dataset, held-out dataset or None, data info) as the running method's ``batch_needs`` ask, for a
+    backbone of ``patch_size``."""
+    from pretraining.objective import build_datasets as build
 
-    from pretraining import data as D
-
-    dc, size, seed = cfg.data, cfg.img_size, cfg.loop.seed
-    if data_kind == "labelled" and dc.source != "synth" and not (Path(dc.source) / "manifest.csv").is_file():
-        train = D.ImageFolderData(dc.source, size, dc, seed)
-        return train, None, {"num_classes": train.num_classes, "source": str(dc.source), "kind": "imagefolder"}
-    domain = "objects" if data_kind == "labelled" and dc.source == "synth" else cfg.domain
-    store = D.open_frames(dc.source, domain, dc, size)
-    info = {"source": str(store.root), "domain": domain, "frames": len(store)}
-    train_store, test_store = (D.CachedFrames(store.select(split=s)) for s in ("train", "test"))
-    if data_kind == "pairs":
-        make = lambda s, sd: D.PairDataset(s, dc, size, sd)  # noqa: E731
-    elif data_kind == "images":
-        make = lambda s, sd: D.ImageDataset(s, dc, size, sd)  # noqa: E731
-    elif data_kind == "multicrop":
-        dn = cfg.dino
-        p = 16
-        local = dn.local_size or max(p, round(size * 96 / 224 / p) * p)
-        make = lambda s, sd: D.MultiCropDataset(s, dc, size, local, dn.local_crops, dn.global_scale,  # noqa: E731
-                                                dn.local_scale, sd)
-        info["local_size"] = local
-    elif data_kind == "labelled":
-        labels = store.manifest["label"].to_numpy()
-        info["num_classes"] = int(labels.max()) + 1 if len(labels) else 0
-        make = lambda s, sd: D.LabelledFrames(s, dc, size, sd, info["num_classes"])  # noqa: E731
-    else:
-        raise CpcbenchError(f"unknown data kind {data_kind!r}")
-    train = make(train_store, seed)
-    held = make(test_store, seed + 12345) if len(test_store) else None
-    return train, held, info
+    return build(METHODS.get(cfg.method).batch_needs, cfg.objective_config(), cfg.data, cfg.domain, cfg.img_size,
+                 cfg.loop.seed, patch_size)
 
 
-def eval_batches(dataset: Any, n_items: int, batch_size: int) -> list[dict[str, Any]]:
+def eval_batches(dataset: Any, n_items: int, batch_size: int, collate: Any = None) -> list[dict[str, Any]]:
     """Fixed held-out batches: the first items of epoch 0 (their crops, pairs and mask draws are fixed by the
-    data set's seed), so every evaluation of a run sees the same pairs and masks."""
+    data set's seed), so every evaluation of a run sees the same pairs and masks. ``collate``: None for torch's
+    default collation."""
     from torch.utils.data import default_collate
 
+    collate = collate or default_collate
     n = min(n_items, len(dataset))
-    return [default_collate([dataset[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
+    return [collate([dataset[i] for i in range(s, min(n, s + batch_size))]) for s in range(0, n, batch_size)]
 
 
 def make_eval_fn(batches: list[dict[str, Any]]) -> Any:
-    """``eval_fn(model, step)`` of the loop: mean held-out loss (+ parts, + the patch-mean baseline)."""
+    """``eval_fn(model, step)`` of the loop: mean held-out loss (+ the patch-mean baseline, + the mean of each
+    ``loss_<part>`` output over the items the objective's ``part_counts(batch)`` says it averages)."""
     import torch
-
-    from pretraining.cpc import PAIR_KINDS
 
     def eval_fn(model: Any, step: int) -> dict[str, float]:
         dev = next(model.parameters()).device
@@ -228,10 +219,10 @@ def make_eval_fn(batches: list[dict[str, Any]]) -> Any:
             n += m
             if hasattr(model, "baseline_loss"):
                 base += float(model.baseline_loss(b).sum())
-            for name in PAIR_KINDS:
+            counts = model.part_counts(b) if hasattr(model, "part_counts") else {}
+            for name, count in counts.items():
                 if f"loss_{name}" in out:
-                    sel = int((b["kind"] == PAIR_KINDS.index(name)).sum())
-                    kinds.setdefault(name, []).extend([float(out[f"loss_{name}"])] * sel)
+                    kinds.setdefault(name, []).extend([float(out[f"loss_{name}"])] * count)
         res = {"heldout_loss": tot / max(n, 1)}
         if hasattr(model, "baseline_loss"):
             res["heldout_baseline"] = base / max(n, 1)
@@ -273,7 +264,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     from core.checkpoints import latest_train_state, save_weights
     from core.config import save_yaml
     from harness.distributed import all_gather_object, barrier, init_distributed
-    from harness.registries import BACKBONES, METHODS
+    from harness.registries import BACKBONES
     from harness.runtime import get_device, seed_everything
     from harness.train import preserved_rng, train
 
@@ -282,12 +273,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
         raise CpcbenchError(f"--resume: {out} holds no training checkpoint, so there is nothing to resume; drop "
                             "--resume to start a new run there")
     method_cls = METHODS.get(cfg.method)
+    needs = method_cls.batch_needs
     if hasattr(method_cls, "validate_config"):  # fail before generating or reading any data
         try:
             method_cls.validate_config(cfg.objective_config())
         except ValueError as e:
             raise CpcbenchError(f"bad {cfg.method} settings: {e}") from None
-    render_note = check_render(cfg, method_cls.data_kind, confirm_frames)
+    render_note = check_render(cfg, confirm_frames)
     try:
         dist = init_distributed(get_device(cfg.loop.device).type)
     except (RuntimeError, ValueError) as e:
@@ -304,7 +296,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
             log.info(render_note)
         if not main:
             barrier()  # rank 0 renders the synthetic frames (if they are missing) while the others wait
-        train_ds, held_ds, data_info = build_datasets(cfg, method_cls.data_kind)
+        train_ds, held_ds, data_info = build_datasets(cfg, backbone.patch_size)
         if main:
             barrier()
     try:
@@ -321,15 +313,16 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
                "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
-    batches = eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size) if held_ds is not None and main else []
+    batches = (eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size, needs.collate)
+               if held_ds is not None and main else [])
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
         log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
                  len(train_ds), cfg.loop.steps, run_dir)
     result = train(model, train_ds, cfg.loop, cfg.optim, run_dir, resume=resume, config=sidecar,
-                   desc=f"pretrain {cfg.domain} {cfg.method}", eval_fn=make_eval_fn(batches) if batches else None,
-                   eval_every=cfg.eval_every)
+                   collate_fn=needs.collate, desc=f"pretrain {cfg.domain} {cfg.method}",
+                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every)
     if result.steps < 1 or not math.isfinite(result.final_loss):
         raise CpcbenchError(f"the run in {run_dir} trained no step (final loss {result.final_loss}): no backbone "
                             "exported")

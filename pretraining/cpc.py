@@ -25,11 +25,13 @@ import torch
 from torch import nn
 
 from core.registry import METHODS
+from humans.frames import PAIR_KINDS
+from pretraining.data import PairDataset
 from pretraining.layers import Block, DecoderBlock, RoPE2D, grid_positions, init_weights, layer_norm, sincos_2d
 from pretraining.masking import fill_hidden, human_mask, num_hidden, uniform_mask
+from pretraining.objective import BatchNeeds, DataRequest
 from pretraining.patches import denormalize_patches, masked_mse_per_sample, normalize_patches, patchify, unpatchify
 
-PAIR_KINDS = ("cross_view", "cross_pose")  # same order as humans.frames.PAIR_KINDS
 MASK_STRATEGIES = ("uniform", "human")
 
 # decoder (width, depth, heads) per encoder size: CroCo's ViT-B/L use 512x8x16 / 768x12x12; tiny/small are
@@ -130,12 +132,18 @@ class CompletionDecoder(nn.Module):
         return self.head(self.norm(x)[:, p:])
 
 
+def pair_items(frames: Any, req: DataRequest, seed: int) -> PairDataset:
+    """CPC's items: pairs of one person (``pretraining.data.PairDataset``), mask draws per backbone patch."""
+    return PairDataset(frames, req.data, req.img_size, seed, req.patch_size)
+
+
 @METHODS.register("cpc")
 class CPC(nn.Module):
     """Cross-view + cross-pose completion (CroCo-Man): masked image 1 reconstructed from image 2."""
 
     config_cls = CPCConfig
     data_kind = "pairs"
+    batch_needs = BatchNeeds(dataset=pair_items)
 
     def __init__(self, backbone: nn.Module, cfg: CPCConfig | None = None,
                  data_info: Mapping[str, Any] | None = None) -> None:
@@ -149,6 +157,12 @@ class CPC(nn.Module):
     @staticmethod
     def validate_config(cfg: CPCConfig) -> None:
         check_mask_config(cfg.mask_ratio, cfg.mask_strategy)
+
+    @staticmethod
+    def part_counts(batch: dict[str, Any]) -> dict[str, int]:
+        """Items behind each ``loss_<kind>`` output: {pair kind: number of such pairs in the batch}."""
+        kind = batch.get("kind")
+        return {} if kind is None else {name: int((kind == k).sum()) for k, name in enumerate(PAIR_KINDS)}
 
     def mask_for(self, batch: dict[str, Any]) -> torch.Tensor:
         """[B, N] mask of image 1: ``batch["mask"]`` if given, else drawn from ``batch["mask_noise"]`` (uniform

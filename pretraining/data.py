@@ -5,8 +5,9 @@ Every item is deterministic given (seed, epoch, index): all its randomness comes
 ``np.random.default_rng([seed, epoch, index])`` (the loop's contract for exact resume with any number of
 workers). Images are float32 [3, S, S], ImageNet-normalised (``humans.frames.IMAGENET_MEAN/STD``).
 
-Masked objectives (cpc, mae) get ``mask_noise``: [N] uniform draws (16 px patches) from which the objective
-builds the item's patch mask, so that masks are part of this deterministic data too.
+Masked objectives (cpc, mae) get ``mask_noise``: [N] uniform draws (one per patch of the backbone's
+``patch_size``) from which the objective builds the item's patch mask, so that masks are part of this
+deterministic data too.
 
 Crops (CroCo-Man: person-centred crops of both images of a pair): a square of side
 ``crop_scale * max(bbox_w, bbox_h) * U(1 - jitter_scale, 1 + jitter_scale)`` centred on the person's box
@@ -83,7 +84,7 @@ def _color_jitter(img: torch.Tensor, rng: np.random.Generator, strength: float) 
     return ((img - gray) * s + gray).clamp(0, 1)
 
 
-def _mask_noise(rng: np.random.Generator, size: int, patch: int = 16) -> torch.Tensor:
+def _mask_noise(rng: np.random.Generator, size: int, patch: int) -> torch.Tensor:
     """[N] uniform draws from which the objective builds this item's patch mask (``mask_for``): the mask is
     then part of the deterministic data, the same with any number of workers or DDP ranks."""
     return torch.from_numpy(rng.random((size // patch) ** 2).astype(np.float32))
@@ -149,10 +150,10 @@ class PairDataset(_Epoch):
     Item ``index`` draws one pair from the ``PairSampler`` with its own rng; ``len`` = number of frames.
     """
 
-    def __init__(self, store: FrameStore, cfg: DataConfig, img_size: int, seed: int = 0) -> None:
+    def __init__(self, store: FrameStore, cfg: DataConfig, img_size: int, seed: int = 0, patch_size: int = 16) -> None:
         if len(store) == 0:
             raise DataError(f"no frames for pretraining pairs in {store.root}")
-        self.store, self.cfg, self.size, self.seed = store, cfg, img_size, seed
+        self.store, self.cfg, self.size, self.seed, self.patch = store, cfg, img_size, seed, patch_size
         self.sampler = PairSampler(store.manifest, mix=cfg.pair_mix, min_gap=cfg.min_gap, max_gap=cfg.max_gap,
                                    seed=seed)
 
@@ -167,16 +168,16 @@ class PairDataset(_Epoch):
         img1 = _color_jitter(img1, rng, self.cfg.color_jitter)
         img2 = _color_jitter(img2, rng, self.cfg.color_jitter)
         return {"img1": _normalize(img1), "img2": _normalize(img2), "kind": PAIR_KINDS.index(kind),
-                "person1": person1, "mask_noise": _mask_noise(rng, self.size)}
+                "person1": person1, "mask_noise": _mask_noise(rng, self.size, self.patch)}
 
 
 class ImageDataset(_Epoch):
     """Single person-centred images for MAE: {image: [3, S, S], person: [S, S]}; random horizontal flip."""
 
-    def __init__(self, store: FrameStore, cfg: DataConfig, img_size: int, seed: int = 0) -> None:
+    def __init__(self, store: FrameStore, cfg: DataConfig, img_size: int, seed: int = 0, patch_size: int = 16) -> None:
         if len(store) == 0:
             raise DataError(f"no frames for pretraining in {store.root}")
-        self.store, self.cfg, self.size, self.seed = store, cfg, img_size, seed
+        self.store, self.cfg, self.size, self.seed, self.patch = store, cfg, img_size, seed, patch_size
 
     def __len__(self) -> int:
         return len(self.store)
@@ -187,7 +188,7 @@ class ImageDataset(_Epoch):
         if self.cfg.flip and rng.random() < 0.5:
             img, person = img.flip(-1), person.flip(-1)
         return {"image": _normalize(_color_jitter(img, rng, self.cfg.color_jitter)), "person": person,
-                "mask_noise": _mask_noise(rng, self.size)}
+                "mask_noise": _mask_noise(rng, self.size, self.patch)}
 
 
 def random_resized_box(rng: np.random.Generator, scale: tuple[float, float],

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.registry import METHODS
+from pretraining.data import MultiCropDataset
+from pretraining.objective import BatchNeeds, DataRequest
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,29 @@ def pooled(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return tokens[:, 0] if backbone.num_prefix_tokens else tokens.mean(dim=1)
 
 
+def crop_sizes(frames: Any, req: DataRequest) -> dict[str, Any]:
+    """The local crop side: ``local_size``, or 96/224 of the global side rounded to the backbone's patch."""
+    p = req.patch_size
+    return {"local_size": req.objective.local_size or max(p, round(req.img_size * 96 / 224 / p) * p)}
+
+
+def multicrop_items(frames: Any, req: DataRequest, seed: int) -> MultiCropDataset:
+    """DINO's items: 2 global and ``local_crops`` local views of one person (``MultiCropDataset``)."""
+    c = req.objective
+    return MultiCropDataset(frames, req.data, req.img_size, req.info["local_size"], c.local_crops, c.global_scale,
+                            c.local_scale, seed)
+
+
 @METHODS.register("dino")
 class DINO(nn.Module):
     """Self-distillation: student matches an EMA teacher across multi-crop views (centring + sharpening)."""
 
     config_cls = DINOConfig
     data_kind = "multicrop"
+    batch_needs = BatchNeeds(dataset=multicrop_items, info=crop_sizes)
+    # paper scale (protocols-and-formats D2): head 65536-d, 8 local 96 px crops, teacher momentum 0.996
+    presets = {"paper": {"out_dim": 65536, "hidden_dim": 2048, "bottleneck_dim": 256, "local_crops": 8,
+                         "momentum_teacher": 0.996}}
 
     def __init__(self, backbone: nn.Module, cfg: DINOConfig | None = None,
                  data_info: Mapping[str, Any] | None = None) -> None:

@@ -21,6 +21,8 @@ from torch import nn
 
 from core.registry import METHODS
 from pretraining.cpc import CompletionDecoder, check_mask_config, make_mask
+from pretraining.data import ImageDataset
+from pretraining.objective import BatchNeeds, DataRequest
 from pretraining.patches import denormalize_patches, masked_mse_per_sample, normalize_patches, patchify, unpatchify
 
 DECODERS: dict[str, tuple[int, int, int]] = {
@@ -40,12 +42,18 @@ class MAEConfig:
     mlp_ratio: float = 4.0
 
 
+def image_items(frames: Any, req: DataRequest, seed: int) -> ImageDataset:
+    """MAE's items: single person-centred images (``pretraining.data.ImageDataset``)."""
+    return ImageDataset(frames, req.data, req.img_size, seed, req.patch_size)
+
+
 @METHODS.register("mae")
 class MAE(nn.Module):
     """Masked autoencoder: reconstruct hidden patches of one image (normalised-pixel loss)."""
 
     config_cls = MAEConfig
     data_kind = "images"
+    batch_needs = BatchNeeds(dataset=image_items)
 
     def __init__(self, backbone: nn.Module, cfg: MAEConfig | None = None,
                  data_info: Mapping[str, Any] | None = None) -> None:

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.registry import METHODS
+from pretraining.data import LabelledFrames
+from pretraining.objective import BatchNeeds, DataRequest
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,25 @@ class SupervisedConfig:
     label_smoothing: float = 0.1
 
 
+def class_count(frames: Any, req: DataRequest) -> dict[str, Any]:
+    """The number of classes: the largest ``label`` of the frame set + 1."""
+    labels = frames.manifest["label"].to_numpy()
+    return {"num_classes": int(labels.max()) + 1 if len(labels) else 0}
+
+
+def labelled_items(frames: Any, req: DataRequest, seed: int) -> LabelledFrames:
+    """Supervised items: labelled frames (``pretraining.data.LabelledFrames``)."""
+    return LabelledFrames(frames, req.data, req.img_size, seed, req.info["num_classes"])
+
+
 @METHODS.register("supervised")
 class Supervised(nn.Module):
     """Image classification with a linear head on the CLS token (the object-centric baseline)."""
 
     config_cls = SupervisedConfig
     data_kind = "labelled"
+    # synth-objects (or an ImageFolder root) whatever the run's domain: its backbone serves every domain
+    batch_needs = BatchNeeds(dataset=labelled_items, info=class_count, domain="objects", image_folder=True)
 
     def __init__(self, backbone: nn.Module, cfg: SupervisedConfig | None = None,
                  data_info: Mapping[str, Any] | None = None) -> None:

@@ -44,6 +44,8 @@ class ViTConfig:
     drop_path_rate: float = 0.0
 
 
+# The one table of architectures: ``build_vit``, the ``BACKBONES`` registry (``cpcbench ls backbones``,
+# ``resolve_backbone``), ``pretraining.arch_file`` and the checkpoint loaders read it.
 ARCHS: dict[str, dict[str, int]] = {
     "vit_tiny": {"embed_dim": 192, "depth": 12, "num_heads": 3},
     "vit_small": {"embed_dim": 384, "depth": 12, "num_heads": 6},
@@ -189,25 +191,18 @@ def vit_from_config(cfg: dict[str, Any]) -> VisionTransformer:
     return VisionTransformer(from_dict(ViTConfig, cfg))
 
 
-@BACKBONES.register("vit_tiny")
-def vit_tiny(**kw: Any) -> VisionTransformer:
-    """ViT-Tiny/16 (192-d, 12 blocks, 3 heads)."""
-    return build_vit("vit_tiny", **kw)
+class ViTVariant:
+    """One size of ``ARCHS``, registered in ``BACKBONES`` under its name: calling it builds that ViT."""
+
+    def __init__(self, arch: str) -> None:
+        d = ARCHS[arch]
+        self.arch = arch
+        self.__doc__ = (f"ViT-{arch.removeprefix('vit_').title()}/{ViTConfig.patch_size} ({d['embed_dim']}-d, "
+                        f"{d['depth']} blocks, {d['num_heads']} heads).")
+
+    def __call__(self, **overrides: Any) -> VisionTransformer:
+        return build_vit(self.arch, **overrides)
 
 
-@BACKBONES.register("vit_small")
-def vit_small(**kw: Any) -> VisionTransformer:
-    """ViT-Small/16 (384-d, 12 blocks, 6 heads)."""
-    return build_vit("vit_small", **kw)
-
-
-@BACKBONES.register("vit_base")
-def vit_base(**kw: Any) -> VisionTransformer:
-    """ViT-Base/16 (768-d, 12 blocks, 12 heads)."""
-    return build_vit("vit_base", **kw)
-
-
-@BACKBONES.register("vit_large")
-def vit_large(**kw: Any) -> VisionTransformer:
-    """ViT-Large/16 (1024-d, 24 blocks, 16 heads)."""
-    return build_vit("vit_large", **kw)
+for _arch in ARCHS:  # the registry is filled from the one table of sizes
+    BACKBONES.register(_arch, obj=ViTVariant(_arch))

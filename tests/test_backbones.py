@@ -35,6 +35,27 @@ def test_registered_sizes_match_timm(name: str) -> None:
     assert ours.depth == ARCHS[name]["depth"] == len(ours.blocks)
 
 
+def test_one_table_of_architectures() -> None:
+    """``ARCHS`` is the one list of sizes: the registry, ``cpcbench ls backbones``, ``build_vit``, the ARCH:FILE
+    spec and ``resolve_backbone`` all read it."""
+    from harness.commands.ls import list_kind
+    from pretraining.arch_file import parse_arch_spec
+
+    assert BACKBONES.names() == sorted(ARCHS) == [row["name"] for row in list_kind("backbones")]
+    for name, dims in ARCHS.items():
+        variant = BACKBONES.get(name)
+        assert variant.arch == name and str(dims["embed_dim"]) in variant.__doc__
+        with torch.device("meta"):
+            bb = variant(img_size=32)
+        assert (bb.arch, bb.embed_dim, bb.depth, bb.num_heads) == (name, dims["embed_dim"], dims["depth"],
+                                                                  dims["num_heads"])
+        assert parse_arch_spec(f"{name}:w.safetensors") == (name, {}, "w.safetensors")
+        with pytest.raises(CpcbenchError, match="is an architecture, not a backbone spec"):
+            resolve_backbone(name)
+    with pytest.raises(ValueError, match="unknown ViT size"):
+        build_vit("vit_huge")
+
+
 @pytest.mark.parametrize("pos_embed", ["rope", "sincos", "learned"])
 @pytest.mark.parametrize("class_token", [True, False])
 def test_backbone_contract(pos_embed: str, class_token: bool) -> None:

@@ -199,7 +199,7 @@ def test_supervised_on_an_image_folder(tmp_path) -> None:
             img = Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
             img.save(tmp_path / "imgs" / cls / f"{i}.png")
     cfg = build_config("body", (), [f"data.source={tmp_path / 'imgs'}"], method="supervised", img_size=32)
-    train, held, info = build_datasets(cfg, "labelled")
+    train, held, info = build_datasets(cfg, 16)
     assert info["num_classes"] == 2 and held is None and len(train) == 6
     item = train[4]
     assert item["image"].shape == (3, 32, 32) and item["label"] == 1
