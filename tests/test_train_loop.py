@@ -159,7 +159,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
 
 
 def test_export_state_unwraps_compile_and_progress_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.train import _progress, export_state
+    from harness.train_log import _progress
+    from harness.train_state import export_state
 
     lin = nn.Linear(2, 3)
     compiled = torch.compile(lin)                                    # compiles lazily: nothing runs here
