@@ -16,6 +16,10 @@ python/numpy/torch RNG states of every rank, the data position and the history; 
 bit-identically on the CPU. A non-finite loss or gradient norm stops the run with a ``CpcbenchError``
 before the bad update is applied or saved, so the last checkpoint stays good. ``run_dir/log.jsonl`` gets
 one JSON line per logged step.
+
+``train`` is the outline; its parts live beside it: ``harness.train_step`` (the batches and one optimizer
+update), ``harness.train_log`` (history, ``log.jsonl``, progress, held-out evaluation), ``harness.train_state``
+(the checkpointer, RNG states, exported weights) and ``harness.flops.FlopMeter``.
 """
 
 from __future__ import annotations
