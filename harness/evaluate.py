@@ -158,13 +158,13 @@ def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, 
     """Run ``model`` over ``ds``; ``task.predictions`` arrays concatenated over the split (first axis = sample)."""
     import torch
 
-    from harness.train import _to_device
+    from harness.train_step import to_device
 
     model.eval()
     chunks = []
     with torch.no_grad():
         for batch in _loader(ds, batch_size, num_workers):
-            batch = _to_device(batch, device)
+            batch = to_device(batch, device)
             chunks.append(task.predictions(model.predict(batch["image"]), batch))
     return _concat(chunks)
 

@@ -11,8 +11,12 @@ softmax and norms are not counted (as in torch and in MFU reports).
 from __future__ import annotations
 
 import copy
+import logging
 import random
+import time
 from typing import Any
+
+log = logging.getLogger("cpcbench.train")
 
 
 def _sdpa_forward(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
@@ -71,3 +75,26 @@ def count_flops(model: Any, batch: Any, autocast_dtype: Any = None, device_type:
         random.setstate(py_state)
         np.random.set_state(np_state)
     return float(counter.get_total_flops())
+
+
+class FlopMeter:
+    """FLOPs of one global batch, counted once on the first batch of a run (``count_flops``) and kept after.
+
+    ``per_step`` is 0 while not counted (or never: ``enabled=False``) and -1 when the model could not be
+    counted (not retried); a resumed run passes the count its checkpoint holds.
+    """
+
+    def __init__(self, enabled: bool, per_step: float = 0.0) -> None:
+        self.enabled, self.per_step = enabled, per_step
+
+    def measure(self, model: Any, batch: Any, autocast_dtype: Any, device_type: str, world: int) -> float:
+        """Count on this batch if still needed; the seconds spent (to leave out of the step's throughput)."""
+        if not self.enabled or self.per_step:
+            return 0.0
+        t0 = time.perf_counter()
+        try:
+            self.per_step = count_flops(model, batch, autocast_dtype, device_type) * world
+        except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError) as e:
+            log.warning("could not count FLOPs (%s: %s); GFLOP/s is not logged", type(e).__name__, e)
+            self.per_step = -1.0  # counted once: do not retry every step
+        return time.perf_counter() - t0

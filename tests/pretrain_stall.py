@@ -13,11 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    import harness.train
+    import harness.train_state
     from harness.cli import app
 
     stall_after, argv = int(sys.argv[1]), sys.argv[2:]
-    save = harness.train.save_train_state
+    save = harness.train_state.save_train_state
 
     def save_then_stall(run_dir: Any, step: int, *args: Any, **kwargs: Any) -> Path:
         path = save(run_dir, step, *args, **kwargs)
@@ -25,7 +25,7 @@ def main() -> None:
             time.sleep(120)  # the test kills us here
         return path
 
-    harness.train.save_train_state = save_then_stall
+    harness.train_state.save_train_state = save_then_stall
     app(argv, prog_name="cpcbench")
 
 

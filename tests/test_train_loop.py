@@ -159,7 +159,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
 
 
 def test_export_state_unwraps_compile_and_progress_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.train import _progress, export_state
+    from harness.train_log import _progress
+    from harness.train_state import export_state
 
     lin = nn.Linear(2, 3)
     compiled = torch.compile(lin)                                    # compiles lazily: nothing runs here
@@ -249,24 +250,50 @@ def test_resume_after_sigkill_is_exact_with_workers(tmp_path: Path) -> None:
 
 
 # --- DDP --------------------------------------------------------------------------------------------
-def run_torchrun(out: Path, *args: str) -> None:
+def run_torchrun(out: Path, *args: str, check: bool = True) -> int:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torchrun not found next to the python running the tests"
-    subprocess.run(["timeout", "120", torchrun, "--standalone", "--nproc_per_node=2", WORKER, "--out", str(out),
-                    *args], check=True, env=ENV, cwd=ROOT, timeout=150)
+    return subprocess.run(["timeout", "120", torchrun, "--standalone", "--nproc_per_node=2", WORKER, "--out",
+                           str(out), *args], check=check, env=ENV, cwd=ROOT, timeout=150).returncode
+
+
+def test_loss_parts_are_averaged_over_the_ranks_that_report_them() -> None:
+    from harness.train_step import merge_parts
+
+    assert merge_parts([{"a": 1.0, "b": 4.0}, {"a": 3.0}]) == {"a": 2.0, "b": 4.0}
+    assert merge_parts([{}, {"c": 5.0}]) == {"c": 5.0} and merge_parts([{}, {}]) == {}
 
 
 def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    args = ["--steps", "4", "--batch", "8", "--deterministic-model"]
+    args = ["--steps", "4", "--batch", "8", "--deterministic-model", "--rank-part"]
     run_worker(tmp_path / "one", *args)
     run_torchrun(tmp_path / "two", *args)
     one = json.loads((tmp_path / "one" / "result.json").read_text())["history"]
     two = json.loads((tmp_path / "two" / "result.json").read_text())["history"]
     assert [h["loss"] for h in two] == pytest.approx([h["loss"] for h in one], rel=1e-5)
+    # a part every rank reports is the whole batch's; one that a single rank reports is that rank's value
+    assert [h["parts"]["loss_first"] for h in two] == pytest.approx([h["parts"]["loss_first"] for h in one],
+                                                                     rel=1e-5)
+    assert all(h["parts"]["loss_rank0"] == 1.0 and h["parts"]["loss_rank1"] == 2.0 for h in two)
+    logged = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert [x["parts"] for x in logged] == [h["parts"] for h in two]
     w1, w2 = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     assert set(w1) == set(w2)                                        # no "module." prefixes
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-6)
+
+
+def test_ddp_nan_on_one_rank_stops_every_rank_at_that_step(tmp_path: Path) -> None:
+    """Rank 1's loss alone turns NaN at step 3: both ranks stop there with the error (none waits in a
+    collective for the other), and the step-2 checkpoint is the last one."""
+    assert run_torchrun(tmp_path, "--steps", "6", "--batch", "8", "--ckpt-every", "2", "--nan-at", "3",
+                        "--nan-rank", "1", check=False) != 0
+    for rank in (0, 1):
+        message = (tmp_path / f"error_rank{rank}.txt").read_text()
+        assert message.startswith("loss became nan at step 3; last good checkpoint:"), message
+        assert message.endswith("continue from that checkpoint with --resume") and "step_00000002" in message
+    assert latest_train_state(tmp_path).name == "step_00000002"
+    assert not (tmp_path / "checkpoints" / "step_00000003").exists()
 
 
 @pytest.mark.slow
