@@ -225,17 +225,26 @@ def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequen
             superseded += sup
         if any(c is not None for c in cells):
             built.append((name, sha, recs, cells))
-    # merge the variants of one name whose filled columns are disjoint
+    # merge the variants of one name whose filled columns are disjoint and that are that name's only weights
+    # pretrained on their domain (two hand runs of one method never share a row with the body run)
+    dom_count: dict[tuple[str, str], int] = {}
+    for name, _, recs, _ in built:
+        key = (name, _pretrain_domain(recs))
+        dom_count[key] = dom_count.get(key, 0) + 1
     merged: list[dict[str, Any]] = []
     for name, sha, recs, cells in built:
+        dom = _pretrain_domain(recs)
         for m in merged:
-            if m["name"] == name and all(a is None or b is None for a, b in zip(m["cells"], cells, strict=True)):
+            if (m["name"] == name and dom and dom_count[(name, dom)] == 1 and dom not in m["doms"]
+                    and all(dom_count[(name, d)] == 1 for d in m["doms"])
+                    and all(a is None or b is None for a, b in zip(m["cells"], cells, strict=True))):
                 m["cells"] = [a if a is not None else b for a, b in zip(m["cells"], cells, strict=True)]
                 m["shas"].append(sha)
                 m["recs"].append(recs)
+                m["doms"].append(dom)
                 break
         else:
-            merged.append({"name": name, "cells": cells, "shas": [sha], "recs": [recs]})
+            merged.append({"name": name, "cells": cells, "shas": [sha], "recs": [recs], "doms": [dom]})
     names = [m["name"] for m in merged]
     for m in merged:
         m["dom"] = _pretrain_domain([r for rs in m["recs"] for r in rs])

@@ -282,6 +282,27 @@ def test_one_row_per_method_across_pretraining_domains(tmp_path: Path) -> None:
     assert [r.label for r in table.rows] == ["CPC (body)", "CPC (hand)"]
 
 
+def test_two_runs_of_one_domain_never_merge_with_the_other_domain(tmp_path: Path) -> None:
+    """Two hand pretraining runs of one method (a re-run with other weights) and one body run: the body run may not
+    share a row with either hand run (which one would be arbitrary); three rows, the hand ones told apart by sha."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    from make_records import pretrain_cfg, record
+
+    hand_cfg = {**pretrain_cfg("cpc"), "domain": "hand"}
+    body = record("synth-body-mesh", "cpc", [0, 1, 2], {"mpjpe": [80.0, 81.0, 79.0]}, sha="b" * 64)
+    old = record("synth-hand-mesh", "cpc", [0, 1, 2], {"pa_mpjpe": [9.0, 9.5, 9.2]}, sha="e" * 64, pretrain=hand_cfg)
+    new = record("synth-hand-mesh", "cpc", [0, 1, 2], {"pa_mpjpe": [8.0, 8.5, 8.2]}, sha="f" * 64, pretrain=hand_cfg)
+    spec_file = tmp_path / "t.yaml"
+    spec_file.write_text("title: T\nrows:\n  - {label: CPC, where: {backbone.name: cpc}}\n"
+                         "columns:\n  - {task: synth-body-mesh, metrics: [mpjpe]}\n"
+                         "  - {task: synth-hand-mesh, metrics: [pa_mpjpe]}\n")
+    table = spec_table(load_spec(spec_file), [body, old, new])
+    assert [r.label for r in table.rows] == ["CPC (body)", "CPC [eeeeeeee]", "CPC [ffffffff]"]
+    assert [r.weights_sha256 for r in table.rows] == ["b" * 64, "e" * 64, "f" * 64]
+
+
 # ---------------------------------------------------------------------------------------------- what a cell claims
 def _golden_record(task: str, backbone: str, values: dict[str, list[float]], **kw: object) -> dict:
     import sys
