@@ -138,7 +138,11 @@ def curves(table: Table) -> dict[str, bytes]:
             ax.set_xlabel("fraction of the training set")
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
             ax.set_title(f"{task} v{version} ({protocol}" + (f", {setting})" if setting else ")"))
-        axes[0].legend(loc="best")
+        seen: dict[str, Any] = {}  # one legend with every row drawn in any panel (not only the first panel's)
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(lab, h)
+        axes[0].legend(list(seen.values()), list(seen), loc="best")
 
     return {_safe(f"{table.name}--curves") + ".png": _render(draw, len(panels), table.title)}
 
