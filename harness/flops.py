@@ -60,7 +60,9 @@ def count_flops(model: Any, batch: Any, autocast_dtype: Any = None, device_type:
     devices = [torch.cuda.current_device()] if device_type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):
-            clone = copy.deepcopy(model)
+            from harness.fast import uncompile
+
+            clone = uncompile(copy.deepcopy(model))  # a copy's compiled blocks would run the original's
             clone.train()
             counter = FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_mapping())
             with counter:

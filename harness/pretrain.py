@@ -33,6 +33,7 @@ from typing import Any
 
 from core.config import to_dict, with_overrides
 from core.errors import CpcbenchError
+from harness.fast import uncompile
 from harness.registries import METHODS
 from harness.train import LoopConfig, OptimConfig
 from pretraining import DEFAULT_METHOD
@@ -326,7 +327,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     if result.steps < 1 or not math.isfinite(result.final_loss):
         raise CpcbenchError(f"the run in {run_dir} trained no step (final loss {result.final_loss}): no backbone "
                             "exported")
-    model = model.cpu().eval()
+    model = uncompile(model).cpu().eval()  # pictures and export: eager (other shapes would compile anew)
     exported = model.export_backbone() if hasattr(model, "export_backbone") else model.backbone
     last_eval = result.evals[-1] if result.evals else {}
     speeds = [h["img_per_s"] for h in result.history[1:]] or [h["img_per_s"] for h in result.history]
@@ -334,6 +335,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
                "domain": cfg.domain, "arch": cfg.arch, "steps": result.steps, "final_loss": result.final_loss,
                "wall_time_s": result.wall_time_s, "img_per_s": sum(speeds) / max(len(speeds), 1),
                "flops_per_step": result.flops_per_step, **last_eval}
+    if result.compile:
+        summary["compile"] = result.compile
     if main:
         save_weights(run_dir / "backbone.safetensors", exported.state_dict(), sidecar,
                      **{k: v for k, v in summary.items() if k not in ("backbone", "run_dir")})

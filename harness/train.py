@@ -2,9 +2,10 @@
 
 The model is a ``nn.Module`` whose ``forward(batch: dict) -> dict`` returns ``"loss"`` (a scalar tensor) and
 optionally other scalar parts, which are logged; the loop never branches on the method. Recipe: AdamW
-(Loshchilov & Hutter 2019) with linear warmup and cosine decay, the learning rate scaled by global batch / 256
-(``harness.optim``), gradient clipping, fp32 on the CPU and bf16 autocast on a GPU, DDP under ``torchrun``
-(gloo on the CPU, NCCL on GPUs) with the deterministic step sampler of ``harness.distributed``.
+(Loshchilov & Hutter 2019; torch's fused kernel) with linear warmup and cosine decay, the learning rate scaled by
+global batch / 256 (``harness.optim``), gradient clipping, fp32 on the CPU and bf16 autocast on a GPU, DDP under
+``torchrun`` (gloo on the CPU, NCCL on GPUs) with the deterministic step sampler of ``harness.distributed``;
+``loop.compile`` compiles the transformer blocks first (``harness.fast``).
 
 Optional hooks, called when present: ``model.after_optimizer_step(step, total_steps)`` after each update
 (``step`` counts completed updates, 1..total; e.g. DINO's EMA teacher) and ``dataset.set_epoch(epoch)``
@@ -33,6 +34,7 @@ from typing import Any
 
 from core.errors import CpcbenchError
 from harness.distributed import DistInfo, StepBatchSampler, barrier, init_distributed
+from harness.fast import warm_compiled
 from harness.flops import FlopMeter
 from harness.optim import effective_lr
 from harness.optim import param_groups as default_param_groups
@@ -66,6 +68,7 @@ class LoopConfig:
     seed: int = 0
     device: str = "auto"
     count_flops: bool = True       # count FLOPs of one step once (on a copy of the model)
+    compile: bool = False          # compile the transformer blocks before the first step (harness.fast)
 
 
 @dataclass
@@ -79,6 +82,7 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path | None = None  # the last step directory written
     evals: list[dict[str, Any]] = field(default_factory=list)
+    compile: dict[str, Any] = field(default_factory=dict)  # {blocks, seconds} when loop.compile (not in step times)
 
 
 def check_loop(loop: LoopConfig) -> None:
@@ -135,9 +139,15 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     held_out = HeldOut(eval_fn, eval_every, loop.steps, amp, device.type)
     logbook = TrainLog(run_dir, desc, loop, per_epoch, rank, start.step, start.history, start.window)
     step = start.step
+    compiled, compile_info = False, {}
     try:
         for items in batches(dataset, loop, step, per_epoch, workers, collate_fn, device, rank, world):
             logbook.pause(flops.measure(raw, items, amp, device.type, world))
+            if loop.compile and not compiled:
+                compiled = True
+                n_blocks, seconds = warm_compiled(raw, items, amp, device.type)
+                logbook.pause(seconds)
+                compile_info.update(blocks=n_blocks, seconds=round(seconds, 3))
             out = update(items, step)
             step += 1
             logbook.add(out.loss, out.parts, out.grad_norm)
@@ -162,7 +172,8 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     return TrainResult(steps=step, history=history, final_loss=final, wall_time_s=time.perf_counter() - t_start,
                        flops_per_step=max(flops.per_step, 0.0), run_dir=run_dir,
                        checkpoint=ckpt.last if rank == 0 else None,
-                       evals=[{"step": h["step"], **h["eval"]} for h in history if "eval" in h])
+                       evals=[{"step": h["step"], **h["eval"]} for h in history if "eval" in h],
+                       compile=compile_info)
 
 
 def _placement(device_name: str) -> tuple[Any, DistInfo]:
@@ -200,8 +211,11 @@ def _adamw(raw: Any, optim: OptimConfig, batch: int, groups: list[dict] | None) 
     for g in groups:
         g.setdefault("lr_scale", 1.0)
         g.setdefault("weight_decay", optim.weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    # the fused kernel (one pass over each parameter for moments, bias correction and update) where it exists
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.bfloat16) for p in params)
     return torch.optim.AdamW(groups, lr=effective_lr(optim.base_lr, batch), betas=optim.betas,
-                             weight_decay=optim.weight_decay)
+                             weight_decay=optim.weight_decay, fused=fused or None)
 
 
 def _ddp(raw: Any, device: Any) -> Any:

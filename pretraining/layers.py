@@ -8,7 +8,10 @@ Parameter names follow timm's ``Block`` (``norm1``, ``attn.qkv``, ``attn.proj``,
 width ``d`` is split into two halves; the first half is rotated by the token's row ``y``, the second by its
 column ``x``. Within a half of width ``h``, channel pairs ``(t_i, t_{i+h/2})`` are rotated by the angle
 ``pos * base^(-2i/h)``, i = 0 .. h/2-1, i.e. ``t' = t * cos + rotate_half(t) * sin`` with
-``rotate_half([a, b]) = [-b, a]``. Prefix tokens (CLS) are not rotated (cos = 1, sin = 0).
+``rotate_half([a, b]) = [-b, a]``. Prefix tokens (CLS) are not rotated (cos = 1, sin = 0). ``RoPE2D.cos_sin``
+returns ``sin`` with the sign of ``rotate_half`` folded in (``-sin`` on the first quarter of each half), so
+``apply_rope`` is ``t * cos + swap(t) * sin`` with one quarter swap and no negation or concatenation: fewer
+kernels and copies on the hot path (issue 14); q and k are rotated in one call.
 
 2D sin-cos (MAE / CroCo v1 layout): for a grid token at row ``i``, column ``j``, the first ``D/2``
 channels encode ``j`` and the last ``D/2`` encode ``i``; each 1D code of width ``h`` is
@@ -70,6 +73,9 @@ class RoPE2D(nn.Module):
         fx = pos[..., 1:2].float() * inv_freq
         ang = torch.cat([fy, fy, fx, fx], dim=-1)  # [B, N, head_dim]
         cos, sin = ang.cos(), ang.sin()
+        sign = torch.ones(4, head_dim // 4, device=pos.device)
+        sign[0::2] = -1.0  # rotate_half's sign, folded into sin (see module docstring)
+        sin = sin * sign.flatten()
         if num_prefix:
             b = pos.shape[0]
             cos = torch.cat([cos.new_ones(b, num_prefix, head_dim), cos], dim=1)
@@ -78,11 +84,11 @@ class RoPE2D(nn.Module):
 
 
 def apply_rope(t: torch.Tensor, rope: Rope) -> torch.Tensor:
-    """t: [B, heads, N, d] rotated per axis half: t*cos + rotate_half_per_axis(t)*sin."""
+    """t: [..., B, heads, N, d] rotated per axis half: t*cos + rotate_half_per_axis(t)*sin, with ``sin`` signed as
+    ``RoPE2D.cos_sin`` gives it; the quarters (a, b, c, d) are swapped to (b, a, d, c) by one flip."""
     cos, sin = rope
-    a, b, c, d = t.chunk(4, dim=-1)
-    rotated = torch.cat([-b, a, -d, c], dim=-1)
-    return t * cos + rotated * sin
+    swapped = t.unflatten(-1, (2, 2, -1)).flip(-2).flatten(-3)
+    return torch.addcmul(t * cos, swapped, sin)
 
 
 # --- attention ------------------------------------------------------------------------------------------
@@ -100,9 +106,12 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
         """x: [B, N, C] -> [B, N, C]."""
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+            q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k in one call
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 

@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                                                                 "full schedule; for GPUs)."),
         overrides: list[str] = typer.Option([], "--set", help="Config override key=value (repeatable), e.g. "
                                                               "cpc.mask_ratio=0.75, optim.base_lr=1e-3."),
+        compile_: bool | None = typer.Option(None, "--compile/--no-compile",
+                                             help="Compile the transformer blocks (torch.compile) before the first "
+                                                  "step: faster steps for tens of seconds of compiling [off]."),
         json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     ) -> None:
         """Pretrain a ViT by cross-view/cross-pose completion (cpc) or a baseline, and export its backbone."""
@@ -47,7 +50,8 @@ def register(app: typer.Typer) -> None:
             if value is not None and value <= 0:
                 raise CpcbenchError(f"{name} must be a positive number, got {value}")
         flags = {"method": method, "arch": arch, "img_size": img_size, "loop.steps": steps, "epochs": epochs,
-                 "loop.batch_size": batch_size, "data.source": data, "data.synth_frames": frames}
+                 "loop.batch_size": batch_size, "data.source": data, "data.synth_frames": frames,
+                 "loop.compile": compile_}
         cfg = build_config(domain, preset, overrides, **flags)
         confirmed = frames is not None or any(o.partition("=")[0].strip() == "data.synth_frames" for o in overrides)
         summary = run(cfg, out=out, resume=resume, confirm_frames=confirmed)
