@@ -24,6 +24,9 @@ distance <= ``patch_size`` pixels, inclusive) of the joint's true position in B,
 two patch sizes. No training: protocol ``match`` only (``match_scores``). Baselines (``match_baseline``): chance, a
 uniformly random patch of B (exact: the fraction of B's patch centres within the threshold of the joint, averaged
 over the queries), and ``@same_position``, the patch of B at the query's patch index in A (no motion assumed).
+The crops are person-centred, so joints sit at similar crop positions in A and B and the same-position guess is
+strong: on a 640-frame body set at 64 px with 16 px patches it scores pck 81 % (xview) and 97 % (xpose), with 8 px
+patches 54 % and 85 % (chance: 20 % and 5 %). Read a backbone's pck against ``pck@same_position``.
 """
 
 from __future__ import annotations
@@ -139,6 +142,12 @@ class MatchTask(SynthTask):
 
     def queries(self, split: Split, img_size: int, limit: int | None = None) -> dict[str, np.ndarray]:
         """``a``, ``b`` (item indices), ``joint`` [Q]: every joint visible in both images of every pair."""
+        key = ("queries", split, img_size, limit)
+        if key not in self._cache:
+            self._cache[key] = self._queries(split, img_size, limit)
+        return self._cache[key]
+
+    def _queries(self, split: Split, img_size: int, limit: int | None) -> dict[str, np.ndarray]:
         arr = self.arrays(split, img_size, limit)
         pairs = self.pairs(split, limit)
         vis = self.visible(arr)
