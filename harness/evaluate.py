@@ -48,8 +48,8 @@ GROUPS = ("body", "hand")
 def resolve_tasks(spec: str) -> list[str]:
     """``synth-body-mesh``, a comma list, or a group: ``body`` / ``hand`` = the synthetic tasks of that domain.
 
-    Groups hold only the embedded synthetic tasks, so ``--task body`` means the same thing on every machine; real
-    benchmarks are named explicitly (``--task 3dpw,emdb``).
+    Groups hold only the embedded synthetic benchmarks, so ``--task body`` means the same thing on every machine; real
+    benchmarks and the frozen-feature probes (``probe-*``) are named explicitly (``--task 3dpw,emdb``).
     """
     from harness.registries import TASKS
 
@@ -59,7 +59,7 @@ def resolve_tasks(spec: str) -> list[str]:
             continue
         if part in GROUPS:
             group = [n for n in TASKS.names() if getattr(TASKS.get(n), "synthetic", False)
-                     and TASKS.get(n).domain == part]
+                     and TASKS.get(n).domain == part and not n.startswith("probe-")]
             names += [n for n in group if n not in names]
         else:
             TASKS.get(part)  # unknown names raise with suggestions

@@ -346,6 +346,14 @@ def forward(kind: Kind, params: dict[str, Any], model: smplx.SMPL | smplx.MANO |
 
 
 # ----------------------------------------------------------------------------------------------- info
+def joint_parts(kind: Kind) -> list[int]:
+    """The part id (1-based, in ``part_names`` order; 0 is background) of the segment each joint drives: SMPL's
+    24 joints (``humans.body_skeleton.PART_NAMES``) or MANO's 16 (``HAND_PART_NAMES``)."""
+    if kind not in ("smpl", "mano"):
+        raise CpcbenchError(f"unknown model kind {kind!r}; use 'smpl' or 'mano'")
+    return list(_SMPL_JOINT_PART if kind == "smpl" else _MANO_JOINT_PART)
+
+
 def model_info(kind: Kind, gender: str = "neutral") -> dict[str, Any]:
     """Static facts about the model ``load_model(kind, gender)`` returns (see the module docstring)."""
     path, data = _data(kind, gender)

@@ -70,7 +70,9 @@ def load_frames(root: Path, split: Split, img_size: int, fields: tuple[str, ...]
 
     fields: any of ``joints3d`` / ``verts`` (root-relative to joint 0, metres), ``root`` [3], ``K`` (of the resized
     crop), ``joints2d`` (pixels of the resized crop), ``norm`` (bbox size max(w, h) in those pixels), ``parts``,
-    ``label``, ``rotmat`` (camera-frame joint rotations [J, 3, 3]), ``betas``.
+    ``label``, ``rotmat`` (camera-frame joint rotations [J, 3, 3]), ``betas``, ``mask`` (person mask [S, S] uint8,
+    nearest resize), ``depth`` (per-pixel camera z in metres of the nearest vertex projecting into the pixel, on the
+    resized crop; 0 where no vertex projects or the mask is off; ``depth_map``).
     """
     store = FrameStore(root)
     idx = store.indices(split)
@@ -116,6 +118,14 @@ def load_frames(root: Path, split: Split, img_size: int, fields: tuple[str, ...]
                 out[f].append(_camera_rotmats(fr, root, i))
             elif f == "betas":
                 out[f].append(_need(fr, "betas", root, i)[:10])
+            elif f == "mask":
+                out[f].append((_resize(_need(fr, "mask", root, i), img_size, nearest=True) > 0).astype(np.uint8))
+            elif f == "depth":
+                mask = _resize(_need(fr, "mask", root, i), img_size, nearest=True) > 0
+                k = _need(fr, "K", root, i).astype(np.float64).copy()
+                k[:2, :2] *= s
+                k[:2, 2] = (k[:2, 2] + 0.5) * s - 0.5
+                out[f].append(depth_map(_need(fr, "verts", root, i), k, img_size) * mask)
             else:
                 raise ValueError(f"unknown field {f!r}")
     arrays = {k: np.stack(v) for k, v in out.items()}
@@ -125,6 +135,21 @@ def load_frames(root: Path, split: Split, img_size: int, fields: tuple[str, ...]
             if not np.isfinite(arrays[k]).all():
                 raise DataError(f"frame set {root}: non-finite values in {k!r}; regenerate it")
     return arrays
+
+
+def depth_map(verts_cam: np.ndarray, K: np.ndarray, size: int) -> np.ndarray:
+    """Z-buffered vertex splat: [V, 3] camera-frame vertices (z forward, metres), [3, 3] intrinsics of a ``size`` px
+    crop -> [size, size] float32, the smallest z of the vertices whose projection rounds to each pixel (pixel
+    centres at integers), 0 where none does."""
+    v = np.asarray(verts_cam, np.float64)
+    v = v[v[:, 2] > 1e-6]
+    uv = v @ np.asarray(K, np.float64).T
+    px = np.round(uv[:, :2] / uv[:, 2:3]).astype(np.int64)
+    ok = ((px >= 0) & (px < size)).all(1)
+    z = np.full(size * size, np.inf)
+    np.minimum.at(z, px[ok, 1] * size + px[ok, 0], v[ok, 2])
+    z[~np.isfinite(z)] = 0.0
+    return z.reshape(size, size).astype(np.float32)
 
 
 def _need(fr: Mapping[str, np.ndarray], key: str, root: Path, i: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from harness.registries import TASKS
 
 SIZE = 32
 REAL = [n for n in TASKS.names() if not TASKS.get(n).synthetic]
+#: the tasks scored through a trained head (the correspondence probes score feature similarity: ``match_scores``)
+TRAINED = [n for n in TASKS.names() if not hasattr(TASKS.get(n), "match_scores")]
 
 
 def tiny_backbone(img_size: int = SIZE) -> torch.nn.Module:
