@@ -9,6 +9,8 @@ A run directory ``<runs>/pretrain/<domain>-<method>-<arch>-<run_id>/`` (``<runs>
     curve.png                       train loss, held-out loss and the predict-the-patch-mean baseline
     reconstruction.png              (cpc, mae) masked input | reference | reconstruction | target
     checkpoints/                    resumable training state
+    snapshots/step-000100.safetensors  (--snapshot-every / --snapshots) the backbone at those steps, each with
+                                    pretrain.step / pretrain.flops in its sidecar (``harness.snapshots``)
 
 Held-out evaluation (every ``eval_every`` steps and at the end): the objective's loss on ``data.eval_items``
 fixed items of the test split (fixed pairs, crops and masks), and for cpc/mae the loss of predicting each
@@ -34,6 +36,7 @@ from typing import Any
 from core.config import to_dict, with_overrides
 from core.errors import CpcbenchError
 from harness.registries import METHODS
+from harness.snapshots import Snapshotter, snapshot_steps
 from harness.train import LoopConfig, OptimConfig
 from pretraining import DEFAULT_METHOD
 from pretraining.data import DataConfig
@@ -60,6 +63,8 @@ class _RunFields:
     epochs: float = 0.0  # > 0: loop.steps = ceil(epochs * items / batch_size)
     warmup_epochs: float = 0.0  # > 0 (with epochs): optim.warmup_steps from epochs
     eval_every: int = 50
+    snapshot_every: int = 0  # > 0: keep the backbone every N steps in snapshots/ (harness.snapshots)
+    snapshots: tuple[int, ...] = ()  # and at these steps (0: the random init)
     run_id: str = ""  # "" = UTC time stamp
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(base_lr=1.5e-3, warmup_steps=30))
@@ -152,10 +157,16 @@ def validate(cfg: PretrainConfig) -> None:
               (cfg.img_size > 0, f"image size must be positive, got {cfg.img_size}"),
               (cfg.eval_every >= 0, f"eval_every must be >= 0 (0: no held-out evaluation), got {cfg.eval_every}"),
               (cfg.data.eval_items >= 0, f"data.eval_items must be >= 0, got {cfg.data.eval_items}"),
-              (cfg.data.synth_frames >= 1, f"data.synth_frames must be positive, got {cfg.data.synth_frames}")]
+              (cfg.data.synth_frames >= 1, f"data.synth_frames must be positive, got {cfg.data.synth_frames}"),
+              (cfg.snapshot_every >= 0, f"--snapshot-every must be a positive number of steps, got "
+                                        f"{cfg.snapshot_every}"),
+              (all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in cfg.snapshots),
+               f"--snapshots must be steps >= 0, got {list(cfg.snapshots)}")]
     for ok, message in checks:
         if not ok:
             raise CpcbenchError(message)
+    if cfg.epochs == 0:  # else the steps are known once the data are
+        snapshot_steps(cfg.snapshot_every, cfg.snapshots, cfg.loop.steps)
 
 
 def check_render(cfg: PretrainConfig, confirmed: bool) -> str | None:
@@ -310,6 +321,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
             over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
         cfg = with_overrides(cfg, over)
     run_dir = Path(all_gather_object(str(run_dir_for(cfg, out, resume)))[0])  # rank 0's time stamp names it
+    snap_steps = snapshot_steps(cfg.snapshot_every, cfg.snapshots, cfg.loop.steps)
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
                "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
@@ -320,9 +332,11 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
         save_yaml(cfg, run_dir / "config.yaml")
         log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
                  len(train_ds), cfg.loop.steps, run_dir)
+    snaps = (Snapshotter(run_dir, snap_steps, _backbone_state, sidecar, dist.rank, method=cfg.method,
+                         domain=cfg.domain, arch=cfg.arch) if snap_steps else None)
     result = train(model, train_ds, cfg.loop, cfg.optim, run_dir, resume=resume, config=sidecar,
                    collate_fn=needs.collate, desc=f"pretrain {cfg.domain} {cfg.method}",
-                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every)
+                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every, snapshots=snaps)
     if result.steps < 1 or not math.isfinite(result.final_loss):
         raise CpcbenchError(f"the run in {run_dir} trained no step (final loss {result.final_loss}): no backbone "
                             "exported")
@@ -334,14 +348,21 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
                "domain": cfg.domain, "arch": cfg.arch, "steps": result.steps, "final_loss": result.final_loss,
                "wall_time_s": result.wall_time_s, "img_per_s": sum(speeds) / max(len(speeds), 1),
                "flops_per_step": result.flops_per_step, **last_eval}
+    flops = result.flops_per_step * result.steps if result.flops_per_step > 0 else None
     if main:
-        save_weights(run_dir / "backbone.safetensors", exported.state_dict(), sidecar,
+        save_weights(run_dir / "backbone.safetensors", exported.state_dict(),
+                     {**sidecar, "step": result.steps, "flops": flops, "run": run_dir.name},
                      **{k: v for k, v in summary.items() if k not in ("backbone", "run_dir")})
         write_curve(result.history, run_dir / "curve.png", f"{cfg.domain} {cfg.method} {cfg.arch}")
         if hasattr(model, "reconstruct") and batches:
             write_reconstruction(model, batches[0], run_dir / "reconstruction.png")
     barrier()  # the backbone is on disk before any rank returns
     return summary
+
+
+def _backbone_state(model: Any) -> dict[str, Any]:
+    """The state dict of the encoder a run exports (``export_backbone()``, e.g. DINO's teacher, else ``.backbone``)."""
+    return (model.export_backbone() if hasattr(model, "export_backbone") else model.backbone).state_dict()
 
 
 # --- pictures ------------------------------------------------------------------------------------------------
