@@ -29,6 +29,7 @@ import logging
 import math
 import time
 import typing
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,6 @@ class _RunFields:
     epochs: float = 0.0  # > 0: loop.steps = ceil(epochs * items / batch_size)
     warmup_epochs: float = 0.0  # > 0 (with epochs): optim.warmup_steps from epochs
     eval_every: int = 50
-    snapshot_every: int = 0  # > 0: keep the backbone every N steps in snapshots/ (harness.snapshots)
-    snapshots: tuple[int, ...] = ()  # and at these steps (0: the random init)
     run_id: str = ""  # "" = UTC time stamp
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(base_lr=1.5e-3, warmup_steps=30))
@@ -157,16 +156,10 @@ def validate(cfg: PretrainConfig) -> None:
               (cfg.img_size > 0, f"image size must be positive, got {cfg.img_size}"),
               (cfg.eval_every >= 0, f"eval_every must be >= 0 (0: no held-out evaluation), got {cfg.eval_every}"),
               (cfg.data.eval_items >= 0, f"data.eval_items must be >= 0, got {cfg.data.eval_items}"),
-              (cfg.data.synth_frames >= 1, f"data.synth_frames must be positive, got {cfg.data.synth_frames}"),
-              (cfg.snapshot_every >= 0, f"--snapshot-every must be a positive number of steps, got "
-                                        f"{cfg.snapshot_every}"),
-              (all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in cfg.snapshots),
-               f"--snapshots must be steps >= 0, got {list(cfg.snapshots)}")]
+              (cfg.data.synth_frames >= 1, f"data.synth_frames must be positive, got {cfg.data.synth_frames}")]
     for ok, message in checks:
         if not ok:
             raise CpcbenchError(message)
-    if cfg.epochs == 0:  # else the steps are known once the data are
-        snapshot_steps(cfg.snapshot_every, cfg.snapshots, cfg.loop.steps)
 
 
 def check_render(cfg: PretrainConfig, confirmed: bool) -> str | None:
@@ -262,14 +255,17 @@ def run_dir_for(cfg: PretrainConfig, out: str | Path | None, resume: bool) -> Pa
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = False,
-             confirm_frames: bool = False) -> dict[str, Any]:
+             confirm_frames: bool = False, snapshot_every: int = 0,
+             snapshots: Sequence[int] = ()) -> dict[str, Any]:
     """Run one pretraining job; returns a summary (run_dir, backbone path, losses, throughput).
 
     The run is a function of ``cfg`` (and its ``loop.seed``) on the CPU: the backbone and the objective's own
     modules (decoder, heads, DINO's teacher) are drawn from the seed, data order and augmentation are keyed by
     it. Settings that would train nothing are refused before anything is written; ``resume`` needs a
     checkpoint; the backbone is exported only after at least one step. ``confirm_frames``: the synthetic frame
-    count was given explicitly, so a large render may start. Under ``torchrun`` rank 0 renders, logs and
+    count was given explicitly, so a large render may start. ``snapshot_every`` / ``snapshots``: keep the backbone
+    every N steps / at these steps in ``<run>/snapshots/`` (``harness.snapshots``; pass them again on resume).
+    Under ``torchrun`` rank 0 renders, logs and
     writes; every rank returns the summary; call ``harness.distributed.destroy()`` when done.
     """
     from core.checkpoints import latest_train_state, save_weights
@@ -280,6 +276,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     from harness.train import preserved_rng, train
 
     validate(cfg)
+    if cfg.epochs == 0:  # else the steps are known once the data are
+        snapshot_steps(snapshot_every, snapshots, cfg.loop.steps)
     if resume and out is not None and latest_train_state(out) is None:
         raise CpcbenchError(f"--resume: {out} holds no training checkpoint, so there is nothing to resume; drop "
                             "--resume to start a new run there")
@@ -321,7 +319,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
             over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
         cfg = with_overrides(cfg, over)
     run_dir = Path(all_gather_object(str(run_dir_for(cfg, out, resume)))[0])  # rank 0's time stamp names it
-    snap_steps = snapshot_steps(cfg.snapshot_every, cfg.snapshots, cfg.loop.steps)
+    snap_steps = snapshot_steps(snapshot_every, snapshots, cfg.loop.steps)
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
                "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}

@@ -55,12 +55,11 @@ def register(app: typer.Typer) -> None:
         if snapshot_every is not None and snapshot_every <= 0:
             raise CpcbenchError(f"--snapshot-every must be a positive number of steps, got {snapshot_every}")
         flags = {"method": method, "arch": arch, "img_size": img_size, "loop.steps": steps, "epochs": epochs,
-                 "loop.batch_size": batch_size, "data.source": data, "data.synth_frames": frames,
-                 "snapshot_every": snapshot_every,
-                 "snapshots": parse_steps(snapshots) if snapshots is not None else None}
+                 "loop.batch_size": batch_size, "data.source": data, "data.synth_frames": frames}
         cfg = build_config(domain, preset, overrides, **flags)
         confirmed = frames is not None or any(o.partition("=")[0].strip() == "data.synth_frames" for o in overrides)
-        summary = run(cfg, out=out, resume=resume, confirm_frames=confirmed)
+        summary = run(cfg, out=out, resume=resume, confirm_frames=confirmed, snapshot_every=snapshot_every or 0,
+                      snapshots=parse_steps(snapshots) if snapshots is not None else ())
         destroy()
         if json_out:
             emit_json(summary)
