@@ -265,8 +265,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     checkpoint; the backbone is exported only after at least one step. ``confirm_frames``: the synthetic frame
     count was given explicitly, so a large render may start. ``snapshot_every`` / ``snapshots``: keep the backbone
     every N steps / at these steps in ``<run>/snapshots/`` (``harness.snapshots``; pass them again on resume).
-    Under ``torchrun`` rank 0 renders, logs and
-    writes; every rank returns the summary; call ``harness.distributed.destroy()`` when done.
+    Under ``torchrun`` rank 0 renders, logs and writes; every rank returns the summary; call
+    ``harness.distributed.destroy()`` when done.
     """
     from core.checkpoints import latest_train_state, save_weights
     from core.config import save_yaml
