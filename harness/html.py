@@ -32,6 +32,7 @@ table.lb th, table.lb td { padding: 0.3em 0.7em; border-bottom: 1px solid #e3e3e
 table.lb th:first-child, table.lb td:first-child { text-align: left; }
 table.lb thead th { background: rgba(0, 0, 0, 0.04); border-bottom: 2px solid #bbb; }
 table.lb tr.published td { color: #555; font-style: italic; background: rgba(0, 0, 0, 0.02); }
+table.lb tr.baseline td { color: #555; background: rgba(0, 0, 0, 0.04); }
 table.lb tr.sep td { text-align: left; font-weight: 600; color: #555; background: #eee; }
 td.best { font-weight: 700; }
 .dagger { color: #b00; }

@@ -32,6 +32,7 @@ from harness import plots as P
 from harness import tables as T
 from harness.html import page
 from harness.results import load_records
+from harness.table_curves import learning_tables, probes_table
 from harness.table_render import GENERATED_NOTE, to_latex, to_markdown
 from harness.table_view import TableView, table_view
 from harness.tables import Table, TableError
@@ -50,10 +51,12 @@ def _num(x: float | None) -> str:
 
 
 def to_csv(table: Table) -> str:
-    """Long form: one line per filled cell, full precision (10 significant digits)."""
+    """Long form: one line per filled cell, full precision (10 significant digits). A learning-curve table adds
+    each row's pretraining step and FLOPs."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
+    learning = table.plot == "learning"
+    w.writerow(CSV_FIELDS + (("pretrain_step", "pretrain_flops") if learning else ()))
     for row in table.rows:
         for c, col in zip(row.cells, table.columns, strict=True):
             if c is None:
@@ -64,7 +67,8 @@ def to_csv(table: Table) -> str:
                         "" if k.limit is None else k.limit, k.metric, col.unit, str(col.higher_is_better).lower(),
                         _num(c.mean), _num(c.std), c.n if c.per_seed else "",
                         " ".join(str(s) for s in c.per_seed), " ".join(_num(v) for v in c.per_seed.values()),
-                        str(c.best).lower(), str(c.worse).lower(), _num(c.p_value), row.citation])
+                        str(c.best).lower(), str(c.worse).lower(), _num(c.p_value), row.citation]
+                       + ([("" if row.step is None else row.step), _num(row.flops)] if learning else []))
     return buf.getvalue()
 
 
@@ -94,6 +98,8 @@ def build_leaderboard(records: Sequence[Mapping[str, Any]], paper: bool = False,
         raise TableError("no result records to tabulate; run `cpcbench eval --backbone NAME --task NAME` or "
                          "`cpcbench sweep ...` first (or point --results at the records)")
     tables = T.main_tables(records, include_smoke=include_smoke)
+    probes = probes_table(records)
+    tables += ([probes] if probes is not None else []) + learning_tables(records)
     if paper:
         if specs_dir is None:
             raise TableError("--paper needs the spec directory (--specs)")

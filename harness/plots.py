@@ -4,6 +4,11 @@
   std over seeds, the metric's direction in the axis label.
 - ``curve``: data-efficiency curves (CroCo-Man's fine-tuning with less labelled data): one panel per
   (task, metric), x = fraction of the training set (log scale), one line per row, error bars = std.
+- ``learning``: learning curves of pretraining (``harness.table_curves``): per task, the primary metric against
+  pretraining steps and against pretraining FLOPs, one line per run (its snapshots), random init at 0.
+
+Every panel draws the task's trivial baseline (the table's baseline row: training mean / majority / chance) as
+a dashed black reference line. Legends sit outside the axes, so they never hide a point.
 
 Published rows are never plotted (they were not measured here). Output is byte-identical across runs: a
 fixed style (matplotlib defaults + DejaVu Sans, which ships with matplotlib), fixed size and dpi, no
@@ -53,7 +58,44 @@ def _ylabel(col: Column) -> str:
                                                                    else " (lower is better)")
 
 
-def _render(draw: Any, n_panels: int, title: str) -> bytes:
+BASELINE_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.0, "zorder": 1.5}
+BASELINE_LEGEND = "trivial baseline"
+
+
+def _baselines(table: Table, j: int) -> list[tuple[str, float]]:
+    """(legend label, value) of every trivial baseline of column ``j`` (the table's baseline rows)."""
+    out = []
+    for r in table.baseline_rows:
+        if r.cells[j] is not None:
+            kind = r.label.partition("(")[2].rstrip(")") if r.label != table.baseline_rows[0].label else ""
+            out.append((BASELINE_LEGEND + (f" ({kind})" if kind else ""), r.cells[j].mean))
+    return out
+
+
+def _baseline(table: Table, j: int) -> float | None:
+    """The trivial baseline of column ``j`` (the table's first baseline row), or None."""
+    cell = next((r.cells[j] for r in table.baseline_rows[:1] if r.cells[j] is not None), None)
+    return None if cell is None else cell.mean
+
+
+def _reference_lines(ax: Any, table: Table, j: int) -> None:
+    """Horizontal dashed (dotted for other kinds) lines at the trivial baselines of column ``j``."""
+    for i, (label, value) in enumerate(_baselines(table, j)):
+        ax.axhline(value, label=label, **{**BASELINE_STYLE, "linestyle": "--" if i == 0 else ":"})
+
+
+def _legend(fig: Any, axes: Any) -> None:
+    """One legend, right of the panels, with every label drawn in any panel (first handle of each)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(len(seen), 3))
+
+
+def _render(draw: Any, n_panels: int, title: str, nrows: int = 1) -> bytes:
+    """``draw(axes)`` on ``nrows`` x ``n_panels`` panels (flattened), a title and the legend; the PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -61,11 +103,11 @@ def _render(draw: Any, n_panels: int, title: str) -> bytes:
     from matplotlib.figure import Figure
 
     with plt.style.context("default"), matplotlib.rc_context(RC):
-        fig = Figure(figsize=(max(3.2 * n_panels, 4.0), 3.4))
-        axes = fig.subplots(1, n_panels, squeeze=False)[0]
+        fig = Figure(figsize=(max(3.2 * n_panels, 4.0), 3.4 * nrows + 0.5), layout="constrained")
+        axes = list(fig.subplots(nrows, n_panels, squeeze=False).flat)
         draw(axes)
+        _legend(fig, axes)
         fig.suptitle(title)
-        fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
@@ -99,6 +141,7 @@ def bars(table: Table) -> dict[str, bytes]:
                         ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7)
                 ax.set_xticks(xs, [_short(r.label) for r in rows], rotation=30, ha="right")
                 ax.set_ylabel(_ylabel(col))
+                _reference_lines(ax, table, j)
 
         title = f"{task} v{version} ({protocol}, {fraction * 100:g}% data" + (
             f", smoke limit {limit}" if limit is not None else "") + (f", {setting}" if setting else "") + ")"
@@ -131,6 +174,12 @@ def curves(table: Table) -> dict[str, bytes]:
                     continue
                 ax.errorbar([f for f, _ in pts], [c.mean for _, c in pts], yerr=[c.std or 0.0 for _, c in pts],
                             label=_short(r.label), color=color, marker="o", markersize=3, capsize=3, linewidth=1.2)
+            base = [(table.columns[j].key.fraction, _baseline(table, j)) for j in idx]
+            base = [(f, b) for f, b in base if b is not None]
+            if len(base) == 1:
+                ax.axhline(base[0][1], label=BASELINE_LEGEND, **BASELINE_STYLE)
+            elif base:  # a line through the baseline at each fraction (its training mean changes with the fraction)
+                ax.plot([f for f, _ in base], [b for _, b in base], label=BASELINE_LEGEND, **BASELINE_STYLE)
             fracs = [table.columns[j].key.fraction for j in idx]
             ax.set_xscale("log")
             ax.set_xticks(fracs, [f"{f * 100:g}%" for f in fracs])
@@ -138,13 +187,62 @@ def curves(table: Table) -> dict[str, bytes]:
             ax.set_xlabel("fraction of the training set")
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
             ax.set_title(f"{task} v{version} ({protocol}" + (f", {setting})" if setting else ")"))
-        seen: dict[str, Any] = {}  # one legend with every row drawn in any panel (not only the first panel's)
-        for ax in axes:
-            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-                seen.setdefault(lab, h)
-        axes[0].legend(list(seen.values()), list(seen), loc="best")
 
     return {_safe(f"{table.name}--curves") + ".png": _render(draw, len(panels), table.title)}
+
+
+def flops_unit(max_flops: float) -> tuple[str, float]:
+    """(unit, scale) for a FLOPs axis reaching ``max_flops``: GFLOP, TFLOP, PFLOP or EFLOP."""
+    unit, scale = "GFLOP", 1e9
+    for u, sc in (("TFLOP", 1e12), ("PFLOP", 1e15), ("EFLOP", 1e18)):
+        if max_flops >= sc:
+            unit, scale = u, sc
+    return unit, scale
+
+
+def learning(table: Table) -> dict[str, bytes]:
+    """One PNG: a row of two panels per column (task's primary metric): against pretraining steps and against
+    pretraining FLOPs; a line per run (its snapshots), ``scratch`` as a grey point at 0, error bars = std."""
+    cols = [j for j, c in enumerate(table.columns) if c.measured]
+    rows = [r for r in table.measured_rows if r.step is not None]
+    if not cols or not any(r.cells[j] is not None for r in rows for j in cols):
+        return {}
+    series = list(dict.fromkeys(r.series for r in rows if r.series != "scratch"))
+    keys = [next(r.color_key for r in rows if r.series == s) for s in series]
+    palette, extra = [], 0
+    for k in keys:
+        if k in PALETTE and PALETTE[k] not in palette:
+            palette.append(PALETTE[k])
+        else:
+            palette.append(EXTRA[extra % len(EXTRA)])
+            extra += 1
+    flops = [r.flops for r in rows if r.flops is not None]
+    unit, scale = flops_unit(max(flops, default=0.0))
+
+    def draw(axes: Any) -> None:
+        for i, j in enumerate(cols):
+            col = table.columns[j]
+            for ax, xkind in zip(axes[2 * i:2 * i + 2], ("step", "flops"), strict=True):
+                for s, color in zip(series, palette, strict=True):
+                    pts = [(r.step if xkind == "step" else r.flops, r.cells[j]) for r in rows
+                           if r.series == s and r.cells[j] is not None]
+                    pts = [(x, c) for x, c in pts if x is not None]
+                    if pts:
+                        xs = [x if xkind == "step" else x / scale for x, _ in pts]
+                        ax.errorbar(xs, [c.mean for _, c in pts], yerr=[c.std or 0.0 for _, c in pts], label=s,
+                                    color=color, marker="o", markersize=3, capsize=3, linewidth=1.2)
+                for r in rows:
+                    if r.series == "scratch" and r.cells[j] is not None:
+                        c = r.cells[j]
+                        ax.errorbar([0], [c.mean], yerr=[c.std or 0.0], label="scratch (random init)",
+                                    color=PALETTE["scratch"], marker="s", markersize=5, capsize=3, linestyle="none")
+                _reference_lines(ax, table, j)
+                ax.set_xlabel("pretraining steps" if xkind == "step" else f"pretraining compute [{unit}]")
+                ax.set_xlim(left=-0.04 * ax.get_xlim()[1])  # the point at 0 whole, off the frame
+                ax.set_ylabel(_ylabel(col))
+                ax.set_title(f"{col.key.task} v{col.key.version} ({col.key.protocol})")
+
+    return {_safe(f"{table.name}--learning") + ".png": _render(draw, 2, table.title, nrows=len(cols))}
 
 
 def table_plots(table: Table) -> dict[str, bytes]:
@@ -152,6 +250,8 @@ def table_plots(table: Table) -> dict[str, bytes]:
         return bars(table)
     if table.plot == "curve":
         return curves(table)
+    if table.plot == "learning":
+        return learning(table)
     if table.plot == "none":
         return {}
     raise ValueError(f"unknown plot kind {table.plot!r}")

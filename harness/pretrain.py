@@ -9,6 +9,8 @@ A run directory ``<runs>/pretrain/<domain>-<method>-<arch>-<run_id>/`` (``<runs>
     curve.png                       train loss, held-out loss and the predict-the-patch-mean baseline
     reconstruction.png              (cpc, mae) masked input | reference | reconstruction | target
     checkpoints/                    resumable training state
+    snapshots/step-000100.safetensors  (--snapshot-every / --snapshots) the backbone at those steps, each with
+                                    pretrain.step / pretrain.flops in its sidecar (``harness.snapshots``)
 
 Held-out evaluation (every ``eval_every`` steps and at the end): the objective's loss on ``data.eval_items``
 fixed items of the test split (fixed pairs, crops and masks), and for cpc/mae the loss of predicting each
@@ -27,6 +29,7 @@ import logging
 import math
 import time
 import typing
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from core.config import to_dict, with_overrides
 from core.errors import CpcbenchError
 from harness.fast import uncompile
 from harness.registries import METHODS
+from harness.snapshots import Snapshotter, snapshot_steps
 from harness.train import LoopConfig, OptimConfig
 from pretraining import DEFAULT_METHOD
 from pretraining.data import DataConfig
@@ -252,15 +256,18 @@ def run_dir_for(cfg: PretrainConfig, out: str | Path | None, resume: bool) -> Pa
 
 
 def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = False,
-             confirm_frames: bool = False) -> dict[str, Any]:
+             confirm_frames: bool = False, snapshot_every: int = 0,
+             snapshots: Sequence[int] = ()) -> dict[str, Any]:
     """Run one pretraining job; returns a summary (run_dir, backbone path, losses, throughput).
 
     The run is a function of ``cfg`` (and its ``loop.seed``) on the CPU: the backbone and the objective's own
     modules (decoder, heads, DINO's teacher) are drawn from the seed, data order and augmentation are keyed by
     it. Settings that would train nothing are refused before anything is written; ``resume`` needs a
     checkpoint; the backbone is exported only after at least one step. ``confirm_frames``: the synthetic frame
-    count was given explicitly, so a large render may start. Under ``torchrun`` rank 0 renders, logs and
-    writes; every rank returns the summary; call ``harness.distributed.destroy()`` when done.
+    count was given explicitly, so a large render may start. ``snapshot_every`` / ``snapshots``: keep the backbone
+    every N steps / at these steps in ``<run>/snapshots/`` (``harness.snapshots``; pass them again on resume).
+    Under ``torchrun`` rank 0 renders, logs and writes; every rank returns the summary; call
+    ``harness.distributed.destroy()`` when done.
     """
     from core.checkpoints import latest_train_state, save_weights
     from core.config import save_yaml
@@ -270,6 +277,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     from harness.train import preserved_rng, train
 
     validate(cfg)
+    if cfg.epochs == 0:  # else the steps are known once the data are
+        snapshot_steps(snapshot_every, snapshots, cfg.loop.steps)
     if resume and out is not None and latest_train_state(out) is None:
         raise CpcbenchError(f"--resume: {out} holds no training checkpoint, so there is nothing to resume; drop "
                             "--resume to start a new run there")
@@ -311,6 +320,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
             over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
         cfg = with_overrides(cfg, over)
     run_dir = Path(all_gather_object(str(run_dir_for(cfg, out, resume)))[0])  # rank 0's time stamp names it
+    snap_steps = snapshot_steps(snapshot_every, snapshots, cfg.loop.steps)
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
                "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
@@ -321,9 +331,11 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
         save_yaml(cfg, run_dir / "config.yaml")
         log.info("pretraining %s on %s (%d items) for %d steps -> %s", cfg.method, data_info.get("source"),
                  len(train_ds), cfg.loop.steps, run_dir)
+    snaps = (Snapshotter(run_dir, snap_steps, _backbone_state, sidecar, dist.rank, method=cfg.method,
+                         domain=cfg.domain, arch=cfg.arch) if snap_steps else None)
     result = train(model, train_ds, cfg.loop, cfg.optim, run_dir, resume=resume, config=sidecar,
                    collate_fn=needs.collate, desc=f"pretrain {cfg.domain} {cfg.method}",
-                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every)
+                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every, snapshots=snaps)
     if result.steps < 1 or not math.isfinite(result.final_loss):
         raise CpcbenchError(f"the run in {run_dir} trained no step (final loss {result.final_loss}): no backbone "
                             "exported")
@@ -337,14 +349,21 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
                "flops_per_step": result.flops_per_step, **last_eval}
     if result.compile:
         summary["compile"] = result.compile
+    flops = result.flops_per_step * result.steps if result.flops_per_step > 0 else None
     if main:
-        save_weights(run_dir / "backbone.safetensors", exported.state_dict(), sidecar,
+        save_weights(run_dir / "backbone.safetensors", exported.state_dict(),
+                     {**sidecar, "step": result.steps, "flops": flops, "run": run_dir.name},
                      **{k: v for k, v in summary.items() if k not in ("backbone", "run_dir")})
         write_curve(result.history, run_dir / "curve.png", f"{cfg.domain} {cfg.method} {cfg.arch}")
         if hasattr(model, "reconstruct") and batches:
             write_reconstruction(model, batches[0], run_dir / "reconstruction.png")
     barrier()  # the backbone is on disk before any rank returns
     return summary
+
+
+def _backbone_state(model: Any) -> dict[str, Any]:
+    """The state dict of the encoder a run exports (``export_backbone()``, e.g. DINO's teacher, else ``.backbone``)."""
+    return (model.export_backbone() if hasattr(model, "export_backbone") else model.backbone).state_dict()
 
 
 # --- pictures ------------------------------------------------------------------------------------------------

@@ -82,13 +82,20 @@ class Cell:
 
 @dataclass
 class Row:
+    """A table row. ``source``: "measured" (ranked), "baseline" (the task's trivial predictor: not ranked) or
+    "published" (another paper's numbers). ``series``/``step``/``flops``: a point of a learning curve (a backbone
+    snapshot ``step`` optimizer steps and ``flops`` FLOPs into the pretraining run ``series``)."""
+
     label: str
     cells: list[Cell | None]
-    source: Literal["measured", "published"] = "measured"
+    source: Literal["measured", "baseline", "published"] = "measured"
     backbone: str = ""
     weights_sha256: str = ""
     citation: str = ""
     color_key: str = ""
+    series: str = ""
+    step: int | None = None
+    flops: float | None = None
 
 
 @dataclass
@@ -99,7 +106,7 @@ class Table:
     rows: list[Row]
     caption: str = ""
     notes: list[str] = field(default_factory=list)
-    plot: Literal["none", "bars", "curve"] = "none"
+    plot: Literal["none", "bars", "curve", "learning"] = "none"
     alpha: float = 0.05
     smoke: bool = False
     shared_in_title: bool = False  # the title already names the shared protocol/fraction
@@ -107,6 +114,10 @@ class Table:
     @property
     def measured_rows(self) -> list[Row]:
         return [r for r in self.rows if r.source == "measured"]
+
+    @property
+    def baseline_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.source == "baseline"]
 
     @property
     def published_rows(self) -> list[Row]:

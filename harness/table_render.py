@@ -148,7 +148,7 @@ HTML = Markup(html_escape, "<td>–</td>", _same, '<sup class="dagger">†</sup>
 
 
 def _tr(row: ViewRow, texts: list[str]) -> str:
-    cls = ' class="published"' if row.published else ""
+    cls = ' class="published"' if row.published else ' class="baseline"' if row.baseline else ""
     return f"<tr{cls}><td>{texts[0]}</td>{''.join(texts[1:])}</tr>"
 
 

@@ -64,6 +64,7 @@ class ViewRow:
     cells: tuple[ViewCell | None, ...]  # None: no value (shown as a dash)
     published: bool = False
     reference: int = 0  # footnote number of a published row's citation (0: none)
+    baseline: bool = False  # the task's trivial predictor (not ranked)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ def table_view(table: Table) -> TableView:
         ViewRow(r.label, tuple(None if c is None else _view_cell(c, col, n_usual)
                                for c, col in zip(r.cells, table.columns, strict=True)),
                 published=r.source == "published",
-                reference=cites.index(r.citation) + 1 if r.source == "published" else 0)
+                reference=cites.index(r.citation) + 1 if r.source == "published" else 0,
+                baseline=r.source == "baseline")
         for r in table.rows)
     columns = tuple(HeadColumn(group_label(table, c), metric_name(c.key.metric), c.unit, c.higher_is_better)
                     for c in table.columns)

@@ -71,7 +71,9 @@ from harness.table_specs import (  # noqa: F401  (re-exported)
 
 METHOD_ORDER = ("cpc", "mae", "dino", "supervised", "scratch")
 TASK_ORDER = ("synth-body-mesh", "synth-body-meshfree", "synth-body-2d", "synth-body-parts", "3dpw", "emdb",
-              "h36m-p1", "h36m-p2", "synth-hand-mesh", "synth-hand-gesture", "freihand", "ho3d")
+              "h36m-p1", "h36m-p2", "synth-hand-mesh", "synth-hand-gesture", "freihand", "ho3d",
+              "probe-body-facing", "probe-body-depth", "probe-body-xview", "probe-body-xpose", "probe-hand-orient",
+              "probe-hand-artic")
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -270,6 +272,48 @@ def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequen
     return rows, superseded, notes
 
 
+BASELINE_LABEL = "Trivial baseline (training mean / majority / chance)"
+BASELINE_NOTE = ("Trivial baseline: the task's prediction without looking at the image (the training-set mean for "
+                 "regression, the majority class for classification, a random guess for correspondence), i.e. "
+                 "the records' baseline_mean; not ranked.")
+
+
+def primary_metric(rec: Mapping[str, Any]) -> str:
+    """The metric a task is ranked by: ``task.primary_metric`` of the record, else its first metric."""
+    return str(rec["task"].get("primary_metric") or next(iter(rec["metrics"]), ""))
+
+
+def baseline_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> list[Row]:
+    """Rows of the trivial baselines behind ``columns``: each cell the mean of the ``baseline_mean`` of the
+    column's records (a key ``metric@kind``, e.g. ``pck@same_position``, makes a row of its own kind)."""
+    kinds: dict[str, list[Cell | None]] = {}
+    for j, col in enumerate(columns):
+        if not col.measured:
+            continue
+        found: dict[str, list[float]] = {}
+        for rec in records:
+            if _group_of(rec) != col.key.group:
+                continue
+            for k, v in (rec.get("baseline_mean") or {}).items():
+                metric, _, kind = str(k).partition("@")
+                if metric == col.key.metric and v is not None and math.isfinite(float(v)):
+                    found.setdefault(kind, []).append(float(v))
+        for kind, vals in found.items():
+            kinds.setdefault(kind, [None] * len(columns))[j] = Cell({}, math.fsum(sorted(vals)) / len(vals), None)
+    return [Row(BASELINE_LABEL if not kind else f"Trivial baseline ({kind.replace('_', ' ')})", kinds[kind],
+                source="baseline") for kind in sorted(kinds)]
+
+
+def _with_baselines(table: Table, records: Sequence[Mapping[str, Any]]) -> None:
+    """Insert the baseline rows after the measured ones (before published rows) and say what they are."""
+    rows = baseline_rows(records, table.columns)
+    if not rows:
+        return
+    at = next((i for i, r in enumerate(table.rows) if r.source == "published"), len(table.rows))
+    table.rows[at:at] = rows
+    table.notes.append(BASELINE_NOTE)
+
+
 def _finish(table: Table, superseded: int) -> Table:
     if superseded:
         table.notes.append(f"{superseded} seed value(s) measured twice: the newest record's value is used.")
@@ -318,6 +362,7 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
             table.rows.extend(rows)
             table.notes.extend(notes)
             superseded += sup
+        _with_baselines(table, grecs)
         tables.append(_finish(table, superseded))
     return tables
 
@@ -366,6 +411,7 @@ def spec_table(spec: TableSpec, records: Sequence[Mapping[str, Any]],
             v = p.results.get(col.key.task, {}).get(col.key.metric)
             cells.append(None if v is None else Cell({}, v, None))
         table.rows.append(Row(p.label, cells, source="published", citation=f"{p.citation} (source: {p.source})"))
+    _with_baselines(table, chosen)
     return _finish(table, superseded)
 
 

@@ -100,7 +100,8 @@ def check_loop(loop: LoopConfig) -> None:
 def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_dir: str | Path, *,
           resume: bool = False, config: dict[str, Any] | None = None, param_groups: list[dict] | None = None,
           collate_fn: Callable | None = None, desc: str = "train",
-          eval_fn: Callable[[Any, int], dict] | None = None, eval_every: int = 0) -> TrainResult:
+          eval_fn: Callable[[Any, int], dict] | None = None, eval_every: int = 0,
+          snapshots: Any = None) -> TrainResult:
     """Train ``model`` on ``dataset`` for ``loop.steps`` optimizer steps of ``loop.batch_size`` items.
 
     ``param_groups``: AdamW groups to use instead of the default ones (each may set ``lr_scale`` and
@@ -113,6 +114,10 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     A fresh run seeds python/numpy/torch with ``loop.seed + rank``; the model must be built before (under
     DDP, rank 0's initial weights are broadcast). Under ``torchrun`` call ``harness.distributed.destroy()``
     once the process is done with collectives.
+
+    ``snapshots`` (a ``harness.snapshots.Snapshotter``): ``snapshots.write(model, step, flops_per_step)`` after
+    each step it is ``due`` (and at step 0 of a fresh run), before that step's checkpoint; FLOPs are then counted
+    even when ``loop.count_flops`` is off, so that each snapshot knows the pretraining FLOPs behind it.
     """
     from harness.runtime import autocast_dtype
 
@@ -135,11 +140,13 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     net = _ddp(raw, device) if dist.distributed else model  # else the caller's module, compiled or not
     net.train()
     update = TrainStep(net, raw, opt, effective_lr(optim.base_lr, batch), loop, optim, amp, device, world, run_dir)
-    flops = FlopMeter(loop.count_flops, start.flops_per_step)
+    flops = FlopMeter(loop.count_flops or snapshots is not None, start.flops_per_step)
     held_out = HeldOut(eval_fn, eval_every, loop.steps, amp, device.type)
     logbook = TrainLog(run_dir, desc, loop, per_epoch, rank, start.step, start.history, start.window)
     step = start.step
     compiled, compile_info = False, {}
+    if snapshots is not None and step == 0 and snapshots.due(0):
+        snapshots.write(raw, 0, 0.0)  # the run's random init
     try:
         for items in batches(dataset, loop, step, per_epoch, workers, collate_fn, device, rank, world):
             logbook.pause(flops.measure(raw, items, amp, device.type, world))
@@ -151,6 +158,10 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
             out = update(items, step)
             step += 1
             logbook.add(out.loss, out.parts, out.grad_norm)
+            if snapshots is not None and snapshots.due(step):
+                t0 = time.perf_counter()
+                snapshots.write(raw, step, flops.per_step)
+                logbook.pause(time.perf_counter() - t0)
             evaluate = held_out.due(step)
             if evaluate or logbook.due(step):
                 entry = logbook.close_window(step, out.lr, flops.per_step)  # timed before the evaluation

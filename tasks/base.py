@@ -120,6 +120,7 @@ class Task:
             "protocol": proto.name if proto is not None else "",
             "protocol_spec": proto.to_dict() if proto is not None else {},
             "defaults": cls.defaults.to_dict(), "synthetic": cls.synthetic,
+            "primary_metric": cls.primary_metric or (cls.metrics[0].name if cls.metrics else ""),
         }
 
     def data_status(self) -> dict[str, str]:

@@ -10,7 +10,8 @@ from harness.cli_util import echo, emit_json, user_errors
 
 EPILOG = ("Examples:  cpcbench pretrain body  |  cpcbench pretrain hand --method mae --steps 500  |  "
           "cpcbench pretrain body --set cpc.mask_strategy=human --set data.pair_mix=1.0  |  "
-          "cpcbench pretrain body --preset paper  (ViT-B/16, 224 px, GPUs)")
+          "cpcbench pretrain body --preset paper  (ViT-B/16, 224 px, GPUs)  |  "
+          "cpcbench pretrain body --snapshots 0,50,100,200 --snapshot-every 300  (learning curves)")
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +39,10 @@ def register(app: typer.Typer) -> None:
         compile_: bool | None = typer.Option(None, "--compile/--no-compile",
                                              help="Compile the transformer blocks (torch.compile) before the first "
                                                   "step: faster steps for tens of seconds of compiling [off]."),
+        snapshot_every: int | None = typer.Option(None, "--snapshot-every", help="Keep the backbone every N steps "
+                                                  "in RUN/snapshots/ (learning curves)."),
+        snapshots: str | None = typer.Option(None, "--snapshots", help="Keep the backbone at these steps, e.g. "
+                                             "0,100,200,400 (0: the random init)."),
         json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     ) -> None:
         """Pretrain a ViT by cross-view/cross-pose completion (cpc) or a baseline, and export its backbone."""
@@ -45,16 +50,20 @@ def register(app: typer.Typer) -> None:
         from harness.distributed import destroy
         from harness.pretrain import build_config
         from harness.pretrain import pretrain as run
+        from harness.snapshots import parse_steps
 
         for name, value in (("--epochs", epochs), ("--frames", frames)):
             if value is not None and value <= 0:
                 raise CpcbenchError(f"{name} must be a positive number, got {value}")
+        if snapshot_every is not None and snapshot_every <= 0:
+            raise CpcbenchError(f"--snapshot-every must be a positive number of steps, got {snapshot_every}")
         flags = {"method": method, "arch": arch, "img_size": img_size, "loop.steps": steps, "epochs": epochs,
                  "loop.batch_size": batch_size, "data.source": data, "data.synth_frames": frames,
                  "loop.compile": compile_}
         cfg = build_config(domain, preset, overrides, **flags)
         confirmed = frames is not None or any(o.partition("=")[0].strip() == "data.synth_frames" for o in overrides)
-        summary = run(cfg, out=out, resume=resume, confirm_frames=confirmed)
+        summary = run(cfg, out=out, resume=resume, confirm_frames=confirmed, snapshot_every=snapshot_every or 0,
+                      snapshots=parse_steps(snapshots) if snapshots is not None else ())
         destroy()
         if json_out:
             emit_json(summary)

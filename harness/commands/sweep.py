@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
     @cli_options(exclude=("num_workers",))
     def sweep_cmd(
         backbones: str = typer.Option(..., "--backbones", "-b", help="Comma list of backbone specs (cpc, mae, dino, "
-                                                                      "supervised, scratch, timm:NAME.TAG, a file)."),
+                                                                      "supervised, scratch, timm:NAME.TAG, a file; "
+                                                                      "snapshots:RUN_DIR = every snapshot of a "
+                                                                      "pretraining run + its final backbone)."),
         tasks: str = typer.Option(..., "--tasks", "-t", help="body | hand (the synthetic tasks) | task list."),
         seeds: int = typer.Option(3, "--seeds", help="Seeds per cell (first-seed .. first-seed+N-1)."),
         first_seed: int = typer.Option(0, "--first-seed", help="First seed."),
@@ -45,6 +47,7 @@ def register(app: typer.Typer) -> None:
         skipped, so re-running a failed or interrupted sweep runs only the missing cells."""
         from core.config import load_config
         from core.errors import CpcbenchError
+        from harness.snapshots import expand_snapshot_specs
         from harness.sweep import (
             Cell,
             SlurmRecipe,
@@ -57,8 +60,8 @@ def register(app: typer.Typer) -> None:
 
         if launcher not in ("local", "slurm"):
             raise CpcbenchError(f"unknown launcher {launcher!r}; use local or slurm")
-        cells = plan(parse_list(backbones, "backbones"), resolve_task_names(tasks), seeds, protocol,
-                     parse_fractions(fraction), limit, first_seed)
+        specs = expand_snapshot_specs(parse_list(backbones, "backbones"))
+        cells = plan(specs, resolve_task_names(tasks), seeds, protocol, parse_fractions(fraction), limit, first_seed)
         rec = load_config(SlurmRecipe, recipe) if recipe else SlurmRecipe()
         report = sweep(cells, results, launcher=launcher, runs=runs, overrides=overrides, fail_fast=fail_fast,
                        recipe=rec, folder=folder, cluster=cluster, wait=wait, dry_run=dry_run)
