@@ -205,16 +205,16 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     ``_path``)."""
     import numpy as np
     import torch
-    from torch.utils.data import Subset
 
+    from harness.probe import Cell, check_protocol, run_seed, uses_cache
     from harness.registries import TASKS
     from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize, write_record
     from harness.runtime import get_device, seed_everything
-    from harness.train import LoopConfig, OptimConfig, train
 
     cfg.check()
     t0 = time.perf_counter()
     task = TASKS.get(cfg.task)(cfg.data_root)
+    check_protocol(task, cfg.protocol)
     d = task.defaults
     steps = cfg.steps or d.steps
     if cfg.limit is not None:
@@ -236,11 +236,13 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     spec = pinned_spec(cfg.backbone, binfo)  # a method name -> the file found now, for every seed
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
     del probe_backbone
-    train_full = task.build_dataset("train", img_size, cfg.limit)
+    # ``match`` needs no training split (correspondence from feature similarity alone)
+    train_full = task.build_dataset("train", img_size, cfg.limit) if cfg.protocol != "match" else None
     test_ds = task.build_dataset("test", img_size, cfg.limit)
     n_test = len(test_ds)
-    if len(train_full) == 0 or n_test == 0:
-        raise CpcbenchError(f"task {task.name!r}: empty train ({len(train_full)}) or test ({n_test}) split")
+    if (train_full is not None and len(train_full) == 0) or n_test == 0:
+        raise CpcbenchError(f"task {task.name!r}: empty train ({len(train_full or [])}) or test ({n_test}) split")
+    cell = Cell(cfg, task, device, steps, batch_size, base_lr, img_size, train_full, test_ds, runs_root, run_id)
 
     per_seed: dict[str, list[Any]] = {}
     submission = None
@@ -250,6 +252,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     preds_out: dict[str, Any] = {}
     seed_info = []
     baselines: list[dict[str, float]] = []
+    feature_keys: list[list[str]] = []
     for k, seed in enumerate(seeds):
         seed_everything(seed)
         backbone, seed_binfo = _resolve_backbone(spec, task.domain, img_size)
@@ -258,28 +261,18 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                                 f"sha256 {binfo.get('weights_sha256')} -> {seed_binfo.get('weights_sha256')}): "
                                 "seeds would not share weights; run again")
         info = backbone_info(backbone, seed_binfo)
-        idx = fraction_subset(len(train_full), cfg.fraction, seed)
-        train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
-        # statistics only from the samples this seed trains on (never the full split when --fraction < 1)
-        head = (task.build_head(info, train=train_subset) if getattr(task, "head_from_data", False)
-                else task.build_head(info))
-        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
-        loop = LoopConfig(steps=steps, batch_size=min(batch_size, len(train_subset)), num_workers=cfg.num_workers,
-                          log_every=max(1, steps // 10), seed=seed, device=str(device), count_flops=False)
-        optim = OptimConfig(base_lr=base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
-                            layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
-        run_dir = runs_root / "eval" / task.name / _safe(cfg.backbone) / run_id / f"seed{seed}"
-        log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
-                 cfg.protocol, seed, len(train_subset), n_test, steps)
-        res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
-                    desc=f"{task.name} seed {seed}")
-        arrays = predict_split(model, task, test_ds, device, cfg.eval_batch_size, cfg.num_workers)
-        scores = _check_scores(task, task.score_arrays(arrays), n_test)
+        idx = fraction_subset(len(train_full), cfg.fraction, seed) if train_full is not None else []
+        if uses_cache(cfg):
+            out = run_seed(cell, seed, backbone, seed_binfo, info, idx)
+            feature_keys.append(out.features)
+        else:
+            out = _train_seed(cell, seed, backbone, seed_binfo, info, idx)
+        arrays, scores = out.arrays, out.scores
+        n_test = len(next(iter(scores.values()))) if scores else n_test  # match: one value per query
         for name, v in scores.items():
             per_seed.setdefault(name, []).append(v)
-        seed_info.append({"seed": seed, "final_loss": res.final_loss, "train_wall_time_s": res.wall_time_s,
-                          "n_train": len(train_subset), "run_dir": str(run_dir)})
-        for key, v in arrays.items():
+        seed_info.append(out.info)
+        for key, v in (arrays or {}).items():
             if key.startswith("gt/"):
                 if k == 0:
                     preds_out[key] = v
@@ -287,22 +280,21 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                 preds_out[key if k == 0 else f"seed{seed}/{key}"] = v
         for name, v in scores.items():
             preds_out[f"score/{name}" if k == 0 else f"seed{seed}/score/{name}"] = v.astype(np.float32)
-        base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
-        if base:
-            baselines.append(base)
-        if k == 0:
+        if out.base:
+            baselines.append(out.base)
+        if k == 0 and arrays is not None:
             sub_dir = record_dir / f"{run_id}.submission"
             sub = task.write_submission(arrays, sub_dir)
             if sub is not None:
                 submission = str(Path(sub).relative_to(record_dir))
                 log.info("wrote the benchmark's submission file %s", sub)
-        if visualize and k == 0:
+        if visualize and k == 0 and arrays is not None and cfg.protocol in ("finetune", "linear"):
             from harness.visualize import render_predictions
 
             png = record_dir / f"{run_id}.png"
             render_predictions(task, test_ds, arrays, png)
             log.info("wrote %s", png)
-        del model, backbone, head
+        del backbone, out
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -323,8 +315,9 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
               "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
-              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full),
-              "train_stats": TRAIN_STATS}
+              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full or []),
+              "train_stats": TRAIN_STATS, "feature_cache": "on" if uses_cache(cfg) else "off",
+              "features": feature_keys}
     bb = {**{k: v for k, v in binfo.items() if k != "pretrain"}, "spec": cfg.backbone,
           "pretrain": binfo.get("pretrain", {})}
     bb["name"] = bb_name
@@ -337,6 +330,38 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     _write_predictions(path.with_name(f"{run_id}.predictions.npz"), preds_out)
     out = write_record(rec, results_root)
     return {**rec, "_path": str(out)}
+
+
+def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], info: Mapping[str, Any],
+                idx: Sequence[int]) -> Any:
+    """One seed of ``finetune`` (or uncached ``linear``): backbone + head trained on images, test split scored."""
+    from torch.utils.data import Subset
+
+    from harness.probe import SeedRun
+    from harness.train import LoopConfig, OptimConfig, train
+
+    cfg, task, d, steps = cell.cfg, cell.task, cell.task.defaults, cell.steps
+    train_full, n_test = cell.train_full, len(cell.test_ds)
+    train_subset = Subset(train_full, list(idx)) if len(idx) < len(train_full) else train_full
+    # statistics only from the samples this seed trains on (never the full split when --fraction < 1)
+    head = (task.build_head(info, train=train_subset) if getattr(task, "head_from_data", False)
+            else task.build_head(info))
+    model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
+    loop = LoopConfig(steps=steps, batch_size=min(cell.batch_size, len(train_subset)), num_workers=cfg.num_workers,
+                      log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False)
+    optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
+                        layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
+    run_dir = cell.runs_root / "eval" / task.name / _safe(cfg.backbone) / cell.run_id / f"seed{seed}"
+    log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
+             cfg.protocol, seed, len(train_subset), n_test, steps)
+    res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
+                desc=f"{task.name} seed {seed}")
+    arrays = predict_split(model, task, cell.test_ds, cell.device, cfg.eval_batch_size, cfg.num_workers)
+    scores = _check_scores(task, task.score_arrays(arrays), n_test)
+    base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
+    return SeedRun(scores, arrays, base, {"seed": seed, "final_loss": res.final_loss,
+                                          "train_wall_time_s": res.wall_time_s, "n_train": len(train_subset),
+                                          "run_dir": str(run_dir)}, [])
 
 
 def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: int,
