@@ -40,6 +40,7 @@ from torch import nn
 from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
 from harness.eval_options import EvalConfig
+from harness.eval_parts import _check_scores, _concat, _loader, _safe, backbone_info, mean_baseline
 
 log = logging.getLogger("cpcbench.eval")
 GROUPS = ("body", "hand")
@@ -119,16 +120,6 @@ def _resolve_backbone(spec: str, domain: str, img_size: int | None) -> tuple[Any
     return resolve_backbone(spec, domain, img_size)
 
 
-def backbone_info(backbone: Any, info: Mapping[str, Any]) -> dict[str, Any]:
-    """The facts a head needs, read from the backbone module (the contract of ``harness.backbones``)."""
-    img = getattr(backbone, "img_size", info.get("img_size"))
-    img = int(img if isinstance(img, int) else img[0])
-    patch = backbone.patch_size
-    patch = int(patch if isinstance(patch, int) else patch[0])
-    grid = getattr(backbone, "grid_size", (img // patch, img // patch))
-    return {"embed_dim": int(backbone.embed_dim), "num_prefix_tokens": int(backbone.num_prefix_tokens),
-            "grid_size": tuple(int(g) for g in grid), "patch_size": patch, "img_size": img}
-
 
 def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
     """A deterministic ``fraction`` of ``range(n)`` (at least one item), drawn from ``seed``, in sorted order."""
@@ -139,19 +130,6 @@ def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
         return list(range(n))
     return sorted(np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False).tolist())
 
-
-def _loader(ds: Any, batch_size: int, num_workers: int) -> Any:
-    from torch.utils.data import DataLoader
-
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-
-
-def _concat(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    import numpy as np
-
-    if not chunks:
-        raise CpcbenchError("nothing to concatenate: the split is empty")
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, num_workers: int) -> dict[str, Any]:
@@ -168,34 +146,6 @@ def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, 
             chunks.append(task.predictions(model.predict(batch["image"]), batch))
     return _concat(chunks)
 
-
-def ground_truth_split(task: Any, ds: Any, batch_size: int) -> dict[str, Any] | None:
-    """``task.ground_truth`` over a split (None when the task does not expose ground truth separately)."""
-    if not hasattr(task, "ground_truth"):
-        return None
-    chunks = []
-    for batch in _loader(ds, batch_size, 0):
-        gt = task.ground_truth(batch)
-        if gt is None:
-            return None
-        chunks.append(gt)
-    return _concat(chunks)
-
-
-def _check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]:
-    import numpy as np
-
-    expected = [] if getattr(task, "hidden_test_labels", False) else [m.name for m in task.metrics]
-    if sorted(scores) != sorted(expected):
-        raise CpcbenchError(f"task {task.name!r} scored {sorted(scores)}, but declares metrics {expected}")
-    out = {}
-    for k, v in scores.items():
-        a = np.asarray(v, dtype=np.float64)
-        if a.shape != (n,):
-            raise CpcbenchError(f"task {task.name!r}: metric {k!r} gave shape {a.shape}, expected one value per "
-                                f"sample ({n},)")
-        out[k] = a
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the protocol
@@ -364,24 +314,6 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
                                           "run_dir": str(run_dir)}, [])
 
 
-def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: int,
-                  batch_size: int) -> dict[str, float] | None:
-    """Mean (over the test samples) of each metric for the trivial predictor of ``task.baseline_predictions``."""
-    import numpy as np
-
-    if train_ds is None or not hasattr(task, "baseline_predictions") or getattr(task, "hidden_test_labels", False):
-        return None
-    train_gt = ground_truth_split(task, train_ds, batch_size)
-    if train_gt is None:
-        return None
-    test_gt = {k: v for k, v in preds.items() if k.startswith("gt/")}
-    test_pred = {k: v for k, v in preds.items() if k.startswith("pred/")}
-    base = task.baseline_predictions(train_gt, test_pred)
-    if base is None:
-        return None
-    scores = _check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n_test)
-    return {k: float(np.mean(v)) for k, v in scores.items()}
-
 
 def _write_predictions(path: Path, arrays: Mapping[str, Any]) -> Path:
     """Compressed npz; vertex arrays as float16 (about 0.1 mm at body scale) to keep records small."""
@@ -399,7 +331,3 @@ def _write_predictions(path: Path, arrays: Mapping[str, Any]) -> Path:
     return atomic_write(path, write)
 
 
-def _safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)

@@ -126,7 +126,7 @@ def extract_features(backbone: Any, binfo: dict[str, Any], task: Any, split: str
                      device: Any = "cpu", dataset: Any = None) -> FeatureSet:
     """The tokens of ``task.build_dataset(split, img_size, limit)`` (or ``dataset``, which must be that dataset),
     from the cache or computed now and cached."""
-    from harness.evaluate import backbone_info
+    from harness.eval_parts import backbone_info
 
     info = backbone_info(backbone, binfo)
     ds = dataset if dataset is not None else task.build_dataset(split, img_size, limit)

@@ -223,7 +223,7 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
     else:
         out, info_out = _trained(cell, seed, backbone, info, sub, train_tok, test_tok)
     info_out["features_s"] = extract_s
-    from harness.evaluate import _check_scores, mean_baseline
+    from harness.eval_parts import _check_scores, mean_baseline
 
     scores = _check_scores(task, task.score_arrays(out), len(test_tok))
     base = mean_baseline(task, train_tok, out, len(test_tok), cfg.eval_batch_size)
@@ -233,7 +233,7 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
 def _trained(cell: Cell, seed: int, backbone: Any, info: dict[str, Any], sub: Any, train_tok: TokenDataset,
              test_tok: TokenDataset) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``linear`` / ``attentive``: train the probe on the tokens with the one loop, predict the test split."""
-    from harness.evaluate import _safe
+    from harness.eval_parts import _safe
     from harness.train import LoopConfig, OptimConfig, train
 
     cfg, task, d = cell.cfg, cell.task, cell.task.defaults
@@ -261,7 +261,7 @@ def _trained(cell: Cell, seed: int, backbone: Any, info: dict[str, Any], sub: An
 def predict_tokens(model: HeadOnTokens, task: Any, ds: TokenDataset, device: Any,
                    batch_size: int) -> dict[str, np.ndarray]:
     """``task.predictions`` of ``model`` over a token dataset, concatenated (first axis = sample)."""
-    from harness.evaluate import _concat, _loader
+    from harness.eval_parts import _concat, _loader
     from harness.train_step import to_device
 
     model.eval()
@@ -276,7 +276,7 @@ def predict_tokens(model: HeadOnTokens, task: Any, ds: TokenDataset, device: Any
 def _knn(task: Any, train_f: Any, train_tok: TokenDataset, test_f: Any, test_tok: TokenDataset,
          batch_size: int) -> dict[str, np.ndarray]:
     """DINO k-NN: votes of the training subset's pooled features for each test item, as the task's predictions."""
-    from harness.evaluate import _concat, _loader
+    from harness.eval_parts import _concat, _loader
 
     kind = "cls" if train_f.num_prefix > 0 else "mean"
     bank = train_f.pooled(kind)[train_tok.rows]

@@ -105,10 +105,10 @@ def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
 
     flags = {f.name: f.metadata["flag"] for f in fields(EvalOverrides) if "flag" in f.metadata}
     values = {"steps": "7", "batch_size": "3", "base_lr": "0.5", "img_size": "48", "data_root": str(tmp_path),
-              "device": "cpu", "num_workers": "2"}
+              "device": "cpu", "num_workers": "2", "feature_cache": "off"}
     assert set(flags) == set(values)
     want = EvalOverrides(steps=7, batch_size=3, base_lr=0.5, img_size=48, data_root=str(tmp_path), device="cpu",
-                         num_workers=2)
+                         num_workers=2, feature_cache="off")
     seen: dict[str, object] = {}
 
     def fake_evaluate(cfg, *args, **kwargs):
