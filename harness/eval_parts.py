@@ -21,13 +21,13 @@ def backbone_info(backbone: Any, info: Mapping[str, Any]) -> dict[str, Any]:
             "grid_size": tuple(int(g) for g in grid), "patch_size": patch, "img_size": img}
 
 
-def _loader(ds: Any, batch_size: int, num_workers: int) -> Any:
+def split_loader(ds: Any, batch_size: int, num_workers: int) -> Any:
     from torch.utils.data import DataLoader
 
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
-def _concat(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def concat_arrays(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     import numpy as np
 
     if not chunks:
@@ -40,15 +40,15 @@ def ground_truth_split(task: Any, ds: Any, batch_size: int) -> dict[str, Any] | 
     if not hasattr(task, "ground_truth"):
         return None
     chunks = []
-    for batch in _loader(ds, batch_size, 0):
+    for batch in split_loader(ds, batch_size, 0):
         gt = task.ground_truth(batch)
         if gt is None:
             return None
         chunks.append(gt)
-    return _concat(chunks)
+    return concat_arrays(chunks)
 
 
-def _check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]:
+def check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]:
     import numpy as np
 
     expected = [] if getattr(task, "hidden_test_labels", False) else [m.name for m in task.metrics]
@@ -79,11 +79,11 @@ def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: in
     base = task.baseline_predictions(train_gt, test_pred)
     if base is None:
         return None
-    scores = _check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n_test)
+    scores = check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n_test)
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)

@@ -7,7 +7,11 @@ Protocols (the same for every backbone, so numbers are comparable; VTAB / MAE fi
   ``FinetuneDefaults`` (steps, batch, base LR per 256 samples, weight decay, warmup).
 - ``linear``: the backbone is frozen (eval mode, no gradients) and only the task head trains. For the
   structured-output tasks the "probe" is the task's standard head on frozen tokens (as in dense linear probing
-  of DINOv2/MAE), not a single linear layer.
+  of DINOv2/MAE), not a single linear layer. It trains on the backbone's cached tokens (``harness.features``;
+  ``--feature-cache off``: the backbone runs at every step, the same numbers within float16 noise).
+- ``attentive`` / ``knn`` / ``match``: frozen-feature probes on the cached tokens (``harness.probe``): a
+  cross-attention query + the task's vector head, DINO's weighted k-NN, correspondence from similarity alone. A
+  task lists the protocols it supports (``Task.protocols``); any other is refused.
 
 Per seed: the backbone is rebuilt from its spec, the head initialised with the seed, the training set reduced to
 ``fraction`` (a subset drawn deterministically from the seed), trained with the one loop (``harness.train``),
@@ -40,7 +44,7 @@ from torch import nn
 from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
 from harness.eval_options import EvalConfig
-from harness.eval_parts import _check_scores, _concat, _loader, _safe, backbone_info, mean_baseline
+from harness.eval_parts import backbone_info, check_scores, concat_arrays, mean_baseline, safe_name, split_loader
 
 log = logging.getLogger("cpcbench.eval")
 GROUPS = ("body", "hand")
@@ -141,10 +145,10 @@ def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, 
     model.eval()
     chunks = []
     with torch.no_grad():
-        for batch in _loader(ds, batch_size, num_workers):
+        for batch in split_loader(ds, batch_size, num_workers):
             batch = to_device(batch, device)
             chunks.append(task.predictions(model.predict(batch["image"]), batch))
-    return _concat(chunks)
+    return concat_arrays(chunks)
 
 
 
@@ -197,7 +201,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     per_seed: dict[str, list[Any]] = {}
     submission = None
     bb_name = portable_path(str(binfo.get("name") or cfg.backbone))  # no machine path in a record or its location
-    record_dir = Path(results_root) / _safe(task.name) / _safe(bb_name)
+    record_dir = Path(results_root) / safe_name(task.name) / safe_name(bb_name)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     preds_out: dict[str, Any] = {}
     seed_info = []
@@ -301,13 +305,13 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
                       log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False)
     optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
                         layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
-    run_dir = cell.runs_root / "eval" / task.name / _safe(cfg.backbone) / cell.run_id / f"seed{seed}"
+    run_dir = cell.runs_root / "eval" / task.name / safe_name(cfg.backbone) / cell.run_id / f"seed{seed}"
     log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
              cfg.protocol, seed, len(train_subset), n_test, steps)
     res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
                 desc=f"{task.name} seed {seed}")
     arrays = predict_split(model, task, cell.test_ds, cell.device, cfg.eval_batch_size, cfg.num_workers)
-    scores = _check_scores(task, task.score_arrays(arrays), n_test)
+    scores = check_scores(task, task.score_arrays(arrays), n_test)
     base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
     return SeedRun(scores, arrays, base, {"seed": seed, "final_loss": res.final_loss,
                                           "train_wall_time_s": res.wall_time_s, "n_train": len(train_subset),

@@ -173,7 +173,13 @@ def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, dev
         with preserved_rng(), torch.inference_mode():  # the DataLoader draws a seed: leave the run's RNG alone
             for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0):
                 image = batch["image"].to(device, torch.float32)
-                yield backbone.forward_features(renorm(image)).float().cpu().numpy().astype(np.float16)
+                tokens = backbone.forward_features(renorm(image)).float().cpu().numpy()
+                half = tokens.astype(np.float16)
+                if not np.isfinite(half).all():  # never store an overflowed token as a silently wrong feature
+                    worst = float(np.nanmax(np.abs(tokens))) if np.isfinite(tokens).any() else float("nan")
+                    raise CpcbenchError(f"the backbone's tokens are not finite in float16 (largest |value| "
+                                        f"{worst:.3g}; float16 holds up to 65504): cannot cache them")
+                yield half
     finally:
         backbone.train(was_training)
 

@@ -223,9 +223,9 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
     else:
         out, info_out = _trained(cell, seed, backbone, info, sub, train_tok, test_tok)
     info_out["features_s"] = extract_s
-    from harness.eval_parts import _check_scores, mean_baseline
+    from harness.eval_parts import check_scores, mean_baseline
 
-    scores = _check_scores(task, task.score_arrays(out), len(test_tok))
+    scores = check_scores(task, task.score_arrays(out), len(test_tok))
     base = mean_baseline(task, train_tok, out, len(test_tok), cfg.eval_batch_size)
     return SeedRun(scores, out, base, info_out, [train_f.key, test_f.key])
 
@@ -233,7 +233,7 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
 def _trained(cell: Cell, seed: int, backbone: Any, info: dict[str, Any], sub: Any, train_tok: TokenDataset,
              test_tok: TokenDataset) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``linear`` / ``attentive``: train the probe on the tokens with the one loop, predict the test split."""
-    from harness.eval_parts import _safe
+    from harness.eval_parts import safe_name
     from harness.train import LoopConfig, OptimConfig, train
 
     cfg, task, d = cell.cfg, cell.task, cell.task.defaults
@@ -247,7 +247,7 @@ def _trained(cell: Cell, seed: int, backbone: Any, info: dict[str, Any], sub: An
                       log_every=max(1, cell.steps // 10), seed=seed, device=str(cell.device), count_flops=False)
     optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay,
                         warmup_steps=min(d.warmup_steps, cell.steps // 5), layer_decay=None)
-    run_dir = cell.runs_root / "eval" / task.name / _safe(cfg.backbone) / cell.run_id / f"seed{seed}"
+    run_dir = cell.runs_root / "eval" / task.name / safe_name(cfg.backbone) / cell.run_id / f"seed{seed}"
     log.info("%s on %s (%s on cached features, seed %d): %d train / %d test samples, %d steps", cfg.backbone,
              task.name, cfg.protocol, seed, len(train_tok), len(test_tok), cell.steps)
     from dataclasses import asdict
@@ -261,28 +261,28 @@ def _trained(cell: Cell, seed: int, backbone: Any, info: dict[str, Any], sub: An
 def predict_tokens(model: HeadOnTokens, task: Any, ds: TokenDataset, device: Any,
                    batch_size: int) -> dict[str, np.ndarray]:
     """``task.predictions`` of ``model`` over a token dataset, concatenated (first axis = sample)."""
-    from harness.eval_parts import _concat, _loader
+    from harness.eval_parts import concat_arrays, split_loader
     from harness.train_step import to_device
 
     model.eval()
     chunks = []
     with torch.no_grad():
-        for batch in _loader(ds, batch_size, 0):
+        for batch in split_loader(ds, batch_size, 0):
             batch = to_device(batch, device)
             chunks.append(task.predictions(model.predict(batch["tokens"]), batch))
-    return _concat(chunks)
+    return concat_arrays(chunks)
 
 
 def _knn(task: Any, train_f: Any, train_tok: TokenDataset, test_f: Any, test_tok: TokenDataset,
          batch_size: int) -> dict[str, np.ndarray]:
     """DINO k-NN: votes of the training subset's pooled features for each test item, as the task's predictions."""
-    from harness.eval_parts import _concat, _loader
+    from harness.eval_parts import concat_arrays, split_loader
 
     kind = "cls" if train_f.num_prefix > 0 else "mean"
     bank = train_f.pooled(kind)[train_tok.rows]
     labels = np.asarray(train_tok.targets[task.knn_target], np.int64)
     scores = torch.from_numpy(knn_scores(bank, labels, test_f.pooled(kind), _n_classes(task, labels)))
     chunks = []
-    for s, batch in zip(range(0, len(test_tok), batch_size), _loader(test_tok, batch_size, 0), strict=True):
+    for s, batch in zip(range(0, len(test_tok), batch_size), split_loader(test_tok, batch_size, 0), strict=True):
         chunks.append(task.predictions(task.knn_pred(scores[s:s + batch_size]), batch))
-    return _concat(chunks)
+    return concat_arrays(chunks)

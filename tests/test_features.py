@@ -180,3 +180,13 @@ def test_meta_describes_the_entry(bb, tmp_path):
     meta = json.loads((tmp_path / "features" / fs.key / "meta.json").read_text())
     assert meta["key"] == fs.key and meta["shape"] == [5, 17, 32] and meta["dtype"] == "float16"
     assert meta["task"] == "toy-images" and meta["split"] == "train" and meta["img_size"] == 32
+
+
+def test_tokens_beyond_float16_are_refused(bb, tmp_path):
+    from core.errors import CpcbenchError
+
+    with torch.no_grad():
+        bb.norm.bias.fill_(1e6)
+    with pytest.raises(CpcbenchError, match="not finite in float16"):
+        extract(bb, tmp_path)
+    assert entries(tmp_path) == []  # nothing half-written is left behind
