@@ -4,6 +4,7 @@ predictions over a split, checking scores, the trivial baseline."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,3 +88,13 @@ def safe_name(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+
+
+def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
+    """A deterministic ``fraction`` of ``range(n)`` (at least one item), drawn from ``seed``, in sorted order."""
+    import numpy as np
+
+    k = max(1, int(math.floor(n * fraction + 1e-9)))
+    if k >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False).tolist())

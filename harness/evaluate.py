@@ -30,11 +30,11 @@ below 1, never share a table cell or a sweep cell with records that have it (``h
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,15 @@ from torch import nn
 from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
 from harness.eval_options import EvalConfig
-from harness.eval_parts import backbone_info, check_scores, concat_arrays, mean_baseline, safe_name, split_loader
+from harness.eval_parts import (
+    backbone_info,
+    check_scores,
+    concat_arrays,
+    fraction_subset,
+    mean_baseline,
+    safe_name,
+    split_loader,
+)
 
 log = logging.getLogger("cpcbench.eval")
 GROUPS = ("body", "hand")
@@ -125,16 +133,6 @@ def _resolve_backbone(spec: str, domain: str, img_size: int | None) -> tuple[Any
 
 
 
-def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
-    """A deterministic ``fraction`` of ``range(n)`` (at least one item), drawn from ``seed``, in sorted order."""
-    import numpy as np
-
-    k = max(1, int(math.floor(n * fraction + 1e-9)))
-    if k >= n:
-        return list(range(n))
-    return sorted(np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False).tolist())
-
-
 
 def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, num_workers: int) -> dict[str, Any]:
     """Run ``model`` over ``ds``; ``task.predictions`` arrays concatenated over the split (first axis = sample)."""
@@ -190,13 +188,21 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     spec = pinned_spec(cfg.backbone, binfo)  # a method name -> the file found now, for every seed
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
     del probe_backbone
-    # ``match`` needs no training split (correspondence from feature similarity alone)
-    train_full = task.build_dataset("train", img_size, cfg.limit) if cfg.protocol != "match" else None
     test_ds = task.build_dataset("test", img_size, cfg.limit)
     n_test = len(test_ds)
-    if (train_full is not None and len(train_full) == 0) or n_test == 0:
-        raise CpcbenchError(f"task {task.name!r}: empty train ({len(train_full or [])}) or test ({n_test}) split")
-    cell = Cell(cfg, task, device, steps, batch_size, base_lr, img_size, train_full, test_ds, runs_root, run_id)
+    if n_test == 0:
+        raise CpcbenchError(f"task {task.name!r}: empty test split")
+
+    @functools.cache
+    def train_data() -> Any:  # built when first needed: a warm feature cache never loads the training images
+        ds = task.build_dataset("train", img_size, cfg.limit)
+        if len(ds) == 0:
+            raise CpcbenchError(f"task {task.name!r}: empty train split")
+        return ds
+
+    if not uses_cache(cfg):
+        train_data()
+    cell = Cell(cfg, task, device, steps, batch_size, base_lr, img_size, train_data, test_ds, runs_root, run_id)
 
     per_seed: dict[str, list[Any]] = {}
     submission = None
@@ -215,17 +221,17 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                                 f"sha256 {binfo.get('weights_sha256')} -> {seed_binfo.get('weights_sha256')}): "
                                 "seeds would not share weights; run again")
         info = backbone_info(backbone, seed_binfo)
-        idx = fraction_subset(len(train_full), cfg.fraction, seed) if train_full is not None else []
         if uses_cache(cfg):
-            out = run_seed(cell, seed, backbone, seed_binfo, info, idx)
+            out = run_seed(cell, seed, backbone, seed_binfo, info)
             feature_keys.append(out.features)
         else:
-            out = _train_seed(cell, seed, backbone, seed_binfo, info, idx)
+            out = _train_seed(cell, seed, backbone, seed_binfo, info)
         arrays, scores = out.arrays, out.scores
         n_test = len(next(iter(scores.values()))) if scores else n_test  # match: one value per query
         for name, v in scores.items():
             per_seed.setdefault(name, []).append(v)
         seed_info.append(out.info)
+        out_n_train = out.n_train_full
         for key, v in (arrays or {}).items():
             if key.startswith("gt/"):
                 if k == 0:
@@ -269,7 +275,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
               "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
-              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full or []),
+              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": out_n_train,
               "train_stats": TRAIN_STATS, "feature_cache": "on" if uses_cache(cfg) else "off",
               "features": feature_keys}
     bb = {**{k: v for k, v in binfo.items() if k != "pretrain"}, "spec": cfg.backbone,
@@ -286,8 +292,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     return {**rec, "_path": str(out)}
 
 
-def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], info: Mapping[str, Any],
-                idx: Sequence[int]) -> Any:
+def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], info: Mapping[str, Any]) -> Any:
     """One seed of ``finetune`` (or uncached ``linear``): backbone + head trained on images, test split scored."""
     from torch.utils.data import Subset
 
@@ -295,8 +300,9 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
     from harness.train import LoopConfig, OptimConfig, train
 
     cfg, task, d, steps = cell.cfg, cell.task, cell.task.defaults, cell.steps
-    train_full, n_test = cell.train_full, len(cell.test_ds)
-    train_subset = Subset(train_full, list(idx)) if len(idx) < len(train_full) else train_full
+    train_full, n_test = cell.train_data(), len(cell.test_ds)
+    idx = fraction_subset(len(train_full), cfg.fraction, seed)
+    train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
     # statistics only from the samples this seed trains on (never the full split when --fraction < 1)
     head = (task.build_head(info, train=train_subset) if getattr(task, "head_from_data", False)
             else task.build_head(info))
@@ -315,7 +321,7 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
     base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
     return SeedRun(scores, arrays, base, {"seed": seed, "final_loss": res.final_loss,
                                           "train_wall_time_s": res.wall_time_s, "n_train": len(train_subset),
-                                          "run_dir": str(run_dir)}, [])
+                                          "run_dir": str(run_dir)}, [], len(train_full))
 
 
 

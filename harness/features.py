@@ -9,7 +9,8 @@ al. 2024: features are extracted once, then many probes train on them).
 ``torch.inference_mode`` in fp32, batches of 128, no augmentation, stored as float16 (the probes train in fp32 on
 them; half precision keeps about 3 significant digits, far below the seeds' spread).
 
-Layout: ``$CPCBENCH_RUNS/features/<key>/tokens.npy`` + ``meta.json``. ``key`` is the sha256 of everything that
+Layout: ``$CPCBENCH_RUNS/features/<key>/tokens.npy`` + ``targets.npz`` (every non-image field of the items, so a
+hit never loads the images) + ``meta.json``. ``key`` is the sha256 of everything that
 determines the tokens, the actual weights included (``weights_digest``: a scratch backbone differs per seed, so the
 key never comes from a spec). An entry is built in a ``.tmp-*`` directory and renamed into place with
 ``meta.json`` written last, so a reader sees a complete entry or none; a directory without ``meta.json`` or whose
@@ -27,6 +28,8 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,8 @@ class FeatureSet:
     patch_size: int
     img_size: int
     key: str
+    #: every field but ``image`` of every item ([N, ...] arrays, e.g. the labels), cached with the tokens
+    targets: Mapping[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -124,27 +129,52 @@ def cache_budget_bytes() -> int:
 def extract_features(backbone: Any, binfo: dict[str, Any], task: Any, split: str, img_size: int, *,
                      limit: int | None = None, cache_root: str | Path | None = None, batch_size: int = 128,
                      device: Any = "cpu", dataset: Any = None) -> FeatureSet:
-    """The tokens of ``task.build_dataset(split, img_size, limit)`` (or ``dataset``, which must be that dataset),
-    from the cache or computed now and cached."""
+    """The tokens of ``task.build_dataset(split, img_size, limit)`` from the cache, or computed now and cached.
+
+    ``dataset``: that dataset, or a callable that builds it (called only on a miss: a hit reads no image). The key
+    reads ``task.data_info()``, which must already name the data the dataset comes from (a synthetic task knows
+    its frame set once one split has been built at ``img_size``)."""
     from harness.eval_parts import backbone_info
 
     info = backbone_info(backbone, binfo)
-    ds = dataset if dataset is not None else task.build_dataset(split, img_size, limit)
     root = _cache_root(cache_root)
     key = cache_key(weights_digest(backbone), backbone, binfo, task, split, img_size, limit)
     entry = root / key
-    tokens = _open_entry(entry, len(ds))
-    if tokens is None:
+    hit = _open_entry(entry)
+    built = dataset is not None and not callable(dataset)
+    if hit is not None and built and len(dataset) != hit[0].shape[0]:  # a dataset in hand: check it for free
+        log.warning("feature cache entry %s is unusable (%d items cached, the split has %d): removed, recomputing",
+                    entry, hit[0].shape[0], len(dataset))
+        shutil.rmtree(entry, ignore_errors=True)
+        hit = None
+    if hit is None:
+        ds = dataset() if callable(dataset) else dataset
+        ds = ds if ds is not None else task.build_dataset(split, img_size, limit)
+        if len(ds) == 0:
+            raise CpcbenchError(f"task {task.name!r}: the {split} split is empty; no features to extract")
         _clean_stale_tmp(root)
         t0 = time.perf_counter()
-        tokens = _write_entry(root, key, _compute(backbone, binfo, ds, batch_size, device),
-                              len(ds), info, {"task": task.name, "split": split, "img_size": img_size,
-                                              "limit": limit})
+        hit = _write_entry(root, key, _compute(backbone, binfo, ds, batch_size, device), target_arrays(ds),
+                           len(ds), info, {"task": task.name, "split": split, "img_size": img_size, "limit": limit})
         log.info("features of %s/%s (%d items) computed in %.1f s -> %s", task.name, split, len(ds),
                  time.perf_counter() - t0, entry)
         evict(root, cache_budget_bytes(), keep=key)
+    tokens, targets = hit
     return FeatureSet(tokens=tokens, num_prefix=info["num_prefix_tokens"], grid=tuple(info["grid_size"]),
-                      patch_size=info["patch_size"], img_size=info["img_size"], key=key)
+                      patch_size=info["patch_size"], img_size=info["img_size"], key=key, targets=targets)
+
+
+def target_arrays(ds: Any) -> dict[str, np.ndarray]:
+    """Every numeric field but ``image`` of every item of ``ds`` as arrays [N, ...] (a frame set is sliced, not
+    decoded; its items' ``index`` is the row)."""
+    from tasks.synth_data import FrameArrays
+
+    if isinstance(ds, FrameArrays):
+        out = {k: np.asarray(v) for k, v in ds.arrays.items() if k != "image"}
+        return {**out, "index": np.arange(len(ds))}
+    items = [{k: v for k, v in ds[i].items() if k != "image"} for i in range(len(ds))]
+    out = {k: np.stack([np.asarray(it[k]) for it in items]) for k in (items[0] if items else {})}
+    return {k: v for k, v in out.items() if v.dtype.kind in "biuf"}
 
 
 def _cache_root(root: str | Path | None) -> Path:
@@ -174,7 +204,8 @@ def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, dev
             for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0):
                 image = batch["image"].to(device, torch.float32)
                 tokens = backbone.forward_features(renorm(image)).float().cpu().numpy()
-                half = tokens.astype(np.float16)
+                with np.errstate(over="ignore"):  # an overflow is caught just below
+                    half = tokens.astype(np.float16)
                 if not np.isfinite(half).all():  # never store an overflowed token as a silently wrong feature
                     worst = float(np.nanmax(np.abs(tokens))) if np.isfinite(tokens).any() else float("nan")
                     raise CpcbenchError(f"the backbone's tokens are not finite in float16 (largest |value| "
@@ -184,30 +215,34 @@ def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, dev
         backbone.train(was_training)
 
 
-def _open_entry(entry: Path, n: int) -> np.ndarray | None:
-    """The memory-mapped tokens of a complete, consistent entry (its meta touched), or None (a bad one removed)."""
+def _open_entry(entry: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(memory-mapped tokens, targets) of a complete, consistent entry (its meta touched), or None (a bad one
+    removed)."""
     if not entry.exists():
         return None
-    meta_path, npy = entry / "meta.json", entry / "tokens.npy"
+    meta_path = entry / "meta.json"
     try:
         if not meta_path.is_file():
             raise ValueError("no meta.json (half-written)")
         meta = json.loads(meta_path.read_text())
-        tokens = np.load(npy, mmap_mode="r")
+        tokens = np.load(entry / "tokens.npy", mmap_mode="r")
         if tokens.dtype != np.dtype(DTYPE) or list(tokens.shape) != list(meta["shape"]):
             raise ValueError(f"array {tokens.dtype} {tokens.shape} does not match meta.json {meta.get('shape')}")
-        if tokens.shape[0] != n:
-            raise ValueError(f"{tokens.shape[0]} items cached, the split has {n}")
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        with np.load(entry / "targets.npz", allow_pickle=False) as z:
+            targets = {k: z[k] for k in z.files}
+        bad = [k for k, v in targets.items() if len(v) != tokens.shape[0]]
+        if bad:
+            raise ValueError(f"targets {bad} do not have {tokens.shape[0]} items")
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         log.warning("feature cache entry %s is unusable (%s): removed, recomputing", entry, e)
         shutil.rmtree(entry, ignore_errors=True)
         return None
     os.utime(meta_path)  # least-recently-used order
-    return tokens
+    return tokens, targets
 
 
-def _write_entry(root: Path, key: str, batches: Any, n: int, info: dict[str, Any],
-                 about: dict[str, Any]) -> np.ndarray:
+def _write_entry(root: Path, key: str, batches: Any, targets: Mapping[str, np.ndarray], n: int,
+                 info: dict[str, Any], about: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     tmp = root / f"{TMP_PREFIX}{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -223,6 +258,8 @@ def _write_entry(root: Path, key: str, batches: Any, n: int, info: dict[str, Any
         shape = list(arr.shape)
         arr.flush()
         del arr
+        with open(tmp / "targets.npz", "wb") as fh:
+            np.savez(fh, **targets)
         meta = {"format": FORMAT_VERSION, "key": key, "shape": shape, "dtype": DTYPE, "created": time.time(),
                 "num_prefix_tokens": info["num_prefix_tokens"], "grid_size": list(info["grid_size"]),
                 "patch_size": info["patch_size"], "img_size": info["img_size"], **about}
@@ -234,10 +271,10 @@ def _write_entry(root: Path, key: str, batches: Any, n: int, info: dict[str, Any
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    tokens = _open_entry(root / key, n)
-    if tokens is None:
+    hit = _open_entry(root / key)
+    if hit is None:
         raise CpcbenchError(f"the feature cache entry {root / key} vanished right after it was written")
-    return tokens
+    return hit
 
 
 def _clean_stale_tmp(root: Path) -> None:

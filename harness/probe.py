@@ -49,7 +49,7 @@ class Cell:
     batch_size: int
     base_lr: float
     img_size: int
-    train_full: Any  # None for ``match``
+    train_data: Any  # () -> the training split, built on first call (a warm cache never needs it)
     test_ds: Any
     runs_root: Path
     run_id: str
@@ -64,6 +64,7 @@ class SeedRun:
     base: dict[str, float] | None
     info: dict[str, Any]
     features: list[str]
+    n_train_full: int = 0
 
 
 def supported(task: Any) -> tuple[str, ...]:
@@ -89,18 +90,6 @@ def uses_cache(cfg: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def target_arrays(ds: Any) -> dict[str, np.ndarray]:
-    """Every field but ``image`` of every item of ``ds`` as arrays [N, ...] (a frame set is sliced, not decoded)."""
-    from tasks.synth_data import FrameArrays
-
-    if isinstance(ds, FrameArrays):
-        return {**{k: v for k, v in ds.arrays.items() if k != "image"}, "index": np.arange(len(ds))}
-    items = [{k: v for k, v in ds[i].items() if k != "image"} for i in range(len(ds))]
-    if not items:
-        raise CpcbenchError("the split is empty")
-    return {k: np.stack([np.asarray(it[k]) for it in items]) for k in items[0]}
-
-
 class TokenDataset(torch.utils.data.Dataset):
     """Cached tokens + the targets of the same items (``rows``: which rows of ``tokens`` the targets belong to)."""
 
@@ -122,9 +111,9 @@ class TokenDataset(torch.utils.data.Dataset):
         return item
 
 
-def token_dataset(feats: Any, ds: Any, idx: list[int] | None = None) -> TokenDataset:
-    """The token dataset of ``ds`` (``feats`` are its tokens), restricted to items ``idx``."""
-    targets = target_arrays(ds)
+def token_dataset(feats: Any, idx: list[int] | None = None) -> TokenDataset:
+    """The token dataset of a split (``feats``: its tokens and targets), restricted to items ``idx``."""
+    targets = dict(feats.targets or {})
     if idx is not None:
         targets = {k: v[idx] for k, v in targets.items()}
     return TokenDataset(feats.tokens, targets, feats.img_size, idx)
@@ -194,9 +183,9 @@ def _n_classes(task: Any, labels: np.ndarray) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- runners
-def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: dict[str, Any],
-             idx: list[int]) -> SeedRun:
+def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: dict[str, Any]) -> SeedRun:
     """One seed of a cached protocol: extract (or reuse) the features, then probe, predict and score."""
+    from harness.eval_parts import check_scores, fraction_subset, mean_baseline
     from harness.features import extract_features
 
     cfg, task = cell.cfg, cell.task
@@ -212,33 +201,32 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
                   task.match_scores(test, "test", cell.img_size, cfg.limit).items()}
         base = {k: float(v) for k, v in task.match_baseline("test", cell.img_size, cfg.limit).items()}
         return SeedRun(scores, None, base, {"seed": seed, "wall_time_s": time.perf_counter() - t0}, [test.key])
-    train_f, test_f = feats("train", cell.train_full), feats("test", cell.test_ds)
+    train_f, test_f = feats("train", cell.train_data), feats("test", cell.test_ds)
     extract_s = time.perf_counter() - t0
-    sub = torch.utils.data.Subset(cell.train_full, idx) if len(idx) < len(cell.train_full) else cell.train_full
-    train_tok = token_dataset(train_f, cell.train_full, idx)
-    test_tok = token_dataset(test_f, cell.test_ds)
+    idx = fraction_subset(len(train_f), cfg.fraction, seed)
+    train_tok = token_dataset(train_f, idx)
+    test_tok = token_dataset(test_f)
     if cfg.protocol == "knn":
         out = _knn(task, train_f, train_tok, test_f, test_tok, cfg.eval_batch_size)
         info_out = {"seed": seed, "n_train": len(train_tok), "k": KNN_K, "temperature": KNN_T}
     else:
-        out, info_out = _trained(cell, seed, backbone, info, sub, train_tok, test_tok)
+        out, info_out = _trained(cell, seed, info, train_tok, test_tok)
     info_out["features_s"] = extract_s
-    from harness.eval_parts import check_scores, mean_baseline
-
     scores = check_scores(task, task.score_arrays(out), len(test_tok))
     base = mean_baseline(task, train_tok, out, len(test_tok), cfg.eval_batch_size)
-    return SeedRun(scores, out, base, info_out, [train_f.key, test_f.key])
+    return SeedRun(scores, out, base, info_out, [train_f.key, test_f.key], len(train_f))
 
 
-def _trained(cell: Cell, seed: int, backbone: Any, info: dict[str, Any], sub: Any, train_tok: TokenDataset,
+def _trained(cell: Cell, seed: int, info: dict[str, Any], train_tok: TokenDataset,
              test_tok: TokenDataset) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``linear`` / ``attentive``: train the probe on the tokens with the one loop, predict the test split."""
     from harness.eval_parts import safe_name
     from harness.train import LoopConfig, OptimConfig, train
 
     cfg, task, d = cell.cfg, cell.task, cell.task.defaults
-    if cfg.protocol == "linear":
-        head = task.build_head(info, train=sub) if getattr(task, "head_from_data", False) else task.build_head(info)
+    if cfg.protocol == "linear":  # a head_from_data task reads its statistics from the subset's targets
+        head = (task.build_head(info, train=train_tok) if getattr(task, "head_from_data", False)
+                else task.build_head(info))
     else:
         dim = int(info["embed_dim"])
         head = AttentivePool(dim, task.vector_head(dim))

@@ -126,7 +126,7 @@ def test_half_written_entry_is_recomputed(bb, tmp_path, caplog):
     assert "half-written" in caplog.text and fs.tokens.shape == (5, 17, 32)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "shape", "meta"])
+@pytest.mark.parametrize("damage", ["truncate", "shape", "meta", "targets"])
 def test_corrupt_entry_is_recomputed_never_used(bb, tmp_path, caplog, damage):
     good = extract(bb, tmp_path)
     want = np.array(good.tokens)
@@ -136,8 +136,10 @@ def test_corrupt_entry_is_recomputed_never_used(bb, tmp_path, caplog, damage):
         (entry / "tokens.npy").write_bytes(data[: len(data) // 2])
     elif damage == "shape":
         np.save(entry / "tokens.npy", np.zeros((5, 17, 31), np.float16))
-    else:
+    elif damage == "meta":
         (entry / "meta.json").write_text("{not json")
+    else:
+        np.savez(entry / "targets.npz", label=np.zeros(4, np.int64))  # another length than the tokens
     with caplog.at_level(logging.WARNING, logger="cpcbench.features"):
         fs = extract(bb, tmp_path)
     assert "unusable" in caplog.text
@@ -190,3 +192,13 @@ def test_tokens_beyond_float16_are_refused(bb, tmp_path):
     with pytest.raises(CpcbenchError, match="not finite in float16"):
         extract(bb, tmp_path)
     assert entries(tmp_path) == []  # nothing half-written is left behind
+
+
+def test_hit_reads_no_image_and_keeps_targets(bb, tmp_path):
+    """A warm entry answers without building the dataset (the training images are never loaded)."""
+    fs = extract(bb, tmp_path)
+    calls = []
+    hit = F.extract_features(bb, {}, ImageTask(), "train", 32, cache_root=tmp_path / "features",
+                             dataset=lambda: calls.append(1) or pytest.fail("a hit must not build the dataset"))
+    assert calls == [] and hit.key == fs.key
+    np.testing.assert_array_equal(hit.targets["label"], np.arange(5) % 3)
