@@ -10,7 +10,8 @@ means, where the cache removes nearly all the work).
 
 Protocol: the cached cell runs twice, cold (the features computed, then the probe) and warm (the cache hit: no
 training image is loaded); the speed ratio is uncached / warm, wall clock of ``evaluate`` for all seeds. The frame
-sets are made without rendering (``tests/synth_frames.py``: 1,024 training and 64 test frames). FLOPs of the
+sets are made without rendering (``tests/synth_frames.py``: 1,024 training and 64 test frames; their gesture labels
+are not in the images, so the gesture metrics only show that both cells agree). FLOPs of the
 extraction: forward FLOPs of one batch (FlopCounterMode with the CPU attention kernels of ``harness.flops``)
 scaled to the split.
 ``CPCBENCH_BENCH_SMOKE=1`` (``make test``): 24 frames, 2 steps, one seed, a 256² matmul.

@@ -233,3 +233,35 @@ def test_refusals_are_one_line(toy):
         toy(protocol="linear", feature_cache="maybe")
     with pytest.raises(CpcbenchError, match="unknown protocol 'probe'"):
         toy(protocol="probe")
+
+
+@pytest.mark.parametrize("task,protocol", [("toy-classes", "attentive"), ("toy-match", "match")])
+def test_cli_runs_the_frozen_protocols(toy, tmp_path, task, protocol):
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--backbone", "tiny", "--task", task, "--protocol", protocol, "--steps",
+                                 "3", "--device", "cpu", "--results", str(tmp_path / "cli-results"), "--runs",
+                                 str(tmp_path / "cli-runs"), "--json"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)[0]
+    assert rec["protocol"] == protocol and rec["config"]["feature_cache"] == "on" and rec["metrics"]
+
+
+def test_warm_cell_loads_no_training_images(toy, monkeypatch):
+    built: list[str] = []
+    orig = ToyClasses.build_dataset
+
+    def spy(self, split, img_size, limit=None):
+        built.append(split)
+        return orig(self, split, img_size, limit)
+
+    monkeypatch.setattr(ToyClasses, "build_dataset", spy)
+    toy(protocol="linear", steps=2, seeds=2)
+    assert built.count("train") == 1  # the cold cell: built once, for both seeds
+    built.clear()
+    rec = toy(protocol="linear", steps=2, seeds=2)
+    assert "train" not in built and rec["config"]["n_train_full"] == 24
