@@ -21,7 +21,8 @@ from typing import Any
 
 from core.errors import CpcbenchError
 
-PROTOCOL_NAMES = ("finetune", "linear")
+PROTOCOL_NAMES = ("finetune", "linear", "attentive", "knn", "match")
+FEATURE_CACHE = ("on", "off")
 
 
 def _option(default: Any, flag: str, help: str, cli_type: Any = None) -> Any:  # noqa: A002  (typer's name)
@@ -41,6 +42,9 @@ class EvalOverrides:
                                                          "frame set.", cli_type=Path)
     device: str = _option("auto", "--device", "auto | cpu | cuda")
     num_workers: int = _option(0, "--workers", "DataLoader workers.")
+    feature_cache: str = _option("on", "--feature-cache", "on: frozen-feature protocols read the backbone's "
+                                                          "tokens from the feature cache | off: linear runs the "
+                                                          "backbone at every step (the uncached path).")
     eval_batch_size: int = 64
 
 
@@ -64,6 +68,11 @@ class EvalConfig(EvalOverrides):
     def check(self) -> None:
         if self.protocol not in PROTOCOL_NAMES:
             raise CpcbenchError(f"unknown protocol {self.protocol!r}; use one of {', '.join(PROTOCOL_NAMES)}")
+        if self.feature_cache not in FEATURE_CACHE:
+            raise CpcbenchError(f"--feature-cache must be on or off, got {self.feature_cache!r}")
+        if self.feature_cache == "off" and self.protocol in ("attentive", "knn", "match"):
+            raise CpcbenchError(f"--protocol {self.protocol} runs on cached features only; --feature-cache off "
+                                "applies to --protocol linear")
         if self.seeds < 1:
             raise CpcbenchError(f"--seeds must be >= 1, got {self.seeds}")
         if not 0.0 < self.fraction <= 1.0:

@@ -7,7 +7,11 @@ Protocols (the same for every backbone, so numbers are comparable; VTAB / MAE fi
   ``FinetuneDefaults`` (steps, batch, base LR per 256 samples, weight decay, warmup).
 - ``linear``: the backbone is frozen (eval mode, no gradients) and only the task head trains. For the
   structured-output tasks the "probe" is the task's standard head on frozen tokens (as in dense linear probing
-  of DINOv2/MAE), not a single linear layer.
+  of DINOv2/MAE), not a single linear layer. It trains on the backbone's cached tokens (``harness.features``;
+  ``--feature-cache off``: the backbone runs at every step, the same numbers within float16 noise).
+- ``attentive`` / ``knn`` / ``match``: frozen-feature probes on the cached tokens (``harness.probe``): a
+  cross-attention query + the task's vector head, DINO's weighted k-NN, correspondence from similarity alone. A
+  task lists the protocols it supports (``Task.protocols``); any other is refused.
 
 Per seed: the backbone is rebuilt from its spec, the head initialised with the seed, the training set reduced to
 ``fraction`` (a subset drawn deterministically from the seed), trained with the one loop (``harness.train``),
@@ -26,11 +30,11 @@ below 1, never share a table cell or a sweep cell with records that have it (``h
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,15 @@ from torch import nn
 from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
 from harness.eval_options import EvalConfig
+from harness.eval_parts import (
+    backbone_info,
+    check_scores,
+    concat_arrays,
+    fraction_subset,
+    mean_baseline,
+    safe_name,
+    split_loader,
+)
 
 log = logging.getLogger("cpcbench.eval")
 GROUPS = ("body", "hand")
@@ -119,39 +132,6 @@ def _resolve_backbone(spec: str, domain: str, img_size: int | None) -> tuple[Any
     return resolve_backbone(spec, domain, img_size)
 
 
-def backbone_info(backbone: Any, info: Mapping[str, Any]) -> dict[str, Any]:
-    """The facts a head needs, read from the backbone module (the contract of ``harness.backbones``)."""
-    img = getattr(backbone, "img_size", info.get("img_size"))
-    img = int(img if isinstance(img, int) else img[0])
-    patch = backbone.patch_size
-    patch = int(patch if isinstance(patch, int) else patch[0])
-    grid = getattr(backbone, "grid_size", (img // patch, img // patch))
-    return {"embed_dim": int(backbone.embed_dim), "num_prefix_tokens": int(backbone.num_prefix_tokens),
-            "grid_size": tuple(int(g) for g in grid), "patch_size": patch, "img_size": img}
-
-
-def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
-    """A deterministic ``fraction`` of ``range(n)`` (at least one item), drawn from ``seed``, in sorted order."""
-    import numpy as np
-
-    k = max(1, int(math.floor(n * fraction + 1e-9)))
-    if k >= n:
-        return list(range(n))
-    return sorted(np.random.default_rng([seed, 7919]).choice(n, size=k, replace=False).tolist())
-
-
-def _loader(ds: Any, batch_size: int, num_workers: int) -> Any:
-    from torch.utils.data import DataLoader
-
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-
-
-def _concat(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    import numpy as np
-
-    if not chunks:
-        raise CpcbenchError("nothing to concatenate: the split is empty")
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, num_workers: int) -> dict[str, Any]:
@@ -163,39 +143,11 @@ def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, 
     model.eval()
     chunks = []
     with torch.no_grad():
-        for batch in _loader(ds, batch_size, num_workers):
+        for batch in split_loader(ds, batch_size, num_workers):
             batch = to_device(batch, device)
             chunks.append(task.predictions(model.predict(batch["image"]), batch))
-    return _concat(chunks)
+    return concat_arrays(chunks)
 
-
-def ground_truth_split(task: Any, ds: Any, batch_size: int) -> dict[str, Any] | None:
-    """``task.ground_truth`` over a split (None when the task does not expose ground truth separately)."""
-    if not hasattr(task, "ground_truth"):
-        return None
-    chunks = []
-    for batch in _loader(ds, batch_size, 0):
-        gt = task.ground_truth(batch)
-        if gt is None:
-            return None
-        chunks.append(gt)
-    return _concat(chunks)
-
-
-def _check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]:
-    import numpy as np
-
-    expected = [] if getattr(task, "hidden_test_labels", False) else [m.name for m in task.metrics]
-    if sorted(scores) != sorted(expected):
-        raise CpcbenchError(f"task {task.name!r} scored {sorted(scores)}, but declares metrics {expected}")
-    out = {}
-    for k, v in scores.items():
-        a = np.asarray(v, dtype=np.float64)
-        if a.shape != (n,):
-            raise CpcbenchError(f"task {task.name!r}: metric {k!r} gave shape {a.shape}, expected one value per "
-                                f"sample ({n},)")
-        out[k] = a
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the protocol
@@ -205,16 +157,16 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     ``_path``)."""
     import numpy as np
     import torch
-    from torch.utils.data import Subset
 
+    from harness.probe import Cell, check_protocol, run_seed, uses_cache
     from harness.registries import TASKS
     from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize, write_record
     from harness.runtime import get_device, seed_everything
-    from harness.train import LoopConfig, OptimConfig, train
 
     cfg.check()
     t0 = time.perf_counter()
     task = TASKS.get(cfg.task)(cfg.data_root)
+    check_protocol(task, cfg.protocol)
     d = task.defaults
     steps = cfg.steps or d.steps
     if cfg.limit is not None:
@@ -236,20 +188,31 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     spec = pinned_spec(cfg.backbone, binfo)  # a method name -> the file found now, for every seed
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
     del probe_backbone
-    train_full = task.build_dataset("train", img_size, cfg.limit)
     test_ds = task.build_dataset("test", img_size, cfg.limit)
     n_test = len(test_ds)
-    if len(train_full) == 0 or n_test == 0:
-        raise CpcbenchError(f"task {task.name!r}: empty train ({len(train_full)}) or test ({n_test}) split")
+    if n_test == 0:
+        raise CpcbenchError(f"task {task.name!r}: empty test split")
+
+    @functools.cache
+    def train_data() -> Any:  # built when first needed: a warm feature cache never loads the training images
+        ds = task.build_dataset("train", img_size, cfg.limit)
+        if len(ds) == 0:
+            raise CpcbenchError(f"task {task.name!r}: empty train split")
+        return ds
+
+    if not uses_cache(cfg):
+        train_data()
+    cell = Cell(cfg, task, device, steps, batch_size, base_lr, img_size, train_data, test_ds, runs_root, run_id)
 
     per_seed: dict[str, list[Any]] = {}
     submission = None
     bb_name = portable_path(str(binfo.get("name") or cfg.backbone))  # no machine path in a record or its location
-    record_dir = Path(results_root) / _safe(task.name) / _safe(bb_name)
+    record_dir = Path(results_root) / safe_name(task.name) / safe_name(bb_name)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     preds_out: dict[str, Any] = {}
     seed_info = []
     baselines: list[dict[str, float]] = []
+    feature_keys: list[list[str]] = []
     for k, seed in enumerate(seeds):
         seed_everything(seed)
         backbone, seed_binfo = _resolve_backbone(spec, task.domain, img_size)
@@ -258,28 +221,18 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                                 f"sha256 {binfo.get('weights_sha256')} -> {seed_binfo.get('weights_sha256')}): "
                                 "seeds would not share weights; run again")
         info = backbone_info(backbone, seed_binfo)
-        idx = fraction_subset(len(train_full), cfg.fraction, seed)
-        train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
-        # statistics only from the samples this seed trains on (never the full split when --fraction < 1)
-        head = (task.build_head(info, train=train_subset) if getattr(task, "head_from_data", False)
-                else task.build_head(info))
-        model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
-        loop = LoopConfig(steps=steps, batch_size=min(batch_size, len(train_subset)), num_workers=cfg.num_workers,
-                          log_every=max(1, steps // 10), seed=seed, device=str(device), count_flops=False)
-        optim = OptimConfig(base_lr=base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
-                            layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
-        run_dir = runs_root / "eval" / task.name / _safe(cfg.backbone) / run_id / f"seed{seed}"
-        log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
-                 cfg.protocol, seed, len(train_subset), n_test, steps)
-        res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
-                    desc=f"{task.name} seed {seed}")
-        arrays = predict_split(model, task, test_ds, device, cfg.eval_batch_size, cfg.num_workers)
-        scores = _check_scores(task, task.score_arrays(arrays), n_test)
+        if uses_cache(cfg):
+            out = run_seed(cell, seed, backbone, seed_binfo, info)
+            feature_keys.append(out.features)
+        else:
+            out = _train_seed(cell, seed, backbone, seed_binfo, info)
+        arrays, scores = out.arrays, out.scores
+        n_test = len(next(iter(scores.values()))) if scores else n_test  # match: one value per query
         for name, v in scores.items():
             per_seed.setdefault(name, []).append(v)
-        seed_info.append({"seed": seed, "final_loss": res.final_loss, "train_wall_time_s": res.wall_time_s,
-                          "n_train": len(train_subset), "run_dir": str(run_dir)})
-        for key, v in arrays.items():
+        seed_info.append(out.info)
+        out_n_train = out.n_train_full
+        for key, v in (arrays or {}).items():
             if key.startswith("gt/"):
                 if k == 0:
                     preds_out[key] = v
@@ -287,22 +240,21 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                 preds_out[key if k == 0 else f"seed{seed}/{key}"] = v
         for name, v in scores.items():
             preds_out[f"score/{name}" if k == 0 else f"seed{seed}/score/{name}"] = v.astype(np.float32)
-        base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
-        if base:
-            baselines.append(base)
-        if k == 0:
+        if out.base:
+            baselines.append(out.base)
+        if k == 0 and arrays is not None:
             sub_dir = record_dir / f"{run_id}.submission"
             sub = task.write_submission(arrays, sub_dir)
             if sub is not None:
                 submission = str(Path(sub).relative_to(record_dir))
                 log.info("wrote the benchmark's submission file %s", sub)
-        if visualize and k == 0:
+        if visualize and k == 0 and arrays is not None and cfg.protocol in ("finetune", "linear"):
             from harness.visualize import render_predictions
 
             png = record_dir / f"{run_id}.png"
             render_predictions(task, test_ds, arrays, png)
             log.info("wrote %s", png)
-        del model, backbone, head
+        del backbone, out
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -323,8 +275,9 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
               "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
-              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": len(train_full),
-              "train_stats": TRAIN_STATS}
+              "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": out_n_train,
+              "train_stats": TRAIN_STATS, "feature_cache": "on" if uses_cache(cfg) else "off",
+              "features": feature_keys}
     bb = {**{k: v for k, v in binfo.items() if k != "pretrain"}, "spec": cfg.backbone,
           "pretrain": binfo.get("pretrain", {})}
     bb["name"] = bb_name
@@ -339,23 +292,37 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     return {**rec, "_path": str(out)}
 
 
-def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: int,
-                  batch_size: int) -> dict[str, float] | None:
-    """Mean (over the test samples) of each metric for the trivial predictor of ``task.baseline_predictions``."""
-    import numpy as np
+def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], info: Mapping[str, Any]) -> Any:
+    """One seed of ``finetune`` (or uncached ``linear``): backbone + head trained on images, test split scored."""
+    from torch.utils.data import Subset
 
-    if train_ds is None or not hasattr(task, "baseline_predictions") or getattr(task, "hidden_test_labels", False):
-        return None
-    train_gt = ground_truth_split(task, train_ds, batch_size)
-    if train_gt is None:
-        return None
-    test_gt = {k: v for k, v in preds.items() if k.startswith("gt/")}
-    test_pred = {k: v for k, v in preds.items() if k.startswith("pred/")}
-    base = task.baseline_predictions(train_gt, test_pred)
-    if base is None:
-        return None
-    scores = _check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n_test)
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+    from harness.probe import SeedRun
+    from harness.train import LoopConfig, OptimConfig, train
+
+    cfg, task, d, steps = cell.cfg, cell.task, cell.task.defaults, cell.steps
+    train_full, n_test = cell.train_data(), len(cell.test_ds)
+    idx = fraction_subset(len(train_full), cfg.fraction, seed)
+    train_subset = Subset(train_full, idx) if len(idx) < len(train_full) else train_full
+    # statistics only from the samples this seed trains on (never the full split when --fraction < 1)
+    head = (task.build_head(info, train=train_subset) if getattr(task, "head_from_data", False)
+            else task.build_head(info))
+    model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
+    loop = LoopConfig(steps=steps, batch_size=min(cell.batch_size, len(train_subset)), num_workers=cfg.num_workers,
+                      log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False)
+    optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
+                        layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
+    run_dir = cell.runs_root / "eval" / task.name / safe_name(cfg.backbone) / cell.run_id / f"seed{seed}"
+    log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
+             cfg.protocol, seed, len(train_subset), n_test, steps)
+    res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
+                desc=f"{task.name} seed {seed}")
+    arrays = predict_split(model, task, cell.test_ds, cell.device, cfg.eval_batch_size, cfg.num_workers)
+    scores = check_scores(task, task.score_arrays(arrays), n_test)
+    base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
+    return SeedRun(scores, arrays, base, {"seed": seed, "final_loss": res.final_loss,
+                                          "train_wall_time_s": res.wall_time_s, "n_train": len(train_subset),
+                                          "run_dir": str(run_dir)}, [], len(train_full))
+
 
 
 def _write_predictions(path: Path, arrays: Mapping[str, Any]) -> Path:
@@ -374,7 +341,3 @@ def _write_predictions(path: Path, arrays: Mapping[str, Any]) -> Path:
     return atomic_write(path, write)
 
 
-def _safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)

@@ -98,6 +98,9 @@ class Task:
     primary_metric: ClassVar[str] = ""
     #: display names of the metrics in ``cpcbench score``'s table of a scored submission (default: the names)
     submission_labels: ClassVar[Mapping[str, str]] = {}
+    #: the evaluation protocols the task supports (``harness.probe``): ``attentive`` needs ``vector_head(dim)``,
+    #: ``knn`` a class label ``knn_target`` (+ ``n_classes``), ``match`` ``match_scores`` and ``match_baseline``
+    protocols: ClassVar[tuple[str, ...]] = ("finetune", "linear")
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root: Path | None = resolve_data_root(root)
@@ -172,6 +175,10 @@ class Task:
 
         out = self.score_arrays(self.predictions(pred, batch))
         return {k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
+
+    def knn_pred(self, scores: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pred dict of the ``knn`` protocol from class vote scores [B, n_classes] (default: as logits)."""
+        return {"logits": scores}
 
     def write_submission(self, preds: Mapping[str, np.ndarray], out_dir: Path) -> Path | None:
         """Write the benchmark's official submission file from saved predictions (None: the task has none)."""

@@ -228,6 +228,8 @@ class SynthHandGesture(SynthTask):
     protocol = None
     fields = ("label",)
     metrics = (MetricSpec("top1", "%", True, "top-1 accuracy over the gesture classes"),)
+    protocols = ("finetune", "linear", "knn")
+    knn_target = "label"  # DINO's k-NN votes over the gesture label (``--protocol knn``)
     defaults = SYNTH_DEFAULTS
 
     def n_classes(self) -> int:

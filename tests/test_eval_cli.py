@@ -105,10 +105,10 @@ def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
 
     flags = {f.name: f.metadata["flag"] for f in fields(EvalOverrides) if "flag" in f.metadata}
     values = {"steps": "7", "batch_size": "3", "base_lr": "0.5", "img_size": "48", "data_root": str(tmp_path),
-              "device": "cpu", "num_workers": "2"}
+              "device": "cpu", "num_workers": "2", "feature_cache": "off"}
     assert set(flags) == set(values)
     want = EvalOverrides(steps=7, batch_size=3, base_lr=0.5, img_size=48, data_root=str(tmp_path), device="cpu",
-                         num_workers=2)
+                         num_workers=2, feature_cache="off")
     seen: dict[str, object] = {}
 
     def fake_evaluate(cfg, *args, **kwargs):
@@ -132,3 +132,20 @@ def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
     for cmd in ("eval", "sweep"):
         help_text = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"}).stdout
         assert all(flag in help_text for k, flag in flags.items() if (cmd, k) != ("sweep", "num_workers")), cmd
+
+
+def test_eval_frozen_feature_protocols(tmp_path, frames, tiny):
+    """``--protocol knn`` end to end from the CLI; the second run reads the cache it left; a refusal is one line."""
+    recs = []
+    for _ in range(2):
+        r = runner.invoke(app, _args(tmp_path, frames["hand"], "synth-hand-gesture", "--protocol", "knn", "--json"))
+        assert r.exit_code == 0, r.output
+        recs.append(json.loads(r.stdout)[0])
+    assert recs[0]["protocol"] == "knn" and recs[0]["config"]["feature_cache"] == "on"
+    assert recs[0]["config"]["features"] == recs[1]["config"]["features"]
+    assert len(list((tmp_path / "runs" / "features").iterdir())) == 2  # train + test tokens, computed once
+    r = runner.invoke(app, _args(tmp_path, frames["body"], "synth-body-2d", "--protocol", "attentive"))
+    assert r.exit_code == 2 and "does not support --protocol attentive; it supports finetune, linear" in r.output
+    r = runner.invoke(app, _args(tmp_path, frames["body"], "synth-body-2d", "--protocol", "linear",
+                                 "--feature-cache", "off"))
+    assert r.exit_code == 0, r.output

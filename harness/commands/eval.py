@@ -13,6 +13,7 @@ EPILOG = ("Examples:  cpcbench eval --backbone cpc --task synth-body-mesh  |  "
           "cpcbench eval --backbone mae --task body --protocol linear --seeds 3  |  "
           "cpcbench eval --backbone timm:vit_small_patch16_224.dino --task 3dpw --data-root ~/data  |  "
           "cpcbench eval --backbone vit_base,pos=rope:croco_encoder.safetensors --task hand  |  "
+          "cpcbench eval --backbone mae --task synth-hand-gesture --protocol knn  |  "
           "cpcbench eval --backbone scratch --task synth-hand-mesh --limit 8  (smoke run)")
 
 
@@ -37,7 +38,11 @@ def register(app: typer.Typer) -> None:
                                  help="A task name (cpcbench ls tasks), a comma list, or a group: body | hand "
                                       "(the synthetic tasks of that domain)."),
         protocol: str = typer.Option("finetune", "--protocol", help="finetune (all weights, layer-wise LR decay) | "
-                                                                    "linear (frozen backbone, head only)"),
+                                                                    "linear (frozen backbone, head only) | "
+                                                                    "attentive (cross-attention query + linear) | "
+                                                                    "knn (DINO weighted k-NN) | match "
+                                                                    "(correspondence, no training); the last four on "
+                                                                    "cached features"),
         seeds: int = typer.Option(1, "--seeds", help="Number of seeds (0..N-1); the record has mean and std."),
         fraction: float = typer.Option(1.0, "--fraction", help="Fraction of the training set (data efficiency)."),
         limit: int | None = typer.Option(None, "--limit", help="Smoke run: at most N train/test samples and N steps; "

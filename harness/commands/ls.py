@@ -29,7 +29,8 @@ def list_kind(kind: str) -> list[dict[str, Any]]:
         for n in TASKS.names():
             task = TASKS.get(n)()  # a Task class; the instance reads $CPCBENCH_DATA (no I/O)
             status = task.data_status() if hasattr(task, "data_status") else {}
-            row = {"name": n, "version": str(getattr(task, "version", "")), "about": _summary(task), **status}
+            row = {"name": n, "version": str(getattr(task, "version", "")), "about": _summary(task),
+                   "protocols": ",".join(getattr(task, "protocols", ())), **status}
             rows.append(row)
         return rows
     raise CpcbenchError(f"unknown listing {kind!r}; choose one of {', '.join(KINDS)}")

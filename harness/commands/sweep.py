@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         tasks: str = typer.Option(..., "--tasks", "-t", help="body | hand (the synthetic tasks) | task list."),
         seeds: int = typer.Option(3, "--seeds", help="Seeds per cell (first-seed .. first-seed+N-1)."),
         first_seed: int = typer.Option(0, "--first-seed", help="First seed."),
-        protocol: str = typer.Option("finetune", "--protocol", help="finetune | linear"),
+        protocol: str = typer.Option("finetune", "--protocol", help="finetune | linear | attentive | knn | match"),
         fraction: str = typer.Option("1.0", "--fraction", help="Training-set fractions, e.g. 1.0,0.5,0.1."),
         launcher: str = typer.Option("local", "--launcher", help="local (here, one cell after another) | slurm "
                                                                   "(a submitit job array)"),
