@@ -199,7 +199,8 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
         test = feats("test", cell.test_ds)
         scores = {k: np.asarray(v, np.float64) for k, v in
                   task.match_scores(test, "test", cell.img_size, cfg.limit).items()}
-        base = {k: float(v) for k, v in task.match_baseline("test", cell.img_size, cfg.limit).items()}
+        base = {k: float(v) for k, v in task.match_baseline("test", cell.img_size, cfg.limit,
+                                                                   patch_size=test.patch_size).items()}
         return SeedRun(scores, None, base, {"seed": seed, "wall_time_s": time.perf_counter() - t0}, [test.key])
     train_f, test_f = feats("train", cell.train_data), feats("test", cell.test_ds)
     extract_s = time.perf_counter() - t0
