@@ -10,7 +10,7 @@ APT_PKGS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglu1-mesa libosmesa6
 export PYOPENGL_PLATFORM ?= egl
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo reproduce tables test test-slow bench bench-smoke lint clean-runs system-deps
+.PHONY: setup demo reproduce probes tables test test-slow bench bench-smoke lint clean-runs system-deps
 
 setup: system-deps $(STAMP)
 
@@ -37,6 +37,10 @@ demo: setup
 # the committed CPU-scale reproduction (records -> results/, tables -> leaderboards/); resumable, ~2 h on 2 cores
 reproduce: setup
 	$(BIN)/python -m harness.reproduce
+
+# pretraining + the frozen-feature probes and the learning curve only (minutes)
+probes: setup
+	$(BIN)/python -m harness.reproduce --only probes
 
 # regenerate every table, plot and the HTML page under leaderboards/ from results/
 tables: setup
