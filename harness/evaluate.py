@@ -53,6 +53,7 @@ from harness.eval_parts import (
     safe_name,
     split_loader,
 )
+from harness.fast import uncompile
 
 log = logging.getLogger("cpcbench.eval")
 GROUPS = ("body", "hand")
@@ -308,7 +309,8 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
             else task.build_head(info))
     model = TaskModel(backbone, head, task, frozen=cfg.protocol == "linear", input_norm=binfo.get("input_norm"))
     loop = LoopConfig(steps=steps, batch_size=min(cell.batch_size, len(train_subset)), num_workers=cfg.num_workers,
-                      log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False)
+                      log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False,
+                      compile=cfg.compile)
     optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
                         layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
     run_dir = cell.runs_root / "eval" / task.name / safe_name(cfg.backbone) / cell.run_id / f"seed{seed}"
@@ -316,12 +318,14 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
              cfg.protocol, seed, len(train_subset), n_test, steps)
     res = train(model, train_subset, loop, optim, run_dir, config={"eval": asdict(cfg)},
                 desc=f"{task.name} seed {seed}")
+    uncompile(model)  # predictions come in other batch shapes: eager, not a second compile
     arrays = predict_split(model, task, cell.test_ds, cell.device, cfg.eval_batch_size, cfg.num_workers)
     scores = check_scores(task, task.score_arrays(arrays), n_test)
     base = mean_baseline(task, train_subset, arrays, n_test, cfg.eval_batch_size)
     return SeedRun(scores, arrays, base, {"seed": seed, "final_loss": res.final_loss,
                                           "train_wall_time_s": res.wall_time_s, "n_train": len(train_subset),
-                                          "run_dir": str(run_dir)}, [], len(train_full))
+                                          "run_dir": str(run_dir), **({"compile": res.compile} if res.compile
+                                                                      else {})}, [], len(train_full))
 
 
 
