@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import CpcbenchError
+from harness import fast
 
 log = logging.getLogger("cpcbench.features")
 
@@ -128,12 +129,13 @@ def cache_budget_bytes() -> int:
 # ---------------------------------------------------------------------------------------------- extraction
 def extract_features(backbone: Any, binfo: dict[str, Any], task: Any, split: str, img_size: int, *,
                      limit: int | None = None, cache_root: str | Path | None = None, batch_size: int = 128,
-                     device: Any = "cpu", dataset: Any = None) -> FeatureSet:
+                     device: Any = "cpu", dataset: Any = None, compile: bool = False) -> FeatureSet:
     """The tokens of ``task.build_dataset(split, img_size, limit)`` from the cache, or computed now and cached.
 
     ``dataset``: that dataset, or a callable that builds it (called only on a miss: a hit reads no image). The key
     reads ``task.data_info()``, which must already name the data the dataset comes from (a synthetic task knows
-    its frame set once one split has been built at ``img_size``)."""
+    its frame set once one split has been built at ``img_size``). ``compile``: the transformer blocks run compiled
+    (``harness.fast``; the last batch is padded to ``batch_size`` so one shape compiles), for large splits."""
     from harness.eval_parts import backbone_info
 
     info = backbone_info(backbone, binfo)
@@ -154,7 +156,7 @@ def extract_features(backbone: Any, binfo: dict[str, Any], task: Any, split: str
             raise CpcbenchError(f"task {task.name!r}: the {split} split is empty; no features to extract")
         _clean_stale_tmp(root)
         t0 = time.perf_counter()
-        hit = _write_entry(root, key, _compute(backbone, binfo, ds, batch_size, device), target_arrays(ds),
+        hit = _write_entry(root, key, _compute(backbone, binfo, ds, batch_size, device, compile), target_arrays(ds),
                            len(ds), info, {"task": task.name, "split": split, "img_size": img_size, "limit": limit})
         log.info("features of %s/%s (%d items) computed in %.1f s -> %s", task.name, split, len(ds),
                  time.perf_counter() - t0, entry)
@@ -186,7 +188,8 @@ def _cache_root(root: str | Path | None) -> Path:
     return path
 
 
-def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, device: Any):  # noqa: ANN202
+def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, device: Any,  # noqa: ANN202
+             compile: bool = False):
     """Yields float16 token batches [b, T, C] of ``ds`` in order (eval mode, fp32, inference_mode)."""
     import torch
     from torch.utils.data import DataLoader
@@ -199,11 +202,15 @@ def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, dev
     was_training = backbone.training
     backbone.eval()
     backbone.to(device)
+    compiled = compile and fast.compiler_problem(device.type) is None and fast.compile_blocks(backbone) > 0
     try:
         with preserved_rng(), torch.inference_mode():  # the DataLoader draws a seed: leave the run's RNG alone
             for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0):
                 image = batch["image"].to(device, torch.float32)
-                tokens = backbone.forward_features(renorm(image)).float().cpu().numpy()
+                n = len(image)
+                if compiled and n < batch_size:  # one static shape: no second compile for the last batch
+                    image = torch.cat([image, image[-1:].expand(batch_size - n, *image.shape[1:])])
+                tokens = backbone.forward_features(renorm(image))[:n].float().cpu().numpy()
                 with np.errstate(over="ignore"):  # an overflow is caught just below
                     half = tokens.astype(np.float16)
                 if not np.isfinite(half).all():  # never store an overflowed token as a silently wrong feature
@@ -212,6 +219,8 @@ def _compute(backbone: Any, binfo: dict[str, Any], ds: Any, batch_size: int, dev
                                         f"{worst:.3g}; float16 holds up to 65504): cannot cache them")
                 yield half
     finally:
+        if compiled:
+            fast.uncompile(backbone)
         backbone.train(was_training)
 
 

@@ -192,7 +192,8 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
 
     def feats(split: str, ds: Any) -> Any:
         return extract_features(backbone, binfo, task, split, cell.img_size, limit=cfg.limit,
-                                cache_root=cell.runs_root / "features", device=cell.device, dataset=ds)
+                                cache_root=cell.runs_root / "features", device=cell.device, dataset=ds,
+                                compile=cfg.compile)
 
     t0 = time.perf_counter()
     if cfg.protocol == "match":

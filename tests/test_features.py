@@ -202,3 +202,18 @@ def test_hit_reads_no_image_and_keeps_targets(bb, tmp_path):
                              dataset=lambda: calls.append(1) or pytest.fail("a hit must not build the dataset"))
     assert calls == [] and hit.key == fs.key
     np.testing.assert_array_equal(hit.targets["label"], np.arange(5) % 3)
+
+
+def test_compiled_extraction_equals_eager(bb, tmp_path: Path) -> None:
+    """``compile=True`` (blocks compiled, the last of 5 items padded into a full batch of 2) gives the eager tokens."""
+    from harness import fast
+
+    if fast.compiler_problem() is not None:
+        pytest.skip("no C++ compiler for torch.compile")
+    eager = extract(bb, tmp_path / "a")
+    compiled = F.extract_features(bb, {}, ImageTask(), "train", 32, cache_root=tmp_path / "b" / "features",
+                                  batch_size=2, compile=True)
+    assert compiled.tokens.shape == eager.tokens.shape == (5, *eager.tokens.shape[1:])
+    np.testing.assert_allclose(np.asarray(compiled.tokens, np.float32), np.asarray(eager.tokens, np.float32),
+                               rtol=2e-3, atol=2e-3)
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in bb.modules())  # left as it was
