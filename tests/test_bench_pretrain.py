@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import torch
+from bench_kit import SMOKE, matmul_gflops
 
 import pretraining  # noqa: F401  (registration)
 from harness import fast
@@ -39,7 +40,6 @@ from harness.registries import METHODS
 from pretraining.vit import build_vit
 
 pytestmark = pytest.mark.bench
-SMOKE = os.environ.get("CPCBENCH_BENCH_SMOKE") == "1"
 ROUNDS = 1 if SMOKE else 7
 MATMUL_N = 256 if SMOKE else 1536
 # (method, image size, batch): the issue's configuration, then the study's 64 px one
@@ -50,17 +50,8 @@ ROWS: list[dict[str, Any]] = []
 
 
 def matmul_rate() -> float:
-    """fp32 GFLOP/s of an n x n @ n x n matmul by wall time (best of 2)."""
-    a, b = _MM
-    best = float("inf")
-    for _ in range(2):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * MATMUL_N**3 / best / 1e9
-
-
-_MM = (torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N))
+    """fp32 GFLOP/s of a MATMUL_N^2 matmul by wall time (best of 2), timed right before a step."""
+    return matmul_gflops(MATMUL_N, repeats=2)
 
 
 def interleaved(flops: float, eager: Callable[[], Any], faster: Callable[[], Any]) -> dict[str, float]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bench_kit import matmul_gflops
 
 pytestmark = pytest.mark.bench
 SMOKE = os.environ.get("CPCBENCH_BENCH_SMOKE") == "1"  # tiny sizes: checks the benchmark runs
@@ -35,15 +36,6 @@ SEEDS, STEPS = (1, 2) if SMOKE else (3, None)  # None: the task's schedule
 MATMUL_N = 256 if SMOKE else 1536
 
 
-def matmul_gflops(n: int = MATMUL_N, repeats: int = 1 if SMOKE else 3) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 def forward_flops(backbone: torch.nn.Module, images: torch.Tensor) -> float:
@@ -108,7 +100,7 @@ def test_bench_linear_cached_vs_uncached(tmp_path: Path) -> None:
     extract_s = time.perf_counter() - t
     batch = torch.stack([ds[i]["image"] for i in range(min(32, len(ds)))])
     flops = forward_flops(backbone, batch) * len(ds) / len(batch)
-    mm = matmul_gflops()
+    mm = matmul_gflops(MATMUL_N)
     print(f"  extract_features: {len(ds)} frames -> {tuple(fs.tokens.shape)} float16 in {extract_s:.2f} s, "
           f"{flops / extract_s / 1e9:.1f} GFLOP/s ({flops / 1e9:.1f} GFLOP forward) vs fp32 matmul "
           f"{MATMUL_N}² {mm:.1f} GFLOP/s ({100 * flops / extract_s / 1e9 / mm:.0f} %)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench_kit import matmul_gflops
 from torch import nn
 
 from harness.train import LoopConfig, OptimConfig, train
@@ -25,15 +26,6 @@ BATCH, IMG, STEPS, WARMUP = (4, 32, 3, 1) if SMOKE else (32, 128, 8, 2)
 MATMUL_N = 256 if SMOKE else 4096
 
 
-def matmul_gflops(n: int = MATMUL_N, repeats: int = 1 if SMOKE else 3) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 class ViTClassifier(nn.Module):
@@ -79,7 +71,7 @@ def bare_step_img_per_s(model: nn.Module, data: RandomImages) -> float:
 @pytest.mark.bench
 def test_bench_vit_tiny_step_through_the_loop(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    peak = matmul_gflops()
+    peak = matmul_gflops(MATMUL_N)
     res = train(ViTClassifier(), RandomImages(), LoopConfig(steps=STEPS, batch_size=BATCH, log_every=1, device="cpu"),
                 OptimConfig(base_lr=1e-3, warmup_steps=2), tmp_path / "run")
     after = [h for h in res.history if h["step"] > WARMUP]
