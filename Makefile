@@ -52,8 +52,9 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m "slow"
 
+# the speed table of the step benchmarks goes to docs/speed.md (the README's speed section is copied from it)
 bench: setup
-	$(BIN)/python -m pytest -q -m bench --benchmark-columns=min,mean,rounds -s
+	CPCBENCH_BENCH_OUT=docs/speed.md $(BIN)/python -m pytest -q -m bench --benchmark-columns=min,mean,rounds -s
 
 # every benchmark once at tiny sizes, one round, no timings asserted (CI: a broken benchmark fails the build)
 bench-smoke: setup

@@ -19,7 +19,6 @@ table to ``$CPCBENCH_BENCH_OUT`` (default ``runs/bench/speed.md``), which the RE
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import statistics
@@ -33,6 +32,7 @@ import torch
 from bench_kit import SMOKE, matmul_gflops
 
 import pretraining  # noqa: F401  (registration)
+from core.io import atomic_write_text
 from harness import fast
 from harness.flops import _cpu_sdpa_mapping, count_flops
 from harness.optim import param_groups
@@ -209,7 +209,12 @@ def test_write_speed_table() -> None:
         pytest.skip("smoke sizes: no speed table written")
     out = Path(os.environ.get("CPCBENCH_BENCH_OUT", "runs/bench/speed.md"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"fp32, {ROWS[0]['threads']} threads, wall time; ratio = achieved GFLOP/s / GFLOP/s of a {MATMUL_N}^2 "
+    from core.io import git_commit, hardware
+
+    hw = hardware()
+    lines = [f"`make bench` at commit {git_commit()}, {time.strftime('%Y-%m-%d')}, {hw.get('cpu', '?')}, torch "
+             f"{torch.__version__}.", "",
+             f"fp32, {ROWS[0]['threads']} threads, wall time; ratio = achieved GFLOP/s / GFLOP/s of a {MATMUL_N}^2 "
              f"matmul timed just before each step (median of {ROUNDS} interleaved rounds); fast = transformer "
              "blocks compiled + fused AdamW; compile time once per run, not in the step time.", "",
              "| workload | size | batch | GFLOP | eager ms | eager ratio | fast ms | fast ratio | speed-up "
@@ -219,7 +224,6 @@ def test_write_speed_table() -> None:
         lines.append(f"| {r['kind']} {r['name']} | {r['img']} px | {r['batch']} | {r['gflop']:.1f} | "
                      f"{r['eager_s'] * 1e3:.0f} | {r['eager_ratio']:.2f} | {r['fast_s'] * 1e3:.0f} | "
                      f"{r['fast_ratio']:.2f} | {r['eager_s'] / r['fast_s']:.2f}x | {r['compile_s']:.0f} |")
-    with contextlib.suppress(OSError):
-        out.write_text("\n".join(lines) + "\n")
+    atomic_write_text(out, "\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
     assert out.is_file()
