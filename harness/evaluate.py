@@ -161,7 +161,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
 
     from harness.probe import Cell, check_protocol, run_seed, uses_cache
     from harness.registries import TASKS
-    from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize, write_record
+    from harness.results import TRAIN_STATS, build_record, new_run_id, record_path, summarize_metric, write_record
     from harness.runtime import get_device, seed_everything
 
     cfg.check()
@@ -263,8 +263,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     for spec in task.metrics:
         if spec.name not in per_seed:  # hidden test labels: the benchmark's server scores the submission
             continue
-        metrics[spec.name] = {**summarize(per_seed[spec.name]), "unit": spec.unit,
-                              "higher_is_better": spec.higher_is_better}
+        metrics[spec.name] = summarize_metric(spec, per_seed[spec.name])
     extra: dict[str, Any] = {"per_seed": seed_info, "predictions": f"{run_id}.predictions.npz",
                              "data": task.data_info()}
     if baselines:  # the trivial predictor of each seed's own training subset, averaged over seeds

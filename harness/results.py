@@ -20,8 +20,9 @@ directory) is stored relative to it, one under ``$CPCBENCH_RUNS`` / ``$CPCBENCH_
 before this rule are normalised the same way when read (records are append-only: the files stay as written).
 
 ``mean``/``std`` are over seeds (std with ddof=1, null for one seed); ``stderr`` is the standard error of
-the per-sample mean, pooled over seeds. A record with ``limit`` set is a smoke run (``smoke: true``) and
-never enters a paper table.
+the per-sample mean, pooled over seeds. A metric of a subset of the samples (``MetricSpec.subset``, e.g. the
+correspondence probes' ``pck_moved``) also carries ``n_per_seed``, the samples it counted per seed. A record
+with ``limit`` set is a smoke run (``smoke: true``) and never enters a paper table.
 """
 
 from __future__ import annotations
@@ -52,30 +53,44 @@ class RecordError(CpcbenchError, ValueError):
     """A result record that is missing, unreadable or does not follow the schema."""
 
 
-def summarize(per_seed_samples: Sequence[Sequence[float]]) -> dict[str, Any]:
+def summarize(per_seed_samples: Sequence[Sequence[float]], *, exclude_nan: bool = False) -> dict[str, Any]:
     """The one place where per-sample metric values become a table cell.
 
     ``per_seed_samples[s]`` holds the per-sample values of seed ``s``. Returns ``mean`` (over seeds of the
     per-seed sample means), ``std`` (over seeds, ddof=1; None for one seed), ``stderr`` (of the per-sample
     mean, pooled over seeds) and ``per_seed``. Non-finite values raise: a NaN never reaches a table.
+    ``exclude_nan`` (a metric of a subset of the samples, ``MetricSpec.subset``): NaN marks a sample outside the
+    subset and is left out of every statistic (infinities still raise); the result gains ``n_per_seed``, the number
+    of samples counted per seed. A seed with no sample left raises.
     """
     import numpy as np
 
     if not per_seed_samples:
         raise RecordError("summarize() needs at least one seed")
-    means, pooled = [], []
+    means, pooled, counts = [], [], []
     for s, values in enumerate(per_seed_samples):
         v = np.asarray(values, dtype=np.float64).ravel()
+        if exclude_nan:
+            v = v[~np.isnan(v)]
         if v.size == 0:
-            raise RecordError(f"seed #{s} has no samples to score")
+            raise RecordError(f"seed #{s} has no samples to score" + (" in the metric's subset" if exclude_nan else ""))
         if not np.isfinite(v).all():
             raise RecordError(f"seed #{s} has {int((~np.isfinite(v)).sum())} non-finite per-sample values")
         means.append(float(v.mean()))
         pooled.append(v)
+        counts.append(int(v.size))
     allv = np.concatenate(pooled)
     stderr = float(allv.std(ddof=1) / math.sqrt(allv.size)) if allv.size > 1 else None
     std = float(np.std(means, ddof=1)) if len(means) > 1 else None
-    return {"mean": float(np.mean(means)), "std": std, "stderr": stderr, "per_seed": means}
+    out = {"mean": float(np.mean(means)), "std": std, "stderr": stderr, "per_seed": means}
+    return out | {"n_per_seed": counts} if exclude_nan else out
+
+
+def summarize_metric(spec: Any, per_seed_samples: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """A record's metric block: ``summarize`` (NaN = outside the subset when ``spec.subset``, a
+    ``tasks.base.MetricSpec``) + ``unit`` and ``higher_is_better``."""
+    return {**summarize(per_seed_samples, exclude_nan=bool(getattr(spec, "subset", False))), "unit": spec.unit,
+            "higher_is_better": spec.higher_is_better}
 
 
 PATH_ROOT_ENVS = ("CPCBENCH_RUNS", "CPCBENCH_DATA", "CPCBENCH_MODELS")

@@ -124,7 +124,7 @@ def score_saved(task_name: str | None, predictions: str | Path,
     for k, vals in per_seed.items():
         spec = specs.get(k)
         stored = arrays.get(f"score/{k}")
-        out[k] = {**summarize(vals), "unit": spec.unit if spec else "",
+        out[k] = {**summarize(vals, exclude_nan=bool(spec and spec.subset)), "unit": spec.unit if spec else "",
                   "higher_is_better": spec.higher_is_better if spec else None,
                   "stored_mean": float(np.mean(stored)) if stored is not None else None}
     return {"task": name, "n_samples": int(n or 0), "n_seeds": len(next(iter(per_seed.values()), [])),

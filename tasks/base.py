@@ -46,12 +46,17 @@ DATA_ENV = "CPCBENCH_DATA"
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric a task reports: ``name`` (key of ``score``), ``unit`` ("mm", "%", "", ...), direction."""
+    """A metric a task reports: ``name`` (key of ``score``), ``unit`` ("mm", "%", "", ...), direction.
+
+    ``subset``: the metric is defined on a subset of the samples only; its per-sample array holds NaN for the
+    samples outside the subset, which ``harness.results.summarize`` leaves out (and counts: ``n_per_seed``). Any
+    other metric's NaN is an error."""
 
     name: str
     unit: str
     higher_is_better: bool
     description: str = ""
+    subset: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,20 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 
+import numpy as np
 import pytest
 
-from harness.results import RecordError, build_record, load_records, read_record, records_frame, summarize, write_record
+from harness.results import (
+    RecordError,
+    build_record,
+    load_records,
+    read_record,
+    records_frame,
+    summarize,
+    summarize_metric,
+    write_record,
+)
+from tasks.base import MetricSpec
 
 
 def _record(backbone: str = "cpc", limit: int | None = None, seed: int = 0) -> dict:
@@ -24,6 +35,31 @@ def test_summarize():
         summarize([[1.0, float("nan")]])
     with pytest.raises(RecordError, match="no samples"):
         summarize([[]])
+
+
+def test_summarize_a_subset_metric_leaves_nan_out(tmp_path):
+    """``exclude_nan`` (a ``MetricSpec.subset`` metric): NaN = outside the subset, left out of mean, stderr and
+    per_seed, counted in ``n_per_seed``; infinities and an empty subset still raise; the block makes a valid record."""
+    nan = float("nan")
+    s = summarize([[nan, 100.0, 0.0, nan], [100.0, nan, nan, 100.0]], exclude_nan=True)
+    assert s["per_seed"] == [50.0, 100.0] and s["mean"] == 75.0 and s["n_per_seed"] == [2, 2]
+    assert s["stderr"] == pytest.approx(np.std([100.0, 0.0, 100.0, 100.0], ddof=1) / 2)
+    assert "n_per_seed" not in summarize([[1.0, 2.0]])
+    with pytest.raises(RecordError, match="non-finite"):
+        summarize([[1.0, float("inf"), nan]], exclude_nan=True)
+    with pytest.raises(RecordError, match="no samples to score in the metric's subset"):
+        summarize([[1.0], [nan, nan]], exclude_nan=True)
+    with pytest.raises(RecordError, match="non-finite"):  # only a subset metric may hold NaN
+        summarize([[nan, 1.0]])
+    spec = MetricSpec("pck_moved", "%", True, subset=True)
+    block = summarize_metric(spec, [[nan, 100.0, 0.0]])
+    assert block["mean"] == 50.0 and block["n_per_seed"] == [2] and block["unit"] == "%"
+    rec = _record()
+    rec["metrics"]["pck_moved"] = block
+    path = write_record(rec, tmp_path)
+    assert read_record(path)["metrics"]["pck_moved"]["n_per_seed"] == [2]
+    df = records_frame(tmp_path)
+    assert df.set_index("metric").loc["pck_moved", "mean"] == 50.0
 
 
 def test_write_read_frame(tmp_path):
