@@ -134,9 +134,22 @@ def learning_tables(records: Sequence[Mapping[str, Any]]) -> list[Table]:
     return tables
 
 
+def _without_curve_points(recs: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Leave out the snapshots of a run (the learning-curve tables show them) and a file whose weights (sha256)
+    already have a row under a registered name (a run's final backbone reached through ``snapshots:RUN``)."""
+    def is_file(r: Mapping[str, Any]) -> bool:
+        name = str(r["backbone"]["name"])
+        return "/" in name or name.endswith(".safetensors")
+
+    named = {r["backbone"].get("weights_sha256") for r in recs if not is_file(r)} - {None, ""}
+    return [r for r in recs if "/snapshots/step-" not in str(r["backbone"]["name"])
+            and not (is_file(r) and r["backbone"].get("weights_sha256") in named)]
+
+
 def probes_table(records: Sequence[Mapping[str, Any]]) -> Table | None:
     """The ``probes`` table of every non-smoke ``probe-*`` record (None when there is none)."""
     recs = [r for r in records if not r["smoke"] and str(r["task"]["name"]).startswith(PROBE_PREFIX)]
+    recs = _without_curve_points(recs)
     if not recs:
         return None
 
@@ -147,7 +160,7 @@ def probes_table(records: Sequence[Mapping[str, Any]]) -> Table | None:
     columns = sorted(_primary_columns(recs), key=prank)  # stable: task order kept within a protocol
     table = Table("probes", "Probes of 3D human understanding on frozen features", columns, [], plot="bars",
                   caption="Rows: backbones; columns: the primary metric of every probe task, grouped by protocol; "
-                          "mean ± std over seeds.")
+                          "mean ± std over seeds. Snapshots of a run: the learning-curve tables.")
     superseded = 0
     for bname in sorted({str(r["backbone"]["name"]) for r in recs}, key=_backbone_rank):
         brecs = [r for r in recs if r["backbone"]["name"] == bname]

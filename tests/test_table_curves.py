@@ -158,6 +158,20 @@ def test_probes_table_rows_backbones_columns_primary_metric_per_protocol() -> No
     assert "| Trivial baseline (same position) | – | – | – | – | 8.0 |" in md
 
 
+def test_probes_table_leaves_snapshots_and_renamed_weights_to_the_curves() -> None:
+    """A run's snapshots (``snapshots:RUN``) belong to the learning-curve tables; its final backbone file has the
+    sha of the ``cpc`` row: neither adds a row to the probes table."""
+    base = probe_records()
+    cpc_sha = next(r for r in base if r["backbone"]["name"] == "cpc")["backbone"]["weights_sha256"]
+    run = "runs/pretrain/body-cpc-vit_tiny-a"
+    extra = [rec("probe-body-xview", f"{run}/snapshots/step-000100.safetensors", {"pck": [5.0, 5.0, 5.0],
+                 "pck_2": [5.0, 5.0, 5.0]}, protocol="match", pretrain=snap_pre("cpc", "body-cpc-vit_tiny-a", 100)),
+             rec("probe-body-xview", f"{run}/backbone.safetensors", {"pck": [40.0, 42.0, 44.0],
+                 "pck_2": [40.0, 42.0, 44.0]}, protocol="match", sha=cpc_sha)]
+    table = probes_table(base + extra)
+    assert [r.label for r in table.measured_rows] == ["cpc", "mae", "scratch"]
+
+
 def test_no_probe_records_no_probes_table() -> None:
     assert probes_table([rec("synth-body-mesh", "cpc", {"pa_mpjpe": [1.0, 2.0, 3.0]})]) is None
 
