@@ -22,10 +22,18 @@ def backbone_info(backbone: Any, info: Mapping[str, Any]) -> dict[str, Any]:
             "grid_size": tuple(int(g) for g in grid), "patch_size": patch, "img_size": img}
 
 
+def collate(data: Any) -> Any:
+    """``default_collate``, except for a batch the dataset fetched whole (its ``__getitems__`` returned one dict of
+    batched arrays, as the cached-token datasets do): passed on as it is, no per-item work."""
+    from torch.utils.data import default_collate
+
+    return data if isinstance(data, Mapping) else default_collate(data)
+
+
 def split_loader(ds: Any, batch_size: int, num_workers: int) -> Any:
     from torch.utils.data import DataLoader
 
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
 
 
 def concat_arrays(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -110,6 +110,17 @@ class TokenDataset(torch.utils.data.Dataset):
             item[k] = torch.as_tensor(np.asarray(v[i])) if v.dtype.kind in "biufc" else v[i]
         return item
 
+    def __getitems__(self, idx: list[int]) -> dict[str, Any]:
+        """A whole batch in one slice per array (the DataLoader's batched fetch; ``eval_parts.collate`` passes it
+        on): what stacking ``__getitem__`` items gives, without per-item work."""
+        idx_arr = np.asarray(idx, dtype=np.int64)
+        rows = np.asarray(self.rows, dtype=np.int64)[idx_arr]
+        batch: dict[str, Any] = {"tokens": torch.from_numpy(np.asarray(self.tokens[rows], np.float32)),
+                                 "image": torch.empty(len(idx), 0, self.img_size, self.img_size)}
+        for k, v in self.targets.items():
+            batch[k] = torch.as_tensor(np.asarray(v[idx_arr])) if v.dtype.kind in "biufc" else [v[i] for i in idx]
+        return batch
+
 
 def token_dataset(feats: Any, idx: list[int] | None = None) -> TokenDataset:
     """The token dataset of a split (``feats``: its tokens and targets), restricted to items ``idx``."""
@@ -222,7 +233,7 @@ def run_seed(cell: Cell, seed: int, backbone: Any, binfo: dict[str, Any], info: 
 def _trained(cell: Cell, seed: int, info: dict[str, Any], train_tok: TokenDataset,
              test_tok: TokenDataset) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``linear`` / ``attentive``: train the probe on the tokens with the one loop, predict the test split."""
-    from harness.eval_parts import safe_name
+    from harness.eval_parts import collate, safe_name
     from harness.train import LoopConfig, OptimConfig, train
 
     cfg, task, d = cell.cfg, cell.task, cell.task.defaults
@@ -242,7 +253,8 @@ def _trained(cell: Cell, seed: int, info: dict[str, Any], train_tok: TokenDatase
              task.name, cfg.protocol, seed, len(train_tok), len(test_tok), cell.steps)
     from dataclasses import asdict
 
-    res = train(model, train_tok, loop, optim, run_dir, config={"eval": asdict(cfg)}, desc=f"{task.name} seed {seed}")
+    res = train(model, train_tok, loop, optim, run_dir, config={"eval": asdict(cfg)}, desc=f"{task.name} seed {seed}",
+                collate_fn=collate)
     arrays = predict_tokens(model, task, test_tok, cell.device, cfg.eval_batch_size)
     return arrays, {"seed": seed, "final_loss": res.final_loss, "train_wall_time_s": res.wall_time_s,
                     "n_train": len(train_tok), "run_dir": str(run_dir)}

@@ -211,14 +211,23 @@ class Task:
             gt = train_gt.get("gt/" + key.split("/", 1)[1])
             if gt is None or gt.shape[1:] != pred.shape[1:]:
                 continue
-            if gt.dtype.kind == "f":
-                m = gt.astype(np.float64).mean(0)
-            else:
-                from scipy.stats import mode
-
-                m = mode(gt, axis=0, keepdims=False).mode
+            m = gt.astype(np.float64).mean(0) if gt.dtype.kind == "f" else elementwise_mode(gt)
             out[key] = np.broadcast_to(m, pred.shape).astype(pred.dtype)
         return out or None
+
+
+def elementwise_mode(values: np.ndarray) -> np.ndarray:
+    """The most frequent value over the first axis, per element ([N, ...] -> [...]); ties go to the smallest value
+    (as ``scipy.stats.mode``, without its second of import time on every evaluation)."""
+    import numpy as np
+
+    best = np.zeros(values.shape[1:], dtype=values.dtype)
+    best_n = np.full(values.shape[1:], -1, dtype=np.int64)
+    for v in np.unique(values):  # ascending: a later value must be strictly more frequent to win
+        n = (values == v).sum(0)
+        better = n > best_n
+        best, best_n = np.where(better, v, best), np.where(better, n, best_n)
+    return best
 
 
 def resolve_data_root(root: str | Path | None) -> Path | None:

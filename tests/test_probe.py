@@ -265,3 +265,16 @@ def test_warm_cell_loads_no_training_images(toy, monkeypatch):
     built.clear()
     rec = toy(protocol="linear", steps=2, seeds=2)
     assert "train" not in built and rec["config"]["n_train_full"] == 24
+
+
+def test_elementwise_mode_matches_scipy() -> None:
+    """The trivial baseline's majority (per element of integer targets) equals scipy.stats.mode, ties included."""
+    from scipy.stats import mode
+
+    from tasks.base import elementwise_mode
+
+    rng = np.random.default_rng(0)
+    for shape in [(40,), (25, 3, 4), (7, 5)]:
+        x = rng.integers(-2, 4, size=shape)
+        np.testing.assert_array_equal(elementwise_mode(x), mode(x, axis=0, keepdims=False).mode)
+    assert elementwise_mode(np.array([3, 1, 3, 1])) == 1  # a tie: the smallest value
