@@ -155,6 +155,9 @@ def test_paired_p() -> None:
 
     assert math.isclose(p, ttest_rel([1.0, 2.0, 3.0], [2.0, 3.1, 3.9]).pvalue)
     assert paired_p({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.0, 1: 2.0, 2: 3.0}) == (3, None)  # identical: undefined
+    # a deterministic evaluation repeated per seed (match on fixed weights): no replicates, no test
+    assert paired_p({0: 25.1, 1: 25.1, 2: 25.1}, {0: 19.3, 1: 19.3, 2: 19.3}) == (3, None)
+    assert paired_p({0: 25.1, 1: 25.1, 2: 25.1}, {0: 13.1, 1: 14.2, 2: 13.9})[1] is not None  # one row varies
 
 
 def test_filters() -> None:
