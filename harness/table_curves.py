@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.table_data import Column, Row, Table
-from harness.table_specs import DOMAIN_ORDER, backbone_label, task_domain
+from harness.table_specs import DOMAIN_ORDER, task_domain
 from harness.tables import (
     _backbone_rank,
     _columns_for,
@@ -29,6 +29,7 @@ from harness.tables import (
     _pool,
     _rows_from,
     _with_baselines,
+    add_backbone_rows,
     primary_metric,
 )
 
@@ -161,12 +162,6 @@ def probes_table(records: Sequence[Mapping[str, Any]]) -> Table | None:
     table = Table("probes", "Probes of 3D human understanding on frozen features", columns, [], plot="bars",
                   caption="Rows: backbones; columns: the primary metric of every probe task, grouped by protocol; "
                           "mean ± std over seeds. Snapshots of a run: the learning-curve tables.")
-    superseded = 0
-    for bname in sorted({str(r["backbone"]["name"]) for r in recs}, key=_backbone_rank):
-        brecs = [r for r in recs if r["backbone"]["name"] == bname]
-        rows, sup, notes = _rows_from(brecs, backbone_label(bname, brecs), columns)
-        table.rows.extend(rows)
-        table.notes.extend(notes)
-        superseded += sup
+    superseded = add_backbone_rows(table, recs, columns)
     _with_baselines(table, recs)
     return _finish(table, superseded)

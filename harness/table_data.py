@@ -132,16 +132,16 @@ class Table:
 # ---------------------------------------------------------------------------------------------- significance
 def paired_p(a: Mapping[int, float], b: Mapping[int, float], min_seeds: int = 3) -> tuple[int, float | None]:
     """(common seeds, two-sided p of a paired t-test over values matched by seed); p None if < min_seeds
-    common seeds or the test is undefined: identical values, or differences that do not vary with the seed (a
-    deterministic evaluation of fixed weights, e.g. the ``match`` protocol: its seeds are not replicates)."""
+    common seeds or the test is undefined: identical values, or two rows that are each the same on every seed (a
+    deterministic evaluation of fixed weights, e.g. ``match`` or ``knn``: its seeds are not replicates)."""
     common = sorted(set(a) & set(b))
     if len(common) < min_seeds:
         return len(common), None
     import numpy as np
     from scipy.stats import ttest_rel
 
-    if np.ptp([a[s] - b[s] for s in common]) == 0:
-        return len(common), None
+    if np.ptp([a[s] for s in common]) == 0 and np.ptp([b[s] for s in common]) == 0:
+        return len(common), None  # both rows the same on every seed: nothing varies, nothing to test
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -200,6 +200,18 @@ def _pretrain_domain(records: Sequence[Mapping[str, Any]]) -> str:
     return doms.pop() if len(doms) == 1 else ""
 
 
+def add_backbone_rows(table: Table, records: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> int:
+    """A row per backbone of ``records`` (in the tables' backbone order) with its notes; -> values superseded."""
+    superseded = 0
+    for bname in sorted({str(r["backbone"]["name"]) for r in records}, key=_backbone_rank):
+        brecs = [r for r in records if r["backbone"]["name"] == bname]
+        rows, sup, notes = _rows_from(brecs, backbone_label(bname, brecs), columns)
+        table.rows.extend(rows)
+        table.notes.extend(notes)
+        superseded += sup
+    return superseded
+
+
 def _rows_from(records: Sequence[Mapping[str, Any]], label: str, columns: Sequence[Column],
                ) -> tuple[list[Row], int, list[str]]:
     """Rows for the backbone variants (name, weights sha256) among ``records``; returns (rows, seeds superseded,
@@ -355,13 +367,7 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
             title = f"SMOKE RUN (--limit {limit}, not a benchmark result): " + title
         table = Table(name, title, columns, [], plot="bars", smoke=limit is not None, shared_in_title=True,
                       caption="Rows: backbones (every backbone with records); mean ± std over seeds.")
-        superseded = 0
-        for bname in sorted({str(r["backbone"]["name"]) for r in grecs}, key=_backbone_rank):
-            brecs = [r for r in grecs if r["backbone"]["name"] == bname]
-            rows, sup, notes = _rows_from(brecs, backbone_label(bname, brecs), columns)
-            table.rows.extend(rows)
-            table.notes.extend(notes)
-            superseded += sup
+        superseded = add_backbone_rows(table, grecs, columns)
         _with_baselines(table, grecs)
         tables.append(_finish(table, superseded))
     return tables
