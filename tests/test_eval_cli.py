@@ -105,10 +105,10 @@ def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
 
     flags = {f.name: f.metadata["flag"] for f in fields(EvalOverrides) if "flag" in f.metadata}
     values = {"steps": "7", "batch_size": "3", "base_lr": "0.5", "img_size": "48", "data_root": str(tmp_path),
-              "device": "cpu", "num_workers": "2", "feature_cache": "off"}
+              "device": "cpu", "num_workers": "2", "feature_cache": "off", "compile": None}  # None: a bare flag
     assert set(flags) == set(values)
     want = EvalOverrides(steps=7, batch_size=3, base_lr=0.5, img_size=48, data_root=str(tmp_path), device="cpu",
-                         num_workers=2, feature_cache="off")
+                         num_workers=2, feature_cache="off", compile=True)
     seen: dict[str, object] = {}
 
     def fake_evaluate(cfg, *args, **kwargs):
@@ -121,11 +121,14 @@ def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ev, "evaluate", fake_evaluate)
     monkeypatch.setattr(sw, "sweep", fake_sweep)
-    opts = [x for k, v in values.items() for x in (flags[k], v)]
+    def args(k: str, v: str | None) -> tuple[str, ...]:
+        return (flags[k],) if v is None else (flags[k], v)
+
+    opts = [x for k, v in values.items() for x in args(k, v)]
     r = runner.invoke(app, ["eval", "--backbone", "b", "--task", "synth-body-2d", *opts])
     assert r.exit_code == 0, r.output
     assert seen["eval"] == EvalConfig.of(want, backbone="b", task="synth-body-2d")
-    sweep_opts = [x for k, v in values.items() if k != "num_workers" for x in (flags[k], v)]
+    sweep_opts = [x for k, v in values.items() if k != "num_workers" for x in args(k, v)]
     r = runner.invoke(app, ["sweep", "--backbones", "b", "--tasks", "synth-body-2d", *sweep_opts])
     assert r.exit_code == 0, r.output
     assert seen["sweep"] == EvalOverrides(**{**want.__dict__, "num_workers": 0})  # sweep has no --workers

@@ -111,7 +111,7 @@ class ToyMatch(Task):
         hit = sim.argmax(-1) == np.arange(p.shape[1])
         return {"pck": 100.0 * hit.reshape(-1)}
 
-    def match_baseline(self, split, img_size, limit):
+    def match_baseline(self, split, img_size, limit, patch_size=None):
         return {"pck": 100.0 / 16, "pck@same_position": 100.0}
 
 
