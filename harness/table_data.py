@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -147,6 +147,39 @@ def paired_p(a: Mapping[int, float], b: Mapping[int, float], min_seeds: int = 3)
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(ttest_rel([a[s] for s in common], [b[s] for s in common]).pvalue)
     return len(common), (p if math.isfinite(p) else None)
+
+
+def min_detectable(cells: Sequence[Cell | None], alpha: float = 0.05, power: float = 0.8) -> tuple[float, int] | None:
+    """(minimum detectable difference, seeds) of a column: the smallest true difference between two rows that a
+    two-sided paired t-test over ``n`` seeds (the column's usual seed count) at level ``alpha`` detects with
+    probability ``power``, if the rows' per-seed values scatter with the column's pooled seed std ``s`` and
+    independently of each other: ``delta * sqrt(2) * s / sqrt(n)``, ``delta`` the noncentrality at which the
+    noncentral t (n - 1 degrees of freedom) exceeds the test's critical value with that probability (exact, not
+    the normal approximation; conservative when matched seeds share noise). None when fewer than 2 seeds or
+    nothing varies over seeds."""
+    import numpy as np
+    from scipy.optimize import brentq
+    from scipy.stats import nct, t
+
+    spread = [c for c in cells if c is not None and c.n >= 2 and c.std is not None and math.isfinite(c.std)]
+    if not spread:
+        return None
+    n = int(np.median([c.n for c in spread]))
+    pooled = math.sqrt(sum((c.n - 1) * c.std ** 2 for c in spread) / sum(c.n - 1 for c in spread))
+    if n < 2 or pooled == 0:
+        return None
+    crit = t.ppf(1 - alpha / 2, n - 1)
+
+    def short(d: float) -> float:  # power at noncentrality d, minus the power wanted
+        return float(nct.sf(crit, n - 1, d) + nct.cdf(-crit, n - 1, d)) - power
+
+    hi = 4.0
+    while short(hi) < 0 and hi < 64:
+        hi *= 2
+    if not short(hi) >= 0:  # beyond what scipy's noncentral t evaluates (2 seeds, power near 1)
+        return None
+    delta = brentq(short, 0.0, hi)
+    return float(delta * math.sqrt(2) * pooled / math.sqrt(n)), n
 
 
 def mark_best(table: Table) -> None:

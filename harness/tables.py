@@ -48,6 +48,7 @@ from harness.table_data import (  # noqa: F401  (re-exported: the tables API in 
     Table,
     mark_best,
     metric_name,
+    min_detectable,
     paired_p,
     pct,
 )
@@ -338,7 +339,40 @@ def _finish(table: Table, superseded: int) -> Table:
         table.notes.append("Task versions and protocols: " + "; ".join(
             f"{t} v{v}" + (f" ({p})" if p else "") for t, v, p in protos) + ".")
     mark_best(table)
+    mdd_note(table)
     return table
+
+
+def mdd_note(table: Table) -> None:
+    """A note with every measured column's minimum detectable difference (``table_data.min_detectable``)."""
+    parts, none = [], []
+    seeds = set()
+    measured = [c for c in table.columns if c.measured]
+    protocols = len({c.key.protocol for c in measured}) > 1
+    settings = len({c.key.setting for c in measured}) > 1
+    tasks = {c.key.task for c in measured}
+    versions = {t: len({c.key.version for c in measured if c.key.task == t}) > 1 for t in tasks}
+    for j, col in enumerate(table.columns):
+        if not col.measured:
+            continue
+        k = col.key
+        name = (k.task + (f" v{k.version}" if versions[k.task] else "") + f" {metric_name(k.metric)}"
+                + (f" ({k.protocol})" if protocols else "") + (f" [{k.setting or 'default'}]" if settings else ""))
+        got = min_detectable([r.cells[j] for r in table.measured_rows])
+        if got is None:
+            none.append(name)
+            continue
+        seeds.add(got[1])
+        parts.append(f"{name} {got[0]:.{col.decimals}f}" + (f" {col.unit}" if col.unit and col.unit != "%" else
+                                                              " points" if col.unit == "%" else ""))
+    if not parts and not none:
+        return
+    text = ("Minimum detectable difference between two rows (paired t-test over "
+            f"{'/'.join(str(n) for n in sorted(seeds)) or 'their'} seeds, two-sided p < 0.05, power 0.8, from the "
+            "rows' pooled seed std): " + ("; ".join(parts) if parts else "none estimable"))
+    if none:
+        text += "; not estimable (fewer than 2 seeds, or no seed-to-seed spread): " + ", ".join(none)
+    table.notes.append(text + ".")
 
 
 def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = False) -> list[Table]:
