@@ -171,6 +171,9 @@ def test_paper_preset_with_steps_trains_those_steps(tmp_path: Path, frames: Path
 
 
 def test_a_large_synthetic_render_must_be_confirmed(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+    from types import SimpleNamespace
+
     import humans.world
 
     rendered: list[tuple] = []
@@ -180,6 +183,8 @@ def test_a_large_synthetic_render_must_be_confirmed(tmp_path: Path, monkeypatch)
         raise humans.world.DataError("render stopped by the test")
 
     monkeypatch.setattr(humans.world, "ensure_frames", fake_ensure)
+    # whatever this machine's disk holds: the refusal tested here is the confirmation, not the free space
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10**14, used=0, free=10**14))
     res = invoke(["pretrain", "body", "--preset", "paper"], tmp_path)
     assert res.exit_code == 2, res.output
     last = res.output.strip().splitlines()[-1]
