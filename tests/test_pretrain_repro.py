@@ -87,6 +87,24 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=180)
 
 
+def kill_after_checkpoint(tmp_path: Path, run_dir: Path, args: list[str], step: int) -> None:
+    """Run ``cpcbench ARGS`` (writing ``run_dir``) in a process that stalls once the checkpoint of ``step`` is on
+    disk (tests/pretrain_stall.py), and SIGKILL it there."""
+    env = {**ENV, "CPCBENCH_RUNS": str(tmp_path), "CPCBENCH_DATA_CACHE": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, STALL, str(step), *args], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = run_dir / "checkpoints" / "latest.json"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not pointer.is_file():
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert json.loads(pointer.read_text())["step"] == step
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.parametrize("method", ["dino"])
 def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path: Path, frames: Path, method: str) -> None:
     args = [*run_args(frames, method, tmp_path / "ref", steps=4), "--set", "loop.ckpt_every=2"]
@@ -94,19 +112,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_weights(tmp_path: Path, fram
     assert ref.returncode == 0, ref.stderr
     cut = tmp_path / "cut"
     cut_args = [a if a != str(tmp_path / "ref") else str(cut) for a in args]
-    env = {**ENV, "CPCBENCH_RUNS": str(tmp_path), "CPCBENCH_DATA_CACHE": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, STALL, "2", *cut_args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pointer = cut / "checkpoints" / "latest.json"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None and not pointer.is_file():
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert json.loads(pointer.read_text())["step"] == 2
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_after_checkpoint(tmp_path, cut, cut_args, step=2)
     assert not (cut / "backbone.safetensors").exists()
     resumed = cli(tmp_path, *cut_args, "--resume")
     assert resumed.returncode == 0, resumed.stderr

@@ -5,17 +5,12 @@ the step and FLOPs behind them, usable as backbone specs, kept and reproduced ex
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from test_pretrain_cli import TINY, invoke, make_pair_frames
-from test_pretrain_repro import ENV, ROOT, STALL, assert_identical, cli, weights
+from test_pretrain_repro import assert_identical, cli, kill_after_checkpoint, weights
 
 from harness.snapshots import expand_snapshot_specs, parse_steps, run_files, snapshot_steps
 
@@ -95,18 +90,7 @@ def test_sigkilled_run_keeps_its_snapshots_and_resumes_to_the_same_ones(tmp_path
     ref = cli(tmp_path, *args(frames, tmp_path / "ref", *extra))
     assert ref.returncode == 0, ref.stderr
     cut = tmp_path / "cut"
-    env = {**ENV, "CPCBENCH_RUNS": str(tmp_path), "CPCBENCH_DATA_CACHE": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, STALL, "2", *args(frames, cut, *extra)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pointer = cut / "checkpoints" / "latest.json"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None and not pointer.is_file():
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_after_checkpoint(tmp_path, cut, args(frames, cut, *extra), step=2)
     before = {p.name: p.stat().st_mtime_ns for p in (cut / "snapshots").iterdir()}
     assert {f"step-00000{s}.safetensors" for s in (0, 1, 2)} <= set(before)
     assert "step-000003.safetensors" not in before
