@@ -434,3 +434,23 @@ def accuracy(logits_or_labels: np.ndarray, labels: np.ndarray, k: int = 1) -> np
             raise CpcbenchError("accuracy: top-k needs logits [B, C], not labels")
         return (x == y).astype(np.float64)
     raise CpcbenchError(f"accuracy: expected logits [B, C] or labels [B], got {tuple(x.shape)}")
+
+
+# ---------------------------------------------------------------------------------------------- facing
+def facing_yaw(rot: np.ndarray) -> np.ndarray:
+    """Camera-frame root rotations [..., 3, 3] (body -> OpenCV camera) -> facing yaw [...] in degrees, (-180, 180]
+    (module docstring: 0 = facing the camera, +90 = front towards the image's right)."""
+    f = np.asarray(rot, np.float64)[..., :, 2]
+    return np.degrees(np.arctan2(f[..., 0], -f[..., 2]))
+
+
+def angle_diff(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
+    """|a - b| wrapped to [0, 180] degrees."""
+    d = np.abs(np.asarray(a_deg, np.float64) - np.asarray(b_deg, np.float64)) % 360.0
+    return np.minimum(d, 360.0 - d)
+
+
+def facing_error(pred_rot: np.ndarray, gt_rot: np.ndarray) -> np.ndarray:
+    """Per-sample error [N] in degrees ([0, 180]) of the facing yaw (``facing_yaw``) of camera-frame root rotations
+    [N, 3, 3]: how far the predicted body is turned about the camera's up axis from the true one."""
+    return angle_diff(facing_yaw(pred_rot), facing_yaw(gt_rot))

@@ -45,6 +45,7 @@ from torch import nn
 from core.registry import TASKS
 from tasks import heads
 from tasks.base import MetricSpec, Split
+from tasks.metrics import angle_diff, facing_yaw
 from tasks.synthetic import SYNTH_DEFAULTS, SynthTask, to_numpy
 
 YAW_BINS = 8
@@ -54,22 +55,9 @@ FINGERS: dict[str, tuple[int, int, int]] = {"thumb": (13, 14, 15), "index": (1, 
 
 
 # ---------------------------------------------------------------------------------------------- labels
-def facing_yaw(rot: np.ndarray) -> np.ndarray:
-    """Camera-frame root rotations [..., 3, 3] (body -> OpenCV camera) -> facing yaw [...] in degrees, (-180, 180]
-    (module docstring: 0 = facing the camera, +90 = front towards the image's right)."""
-    f = np.asarray(rot, np.float64)[..., :, 2]
-    return np.degrees(np.arctan2(f[..., 0], -f[..., 2]))
-
-
 def yaw_bin(yaw_deg: np.ndarray) -> np.ndarray:
     """Yaw in degrees -> bin 0..7 of 45 deg, bin k = [45 k - 22.5, 45 k + 22.5) (mod 360); bin 0 faces the camera."""
     return (np.floor((np.asarray(yaw_deg, np.float64) + 22.5) / 45.0).astype(np.int64)) % YAW_BINS
-
-
-def angle_diff(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
-    """|a - b| wrapped to [0, 180] degrees."""
-    d = np.abs(np.asarray(a_deg, np.float64) - np.asarray(b_deg, np.float64)) % 360.0
-    return np.minimum(d, 360.0 - d)
 
 
 def rotation_angle(rot: np.ndarray) -> np.ndarray:

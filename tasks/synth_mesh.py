@@ -120,19 +120,34 @@ class SynthBodyMesh(MeshTask):
     """Model-based body mesh recovery on the synthetic world (SMPL params via smplx; MPJPE, PA-MPJPE, PVE)."""
 
     name = "synth-body-mesh"
-    version = "1"
+    version = "2"  # 2: + the facing metrics (the predicted root orientation's yaw about the camera's up axis)
     domain = "body"
     protocol = PROTOCOLS["synth-smpl24-pelvis"]
     metrics = (MetricSpec("mpjpe", "mm", False, "24 SMPL joints, joint 0 subtracted"),
                MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
-               MetricSpec("pve", "mm", False, "vertices, joint 0 subtracted"))
+               MetricSpec("pve", "mm", False, "vertices, joint 0 subtracted"),
+               MetricSpec("facing_err", "deg", False, "facing yaw of the root orientation vs the camera, absolute "
+                          "error wrapped to [0, 180] (random: 90)"),
+               MetricSpec("facing45", "%", True, "frames whose facing yaw is within 45 deg of the truth (random: 25; "
+                          "> 50 means a median facing error below 45 deg)"))
     primary_metric = "pa_mpjpe"
     defaults = SYNTH_DEFAULTS
 
+    def pred_arrays(self, pred: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        return {**super().pred_arrays(pred), "pred/root_rot": to_numpy(pred["rotmat"][:, 0])}
+
+    def ground_truth(self, batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        return {**super().ground_truth(batch), "gt/root_rot": to_numpy(batch["rotmat"][:, 0])}
+
     def score_arrays(self, a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         p, g = self.protocol.prepare(a["pred/joints3d"], a["gt/joints3d"])
-        return {"mpjpe": metrics.mpjpe(p, g), "pa_mpjpe": metrics.pa_mpjpe(p, g, allow_reflection=False),
-                "pve": metrics.pve(a["pred/verts"] * self.protocol.scale, a["gt/verts"] * self.protocol.scale)}
+        out = {"mpjpe": metrics.mpjpe(p, g), "pa_mpjpe": metrics.pa_mpjpe(p, g, allow_reflection=False),
+               "pve": metrics.pve(a["pred/verts"] * self.protocol.scale, a["gt/verts"] * self.protocol.scale)}
+        if "pred/root_rot" not in a or "gt/root_rot" not in a:
+            raise DataError("synth-body-mesh predictions lack 'pred/root_rot' / 'gt/root_rot' (the camera-frame root "
+                            "rotations [N, 3, 3]) needed for the facing metrics; re-run the evaluation")
+        err = metrics.facing_error(a["pred/root_rot"], a["gt/root_rot"])
+        return {**out, "facing_err": err, "facing45": 100.0 * (err < 45.0)}
 
 
 @TASKS.register("synth-body-meshfree")

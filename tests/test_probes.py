@@ -12,8 +12,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from harness.registries import TASKS
+from tasks.metrics import angle_diff, facing_yaw
 from tasks.probe_depth import depth_order, patch_depth, relative_depth
-from tasks.probes import angle_diff, facing_yaw, finger_curl, geodesic_deg, yaw_bin
+from tasks.probes import finger_curl, geodesic_deg, yaw_bin
 from tasks.synth_data import depth_map
 
 FACE_CAMERA = Rotation.from_rotvec([np.pi, 0, 0])  # SMPL (y up, front +z) seen upright by an OpenCV camera
@@ -51,6 +52,25 @@ def test_facing_yaw_ignores_tilt_and_matches_the_joints(synth_body: Path) -> Non
     from_joints = np.degrees(np.arctan2(front[:, 0], -front[:, 2]))
     from_label = np.degrees(np.arctan2(raw["facing"][:, 1], raw["facing"][:, 0]))
     assert np.median(angle_diff(from_joints, from_label)) < 10
+
+
+def test_body_mesh_scores_the_facing_of_its_root_rotation(synth_body: Path) -> None:
+    """synth-body-mesh v2: facing_err = the wrapped yaw difference of the root rotations, facing45 = % within 45 deg
+    (above 50 <=> median below 45); predictions without the root rotations are refused, not scored as 0."""
+    from core.errors import DataError
+    from tasks.metrics import facing_error
+
+    gt = np.stack([turned(d) for d in (0.0, 90.0, 170.0, -60.0)])
+    pred = np.stack([turned(d) for d in (30.0, 180.0, -170.0, 120.0)])
+    np.testing.assert_allclose(facing_error(pred, gt), [30.0, 90.0, 20.0, 180.0], atol=1e-6)
+    task = TASKS.get("synth-body-mesh")(synth_body)
+    j, v = np.zeros((4, 24, 3)), np.zeros((4, 50, 3))
+    a = {"pred/joints3d": j, "gt/joints3d": j, "pred/verts": v, "gt/verts": v}
+    s = task.score_arrays({**a, "pred/root_rot": pred, "gt/root_rot": gt})
+    np.testing.assert_allclose(s["facing_err"], [30.0, 90.0, 20.0, 180.0], atol=1e-6)
+    np.testing.assert_array_equal(s["facing45"], [100.0, 0.0, 100.0, 0.0])
+    with pytest.raises(DataError, match="root_rot"):
+        task.score_arrays(a)
 
 
 @pytest.mark.parametrize("deg, b", [(0, 0), (22.4, 0), (22.6, 1), (90, 2), (-90, 6), (180, 4), (-180, 4),
