@@ -6,7 +6,9 @@
   ``$CPCBENCH_RUNS`` or ``./runs`` (``supervised``: of any domain, its data are objects, not people); none -> a
   ``CpcbenchError`` naming the ``cpcbench pretrain`` command;
 - ``scratch``: random init of the default architecture (``SCRATCH``: ViT-Tiny/16, 2D RoPE, CLS token,
-  the same backbone ``cpcbench pretrain`` trains by default);
+  the same backbone ``cpcbench pretrain`` trains by default); ``scratch,key=value,...`` another one, keys
+  ``arch`` (vit_tiny, vit_small, ...), ``patch`` (patch size), ``stem`` (patch | conv), ``pos`` (rope | sincos |
+  learned): the random-init baseline of pretraining runs made with those settings;
 - ``timm:NAME.TAG`` (e.g. ``timm:vit_base_patch16_224.mae``): timm weights from the local cache;
 - a checkpoint file: ours (``.safetensors`` + sidecar), a CroCo v2 release ``.pth`` or a CroCo ``pretrain.py``
   checkpoint (architecture from its ``args.model``);
@@ -54,6 +56,31 @@ def find_pretrained(method: str, domain: str, root: Path | None = None) -> Path 
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
 
+_SCRATCH_KEYS = {"arch": ("arch", str), "patch": ("patch_size", int), "stem": ("stem", str),
+                 "pos": ("pos_embed", str)}
+
+
+def scratch_config(spec: str) -> tuple[str, dict[str, Any]]:
+    """``scratch[,key=value...]`` -> (arch, build overrides); unknown keys or bad values are a clear error."""
+    cfg = {k: v for k, v in SCRATCH.items() if k != "arch"}
+    arch = str(SCRATCH["arch"])
+    for item in spec.split(",")[1:]:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in _SCRATCH_KEYS or not value.strip():
+            keys = ", ".join(k + "=..." for k in _SCRATCH_KEYS)
+            raise CpcbenchError(f"backbone {spec!r}: {item!r} is not one of {keys} (e.g. scratch,patch=8,stem=conv)")
+        name, kind = _SCRATCH_KEYS[key.strip()]
+        try:
+            val = kind(value.strip())
+        except ValueError:
+            raise CpcbenchError(f"backbone {spec!r}: {key}={value!r} is not a valid {kind.__name__}") from None
+        if name == "arch":
+            arch = str(val)
+        else:
+            cfg[name] = val
+    return arch, cfg
+
+
 def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = None,
                      strict: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """-> (backbone, info); see module docstring. ``img_size`` rebuilds for another input size (RoPE and
@@ -63,9 +90,13 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
     from pretraining.arch_file import backbone_from_arch_file, parse_arch_spec
     from pretraining.load import NORMS, backbone_from_file, backbone_from_timm
 
-    if spec == "scratch":
-        cfg = {k: v for k, v in SCRATCH.items() if k != "arch"} | ({"img_size": int(img_size)} if img_size else {})
-        bb = BACKBONES.get(SCRATCH["arch"])(**cfg)
+    if spec == "scratch" or spec.startswith("scratch,"):
+        arch, cfg = scratch_config(spec)
+        cfg |= {"img_size": int(img_size)} if img_size else {}
+        try:
+            bb = BACKBONES.get(arch)(**cfg)
+        except ValueError as e:
+            raise CpcbenchError(f"backbone {spec!r}: {e}") from None
         info: dict[str, Any] = {"weights": "", "weights_sha256": "", "method": "scratch", "load": {},
                                 "backbone": bb.config_dict(), "input_norm": dict(NORMS["imagenet"])}
     elif spec.startswith("timm:"):

@@ -62,6 +62,8 @@ class _RunFields:
     pos_embed: str = "rope"  # rope (CroCo v2) | sincos (CroCo v1, MAE) | learned
     class_token: bool = True
     drop_path_rate: float = 0.0
+    patch_size: int = 16
+    stem: str = "patch"  # patch (ViT's linear patch projection) | conv (a convolutional stem, ViT_C)
     epochs: float = 0.0  # > 0: loop.steps = ceil(epochs * items / batch_size)
     warmup_epochs: float = 0.0  # > 0 (with epochs): optim.warmup_steps from epochs
     eval_every: int = 50
@@ -298,7 +300,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     seed_everything(cfg.loop.seed)  # every rank draws the same initial weights
     try:
         backbone = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed,
-                                           class_token=cfg.class_token, drop_path_rate=cfg.drop_path_rate)
+                                           class_token=cfg.class_token, drop_path_rate=cfg.drop_path_rate,
+                                           patch_size=cfg.patch_size, stem=cfg.stem)
     except ValueError as e:
         raise CpcbenchError(f"cannot build the {cfg.arch} backbone: {e}") from None
     with preserved_rng():  # rendering or reading data moves no RNG the objective's initial weights come from

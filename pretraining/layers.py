@@ -20,6 +20,8 @@ channels encode ``j`` and the last ``D/2`` encode ``i``; each 1D code of width `
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
@@ -182,6 +184,32 @@ class DecoderBlock(nn.Module):
         x = x + self.attn(self.norm1(x), rope_x)
         x = x + self.cross_attn(self.norm2(x), self.norm_mem(mem), rope_x, rope_mem)
         return x + self.mlp(self.norm3(x))
+
+
+class ConvStem(nn.Module):
+    """A convolutional patch embedding (ViT_C of Xiao et al., "Early Convolutions Help Transformers See Better",
+    NeurIPS 2021): log2(patch) 3x3 stride-2 convolutions, each with a GroupNorm and a ReLU, widths doubling up to
+    ``dim`` (``dim / 2**(k-1)`` ... ``dim``), then a 1x1 convolution to ``dim``; the same [B, C, H/p, W/p] map as a
+    ``patch x patch`` stride-``patch`` convolution. GroupNorm rather than the paper's BatchNorm: the stem's output
+    then never depends on the batch (masked pairs, EMA teachers, one-image feature extraction all see the same
+    function). ``forward(x [B, 3, H, W]) -> [B, dim, H / patch, W / patch]``."""
+
+    def __init__(self, patch: int, dim: int, in_chans: int = 3) -> None:
+        super().__init__()
+        k = patch.bit_length() - 1
+        if patch < 2 or 2 ** k != patch:
+            raise ValueError(f"a convolutional stem needs a power-of-two patch size >= 2, got {patch}")
+        layers: list[nn.Module] = []
+        c = in_chans
+        for i in range(k):
+            w = max(8, dim // 2 ** (k - 1 - i))
+            layers += [nn.Conv2d(c, w, 3, 2, 1, bias=False), nn.GroupNorm(math.gcd(8, w), w), nn.ReLU(inplace=True)]
+            c = w
+        layers.append(nn.Conv2d(c, dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -22,9 +22,10 @@ from torch import nn
 
 from core.config import from_dict
 from core.registry import BACKBONES
-from pretraining.layers import Block, RoPE2D, grid_positions, init_weights, layer_norm, sincos_2d
+from pretraining.layers import Block, ConvStem, RoPE2D, grid_positions, init_weights, layer_norm, sincos_2d
 
 POS_EMBEDS = ("rope", "sincos", "learned")
+STEMS = ("patch", "conv")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class ViTConfig:
     class_token: bool = True
     rope_base: float = 100.0
     drop_path_rate: float = 0.0
+    stem: str = "patch"  # "patch": one linear patch projection (ViT); "conv": ConvStem (ViT_C, Xiao et al. 2021)
 
 
 # The one table of architectures: ``build_vit``, the ``BACKBONES`` registry (``cpcbench ls backbones``,
@@ -63,6 +65,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"unknown pos_embed {cfg.pos_embed!r}; choose one of {POS_EMBEDS}")
         if cfg.img_size % cfg.patch_size:
             raise ValueError(f"img_size {cfg.img_size} is not a multiple of the patch size {cfg.patch_size}")
+        if cfg.stem not in STEMS:
+            raise ValueError(f"unknown stem {cfg.stem!r}; choose one of {STEMS}")
         self.cfg = cfg
         self.arch = cfg.arch
         self.embed_dim = self.num_features = cfg.embed_dim
@@ -74,6 +78,8 @@ class VisionTransformer(nn.Module):
         self.num_heads = cfg.num_heads
         self.pos_embed_kind = cfg.pos_embed
         self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, 3, cfg.embed_dim, strict_img_size=False)
+        if cfg.stem == "conv":  # timm's PatchEmbed (flatten, norm) around a convolutional stem: same names, same map
+            self.patch_embed.proj = ConvStem(cfg.patch_size, cfg.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.class_token else None
         n = self.grid_size[0] * self.grid_size[1]
         if cfg.pos_embed == "learned":
@@ -90,9 +96,16 @@ class VisionTransformer(nn.Module):
 
     def reset_parameters(self) -> None:
         init_weights(self)
-        w = self.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.proj.bias)
+        if isinstance(self.patch_embed.proj, nn.Conv2d):
+            w = self.patch_embed.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(self.patch_embed.proj.bias)
+        else:  # the convolutional stem: He init for the ReLU convolutions (torch's default is for leaky ReLU)
+            for m in self.patch_embed.proj.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
         if self.pos_embed is not None:

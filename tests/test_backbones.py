@@ -281,3 +281,35 @@ def test_resolve_finds_newest_local_export(tmp_path, monkeypatch) -> None:
                                                    strict=True))
     _, info = resolve_backbone("cpc", "hand")
     assert info["weights"] == str(paths[2][0])
+
+
+@pytest.mark.parametrize("patch", [8, 16])
+def test_conv_stem_is_a_patch_embedding_with_the_same_contract(tmp_path, patch: int) -> None:
+    """stem=conv: the same token grid and parameter names under patch_embed.proj, masked encoding as the linear stem,
+    its output independent of the batch (GroupNorm), and it survives an export + rebuild through its config."""
+    from pretraining.layers import ConvStem
+
+    bb = build_vit("vit_tiny", **{**TINY, "patch_size": patch, "stem": "conv"}).eval()
+    assert isinstance(bb.patch_embed.proj, ConvStem) and bb.grid_size == (32 // patch,) * 2
+    x = torch.randn(3, 3, 32, 32)
+    tok = bb.forward_features(x)
+    assert tok.shape == (3, 1 + (32 // patch) ** 2, 48)
+    torch.testing.assert_close(bb.forward_features(x[:1]), tok[:1], atol=1e-5, rtol=1e-5)  # batch-independent
+    assert all(k.startswith(("patch_embed.proj.net.", "cls_token", "blocks.", "norm.")) for k in bb.state_dict())
+    path = tmp_path / "stem.safetensors"
+    save_weights(path, bb.state_dict(), config={"method": "mae", "backbone": bb.config_dict()})
+    back, info = resolve_backbone(str(path))
+    assert info["backbone"]["stem"] == "conv"
+    torch.testing.assert_close(back.eval().forward_features(x), tok)
+
+
+def test_scratch_spec_takes_the_architecture_options() -> None:
+    bb, info = resolve_backbone("scratch,patch=8,stem=conv", img_size=64)
+    assert bb.grid_size == (8, 8) and info["backbone"]["stem"] == "conv" and info["backbone"]["patch_size"] == 8
+    assert resolve_backbone("scratch", img_size=64)[1]["backbone"]["stem"] == "patch"
+    for bad, msg in (("scratch,stem=cnn", "unknown stem 'cnn'"), ("scratch,foo=1", "is not one of arch="),
+                     ("scratch,patch=x", "not a valid int"), ("scratch,patch=6,stem=conv", "power-of-two patch")):
+        with pytest.raises(CpcbenchError, match=msg):
+            resolve_backbone(bad, img_size=48)
+    with pytest.raises(ValueError, match="unknown stem"):
+        build_vit("vit_tiny", **TINY, stem="cnn")
