@@ -12,6 +12,10 @@ A run directory ``<runs>/pretrain/<domain>-<method>-<arch>-<run_id>/`` (``<runs>
     snapshots/step-000100.safetensors  (--snapshot-every / --snapshots) the backbone at those steps, each with
                                     pretrain.step / pretrain.flops in its sidecar (``harness.snapshots``)
 
+Compute-matched runs: ``flops_budget`` (``--flops 2e14``) sets the steps to ``ceil(budget / flops_per_step)``, the
+FLOPs of one global batch counted on the run's first batch before the schedule is built (``harness.flops``); the
+budget is in config.yaml, ``flops_per_step`` in the sidecars and the summary, and a resumed run keeps the steps.
+
 Held-out evaluation (every ``eval_every`` steps and at the end): the objective's loss on ``data.eval_items``
 fixed items of the test split (fixed pairs, crops and masks), and for cpc/mae the loss of predicting each
 hidden patch's mean, i.e. 0 in normalised-pixel units, whose value is ``((D-1)/D) * var/(var+1e-6)`` per

@@ -195,3 +195,26 @@ def test_learning_plot_of_methods_under_one_budget_is_against_flops(monkeypatch:
     assert labels == ["cpc body-cpc-vit_tiny-b", "mae body-mae-vit_tiny-b", "scratch (random init)"]
     for c in ax.containers[:2]:  # both runs on one axis, at the same FLOPs
         assert list(c.lines[0].get_xdata()) == pytest.approx([0.0, 0.6, 1.2])
+
+
+@pytest.mark.slow
+def test_two_processes_count_the_global_batch(tmp_path: Path, frames: Path, per_step: dict[str, float]) -> None:
+    """Under DDP (2 gloo processes, each half the global batch) the count is of the global batch: the same FLOPs
+    per step, so the same steps, as one process."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun not found next to the python running the tests"
+    budget = repr(3.5 * per_step["mae"])
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "harness.cli",
+           *args(frames, tmp_path / "two", "mae", "--flops", budget)]
+    env = {**os.environ, "CPCBENCH_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "CPCBENCH_RUNS": str(tmp_path),
+           "CPCBENCH_DATA_CACHE": str(tmp_path / "data"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(["timeout", "300", *cmd], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    side = json.loads((tmp_path / "two" / "backbone.json").read_text())["config"]
+    assert side["flops_per_step"] == per_step["mae"] and side["steps"] == 4
+    assert side["flops"] == pytest.approx(4 * per_step["mae"])
