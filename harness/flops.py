@@ -171,8 +171,7 @@ def budget_schedule(cfg: Any, model: Any, train_ds: Any, collate: Any, run_dir: 
     schedule of the run it continues."""
     from core.checkpoints import latest_train_state, train_state_info
     from core.config import with_overrides
-    from harness.distributed import all_gather_object
-    from harness.train import placement
+    from harness.distributed import all_gather_object, placement
 
     ckpt = latest_train_state(run_dir) if resume else None
     per_step = float(train_state_info(ckpt).get("flops_per_step") or 0.0) if ckpt is not None else 0.0

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CpcbenchError
-from harness.distributed import DistInfo, StepBatchSampler, barrier, init_distributed
+from harness.distributed import StepBatchSampler, barrier, placement
 from harness.fast import warm_compiled
 from harness.flops import FlopMeter
 from harness.optim import effective_lr
@@ -187,22 +187,6 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                        checkpoint=ckpt.last if rank == 0 else None,
                        evals=[{"step": h["step"], **h["eval"]} for h in history if "eval" in h],
                        compile=compile_info)
-
-
-def placement(device_name: str) -> tuple[Any, DistInfo]:
-    """The device this process trains on and its place in the process group (joined under torchrun)."""
-    import torch
-
-    from harness.runtime import get_device
-
-    try:
-        device = get_device(device_name)
-    except (RuntimeError, ValueError) as e:
-        raise CpcbenchError(str(e)) from None
-    dist = init_distributed(device.type)
-    if device.type == "cuda" and dist.distributed:
-        device = torch.device("cuda", dist.local_rank)
-    return device, dist
 
 
 def _workers(requested: int, rank: int) -> int:
