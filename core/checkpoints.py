@@ -219,3 +219,29 @@ def load_train_state(step_dir: str | Path) -> tuple[int, dict[str, Any], dict[st
     if meta.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{step_dir}/state.json has format {meta.get('format')!r}, expected {STATE_FORMAT}")
     return int(meta["step"]), model_state, _unflatten(meta["state"], tensors)
+
+
+def train_state_info(step_dir: str | Path) -> dict[str, Any]:
+    """The training state of a step directory without loading any tensor (those entries read None): a quick look
+    at its ``loop``, ``flops_per_step``, ``sampler``, ... before the run is built."""
+    step_dir = Path(step_dir)
+    try:
+        meta = json.loads((step_dir / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"training state in {step_dir} is unreadable ({e})") from None
+
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, list):
+            return [plain(v) for v in obj]
+        if isinstance(obj, dict):
+            if "__tensor__" in obj or "__ndarray__" in obj:
+                return None
+            if "__dict__" in obj:
+                return {k: plain(v) for k, v in obj["__dict__"].items()}
+            if "__items__" in obj:
+                return {k: plain(v) for k, v in obj["__items__"]}
+            if "__tuple__" in obj:
+                return tuple(plain(v) for v in obj["__tuple__"])
+        return obj
+
+    return plain(meta.get("state") or {})

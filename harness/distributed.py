@@ -1,7 +1,8 @@
 """Process groups from ``torchrun`` environment variables and a deterministic, resumable batch sampler.
 
 ``torchrun --nproc_per_node=K`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; ``init_distributed`` joins
-the group (gloo on the CPU, NCCL on GPUs) once. Without those variables everything runs in one process.
+the group (gloo on the CPU, NCCL on GPUs) once; ``placement`` also names the device a rank trains on. Without
+those variables everything runs in one process.
 
 Data order (``StepBatchSampler``): epoch ``e`` is the permutation ``default_rng([seed, e]).permutation(n)``,
 cut into ``n // global_batch`` global batches (the remainder is dropped); global batch ``k`` is split into
@@ -142,3 +143,19 @@ class StepBatchSampler:
         for k in range(self.start, self.stop):
             lo = k * self.global_batch + self.rank * self.per_rank
             yield perm[lo:lo + self.per_rank].tolist()
+
+
+def placement(device_name: str) -> tuple[Any, DistInfo]:
+    """The device this process trains on and its place in the process group (joined under torchrun)."""
+    import torch
+
+    from harness.runtime import get_device
+
+    try:
+        device = get_device(device_name)
+    except (RuntimeError, ValueError) as e:
+        raise CpcbenchError(str(e)) from None
+    dist = init_distributed(device.type)
+    if device.type == "cuda" and dist.distributed:
+        device = torch.device("cuda", dist.local_rank)
+    return device, dist

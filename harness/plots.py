@@ -5,7 +5,8 @@
 - ``curve``: data-efficiency curves (CroCo-Man's fine-tuning with less labelled data): one panel per
   (task, metric), x = fraction of the training set (log scale), one line per row, error bars = std.
 - ``learning``: learning curves of pretraining (``harness.table_curves``): per task, the primary metric against
-  pretraining steps and against pretraining FLOPs, one line per run (its snapshots), random init at 0.
+  pretraining steps and against pretraining FLOPs, one line per run (its snapshots), random init at 0; against
+  FLOPs only when the runs differ in FLOPs per step (methods under one FLOP budget), so that they share one axis.
 
 Every panel draws the task's trivial baseline (the table's baseline row: training mean / majority / chance) as
 a dashed black reference line. Legends sit outside the axes, so they never hide a point.
@@ -21,6 +22,7 @@ import io
 import re
 from typing import Any
 
+from harness.table_curves import steps_differ_in_compute
 from harness.tables import Column, Table, metric_name
 
 PALETTE = {"cpc": "#d62728", "mae": "#1f77b4", "dino": "#2ca02c", "supervised": "#9467bd", "scratch": "#7f7f7f"}
@@ -202,7 +204,8 @@ def flops_unit(max_flops: float) -> tuple[str, float]:
 
 def learning(table: Table) -> dict[str, bytes]:
     """One PNG: a row of two panels per column (task's primary metric): against pretraining steps and against
-    pretraining FLOPs; a line per run (its snapshots), ``scratch`` as a grey point at 0, error bars = std."""
+    pretraining FLOPs (linear axis); a line per run (its snapshots), ``scratch`` as a grey point at 0, error
+    bars = std. Runs that differ in FLOPs per step get the FLOPs panel only: their steps are not comparable."""
     cols = [j for j, c in enumerate(table.columns) if c.measured]
     rows = [r for r in table.measured_rows if r.step is not None]
     if not cols or not any(r.cells[j] is not None for r in rows for j in cols):
@@ -218,11 +221,12 @@ def learning(table: Table) -> dict[str, bytes]:
             extra += 1
     flops = [r.flops for r in rows if r.flops is not None]
     unit, scale = flops_unit(max(flops, default=0.0))
+    kinds = ("flops",) if steps_differ_in_compute(rows) else ("step", "flops")
 
     def draw(axes: Any) -> None:
         for i, j in enumerate(cols):
             col = table.columns[j]
-            for ax, xkind in zip(axes[2 * i:2 * i + 2], ("step", "flops"), strict=True):
+            for ax, xkind in zip(axes[len(kinds) * i:len(kinds) * (i + 1)], kinds, strict=True):
                 for s, color in zip(series, palette, strict=True):
                     pts = [(r.step if xkind == "step" else r.flops, r.cells[j]) for r in rows
                            if r.series == s and r.cells[j] is not None]
@@ -242,7 +246,7 @@ def learning(table: Table) -> dict[str, bytes]:
                 ax.set_ylabel(_ylabel(col))
                 ax.set_title(f"{col.key.task} v{col.key.version} ({col.key.protocol})")
 
-    return {_safe(f"{table.name}--learning") + ".png": _render(draw, 2, table.title, nrows=len(cols))}
+    return {_safe(f"{table.name}--learning") + ".png": _render(draw, len(kinds), table.title, nrows=len(cols))}
 
 
 def table_plots(table: Table) -> dict[str, bytes]:

@@ -12,6 +12,10 @@ A run directory ``<runs>/pretrain/<domain>-<method>-<arch>-<run_id>/`` (``<runs>
     snapshots/step-000100.safetensors  (--snapshot-every / --snapshots) the backbone at those steps, each with
                                     pretrain.step / pretrain.flops in its sidecar (``harness.snapshots``)
 
+Compute-matched runs: ``flops_budget`` (``--flops 2e14``) sets the steps to ``ceil(budget / flops_per_step)``, the
+FLOPs of one global batch counted on the run's first batch before the schedule is built (``harness.flops``); the
+budget is in config.yaml, ``flops_per_step`` in the sidecars and the summary, and a resumed run keeps the steps.
+
 Held-out evaluation (every ``eval_every`` steps and at the end): the objective's loss on ``data.eval_items``
 fixed items of the test split (fixed pairs, crops and masks), and for cpc/mae the loss of predicting each
 hidden patch's mean, i.e. 0 in normalised-pixel units, whose value is ``((D-1)/D) * var/(var+1e-6)`` per
@@ -65,7 +69,8 @@ class _RunFields:
     patch_size: int = 16
     stem: str = "patch"  # patch (ViT's linear patch projection) | conv (a convolutional stem, ViT_C)
     epochs: float = 0.0  # > 0: loop.steps = ceil(epochs * items / batch_size)
-    warmup_epochs: float = 0.0  # > 0 (with epochs): optim.warmup_steps from epochs
+    warmup_epochs: float = 0.0  # > 0 (with epochs or flops_budget): optim.warmup_steps from epochs
+    flops_budget: float = 0.0  # > 0: loop.steps = ceil(flops_budget / FLOPs of one step) (--flops; harness.flops)
     eval_every: int = 50
     run_id: str = ""  # "" = UTC time stamp
     data: DataConfig = field(default_factory=DataConfig)
@@ -119,11 +124,13 @@ def build_config(domain: str = "body", presets: list[str] | tuple[str, ...] = ()
                  **flags: Any) -> PretrainConfig:
     """Defaults, then the domain preset, then named presets, then ``key=value`` overrides, then CLI flags.
 
-    What the command line gives beats what a preset implies: ``loop.steps`` given there drops a preset's
-    ``epochs`` (and ``warmup_epochs``, unless given too), ``optim.warmup_steps`` drops its ``warmup_epochs``;
-    giving both steps and epochs is refused.
+    What the command line gives beats what a preset implies: ``loop.steps`` or a ``flops_budget`` given there
+    drops a preset's ``epochs`` (and ``warmup_epochs``, unless given too), ``optim.warmup_steps`` drops its
+    ``warmup_epochs``; giving two of steps, epochs and a FLOP budget is refused. ``flops_budget`` may carry a unit
+    (``--set flops_budget=200T``, ``harness.flops.parse_flops``).
     """
     from core.config import parse_override
+    from harness.flops import parse_flops
 
     if domain not in DOMAINS:
         raise CpcbenchError(f"unknown pretraining domain {domain!r}; choose body or hand")
@@ -132,16 +139,22 @@ def build_config(domain: str = "body", presets: list[str] | tuple[str, ...] = ()
         if name not in PRESETS:
             raise CpcbenchError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         cfg = with_overrides(cfg, PRESETS[name])
+    parsed = [(".".join(key), value) for key, value in map(parse_override, overrides)]
+    overrides = [f"flops_budget={parse_flops(v, 'flops_budget')!r}" if k == "flops_budget" and isinstance(v, str)
+                 else o for o, (k, v) in zip(overrides, parsed, strict=True)]
     cfg = with_overrides(cfg, list(overrides))
     flags = {k: v for k, v in flags.items() if v is not None}
     cfg = with_overrides(cfg, flags)
-    given = {".".join(parse_override(o)[0]) for o in overrides} | set(flags)
+    given = {k for k, _ in parsed} | set(flags)
     if {"loop.steps", "epochs"} <= given and cfg.epochs > 0:
         raise CpcbenchError("give --steps or --epochs, not both: epochs set the number of steps")
+    budget = "flops_budget" in given and cfg.flops_budget > 0
+    if budget and {"loop.steps", "epochs"} & given:
+        raise CpcbenchError("give --flops or --steps/--epochs, not both: a FLOP budget sets the number of steps")
     implied: dict[str, Any] = {}
-    if "loop.steps" in given and "epochs" not in given:
+    if ("loop.steps" in given or budget) and "epochs" not in given:
         implied["epochs"] = 0.0
-    if ({"loop.steps", "optim.warmup_steps"} & given) and "warmup_epochs" not in given:
+    if (({"loop.steps", "optim.warmup_steps"} & given) or budget) and "warmup_epochs" not in given:
         implied["warmup_epochs"] = 0.0
     return with_overrides(cfg, implied) if implied else cfg
 
@@ -153,8 +166,12 @@ def validate(cfg: PretrainConfig) -> None:
     check_loop(cfg.loop)
     checks = [(cfg.epochs >= 0, f"epochs must be >= 0 (0: loop.steps sets the schedule), got {cfg.epochs}"),
               (cfg.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}"),
-              (cfg.warmup_epochs == 0 or cfg.epochs > 0,
-               "warmup_epochs needs epochs > 0; with --steps set optim.warmup_steps instead"),
+              (cfg.warmup_epochs == 0 or cfg.epochs > 0 or cfg.flops_budget > 0,
+               "warmup_epochs needs epochs > 0 or a FLOP budget; with --steps set optim.warmup_steps instead"),
+              (math.isfinite(cfg.flops_budget) and cfg.flops_budget >= 0,
+               f"flops_budget must be >= 0 (0: loop.steps sets the schedule), got {cfg.flops_budget}"),
+              (cfg.flops_budget == 0 or cfg.epochs == 0,
+               "give a FLOP budget (--flops) or epochs, not both: each sets the number of steps"),
               (cfg.optim.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {cfg.optim.warmup_steps}"),
               (cfg.img_size > 0, f"image size must be positive, got {cfg.img_size}"),
               (cfg.eval_every >= 0, f"eval_every must be >= 0 (0: no held-out evaluation), got {cfg.eval_every}"),
@@ -274,12 +291,13 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
     from core.checkpoints import latest_train_state, save_weights
     from core.config import save_yaml
     from harness.distributed import all_gather_object, barrier, init_distributed
+    from harness.flops import budget_schedule
     from harness.registries import BACKBONES
     from harness.runtime import get_device, seed_everything
     from harness.train import preserved_rng, train
 
     validate(cfg)
-    if cfg.epochs == 0:  # else the steps are known once the data are
+    if cfg.epochs == 0 and cfg.flops_budget == 0:  # else the steps are known once the data (a step's FLOPs) are
         snapshot_steps(snapshot_every, snapshots, cfg.loop.steps)
     if resume and out is not None and latest_train_state(out) is None:
         raise CpcbenchError(f"--resume: {out} holds no training checkpoint, so there is nothing to resume; drop "
@@ -316,16 +334,20 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
         model = method_cls(backbone, cfg.objective_config(), data_info=data_info)
     except ValueError as e:
         raise CpcbenchError(f"cannot build the {cfg.method} objective: {e}") from None
+    over = {}
     if cfg.epochs > 0:
-        steps = max(1, math.ceil(cfg.epochs * len(train_ds) / cfg.loop.batch_size))
-        over = {"loop.steps": steps}
-        if cfg.warmup_epochs > 0:
-            over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
-        cfg = with_overrides(cfg, over)
+        over["loop.steps"] = max(1, math.ceil(cfg.epochs * len(train_ds) / cfg.loop.batch_size))
+    if cfg.warmup_epochs > 0:
+        over["optim.warmup_steps"] = math.ceil(cfg.warmup_epochs * len(train_ds) / cfg.loop.batch_size)
+    cfg = with_overrides(cfg, over) if over else cfg
     run_dir = Path(all_gather_object(str(run_dir_for(cfg, out, resume)))[0])  # rank 0's time stamp names it
+    budget = {}
+    if cfg.flops_budget > 0:  # the steps from the FLOPs of one step, before the schedule (train) is built
+        cfg, per_step = budget_schedule(cfg, model, train_ds, needs.collate, run_dir, resume, dist)  # harness.flops
+        budget = {"flops_per_step": per_step}
     snap_steps = snapshot_steps(snapshot_every, snapshots, cfg.loop.steps)
     sidecar = {"method": cfg.method, "domain": cfg.domain, "arch": cfg.arch, "img_size": cfg.img_size,
-               "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, "data": data_info,
+               "pos_embed": cfg.pos_embed, "steps": cfg.loop.steps, **budget, "data": data_info,
                "backbone": backbone.config_dict(), "pretrain": to_dict(cfg)}
     batches = (eval_batches(held_ds, cfg.data.eval_items, cfg.loop.batch_size, needs.collate)
                if held_ds is not None and main else [])
@@ -338,7 +360,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
                          domain=cfg.domain, arch=cfg.arch) if snap_steps else None)
     result = train(model, train_ds, cfg.loop, cfg.optim, run_dir, resume=resume, config=sidecar,
                    collate_fn=needs.collate, desc=f"pretrain {cfg.domain} {cfg.method}",
-                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every, snapshots=snaps)
+                   eval_fn=make_eval_fn(batches) if batches else None, eval_every=cfg.eval_every, snapshots=snaps,
+                   flops_per_step=budget.get("flops_per_step", 0.0))
     if result.steps < 1 or not math.isfinite(result.final_loss):
         raise CpcbenchError(f"the run in {run_dir} trained no step (final loss {result.final_loss}): no backbone "
                             "exported")
@@ -350,9 +373,11 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: bool = 
                "domain": cfg.domain, "arch": cfg.arch, "steps": result.steps, "final_loss": result.final_loss,
                "wall_time_s": result.wall_time_s, "img_per_s": sum(speeds) / max(len(speeds), 1),
                "flops_per_step": result.flops_per_step, **last_eval}
+    flops = result.flops_per_step * result.steps if result.flops_per_step > 0 else None
+    if cfg.flops_budget > 0:
+        summary.update(flops_budget=cfg.flops_budget, flops=flops)
     if result.compile:
         summary["compile"] = result.compile
-    flops = result.flops_per_step * result.steps if result.flops_per_step > 0 else None
     if main:
         save_weights(run_dir / "backbone.safetensors", exported.state_dict(),
                      {**sidecar, "step": result.steps, "flops": flops, "run": run_dir.name},

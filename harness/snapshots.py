@@ -2,7 +2,9 @@
 
 ``cpcbench pretrain ... --snapshot-every N`` and/or ``--snapshots 0,100,200`` keep the exported backbone at those
 steps as ``<run>/snapshots/step-000100.safetensors`` (+ its JSON sidecar, as ``backbone.safetensors`` has), each
-a backbone spec of its own (``--backbone runs/x/snapshots/step-000100.safetensors``). The sidecar's config is the
+a backbone spec of its own (``--backbone runs/x/snapshots/step-000100.safetensors``). ``--snapshots 0,5%,25%``
+names percents of the run's steps (rounded to a step; mixable with steps), so that runs of different lengths under
+one FLOP budget (``--flops``) are caught at the same fractions of their compute. The sidecar's config is the
 export's plus ``step`` (optimizer steps done; 0 = the run's random init) and ``flops`` (pretraining FLOPs up to that
 step: the loop's FLOPs of one step times the step, None when they could not be counted) and ``run`` (the run
 directory's name), so a result record reads them as ``backbone.pretrain.step`` / ``.flops`` / ``.run``.
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +37,44 @@ def snapshot_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "snapshots" / f"step-{step:06d}.safetensors"
 
 
-def parse_steps(text: str, flag: str = "--snapshots") -> tuple[int, ...]:
-    """``"100,200,400"`` -> ``(100, 200, 400)`` (sorted, unique); anything but integers >= 0 is refused."""
+@dataclass(frozen=True, order=True)
+class Percent:
+    """A snapshot at ``value`` % of the run's steps (``--snapshots 5%``), resolved once the steps are known."""
+    value: Fraction
+
+    def step(self, total: int) -> int:
+        """The step ``value`` % of ``total`` rounds to (halves up): 5% of 300 -> 15, 0% -> 0, 100% -> ``total``."""
+        return math.floor(self.value * total / 100 + Fraction(1, 2))
+
+    def __str__(self) -> str:
+        return f"{float(self.value):g}%"
+
+
+def parse_steps(text: str, flag: str = "--snapshots") -> tuple[int | Percent, ...]:
+    """``"100,200,400"`` -> ``(100, 200, 400)`` (sorted, unique); ``"0,5%,50%"`` -> ``(0, Percent(5), Percent(50))``
+    (percent of the run's steps, steps first). Anything but integers >= 0 and percents in 0..100 is refused."""
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     if not items:
-        raise CpcbenchError(f"{flag} is empty; give a comma list of steps, e.g. 0,100,200")
-    out = set()
+        raise CpcbenchError(f"{flag} is empty; give a comma list of steps, e.g. 0,100,200 or 0,5%,50%")
+    steps, percents = set(), set()
     for t in items:
-        if not re.fullmatch(r"\d+", t):
-            raise CpcbenchError(f"{flag}: {t!r} is not a step number; give integers >= 0, e.g. 0,100,200")
-        out.add(int(t))
-    return tuple(sorted(out))
+        if re.fullmatch(r"\d+", t):
+            steps.add(int(t))
+        elif re.fullmatch(r"\d*\.?\d+\s*%", t):
+            value = Fraction(t.rstrip("%").strip())
+            if value > 100:
+                raise CpcbenchError(f"{flag}: {t} is past the end of the run (100%)")
+            percents.add(Percent(value))
+        else:
+            raise CpcbenchError(f"{flag}: {t!r} is not a step number or a percent of the run; give integers >= 0 "
+                                "or percents, e.g. 0,100,200 or 0,5%,50%")
+    return (*sorted(steps), *sorted(percents))
 
 
-def snapshot_steps(every: int, steps: Iterable[int], total: int) -> tuple[int, ...]:
-    """The steps to snapshot in a run of ``total`` steps: every ``every``-th (0: none) plus ``steps``."""
-    listed = sorted({int(s) for s in steps})
+def snapshot_steps(every: int, steps: Iterable[int | Percent], total: int) -> tuple[int, ...]:
+    """The steps to snapshot in a run of ``total`` steps: every ``every``-th (0: none) plus ``steps`` (each a step,
+    or a ``Percent`` of ``total`` rounded to a step)."""
+    listed = sorted({s.step(total) if isinstance(s, Percent) else int(s) for s in steps})
     if every < 0:
         raise CpcbenchError(f"--snapshot-every must be a positive number of steps (0: none), got {every}")
     bad = [s for s in listed if s < 0 or s > total]

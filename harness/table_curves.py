@@ -6,8 +6,9 @@
   per (task domain, eval protocol, fraction): rows = the series' snapshots in step order (plus ``scratch``, the
   random init of the default architecture, at step 0 when it was measured on the same columns), columns = the
   primary metric of each task (``harness.tables.primary_metric``), mean ± std over seeds; the trivial baseline
-  row; plot ``learning`` (metric vs pretraining steps and vs pretraining FLOPs). The CSV names every row's
-  step and FLOPs.
+  row; plot ``learning`` (metric vs pretraining steps and vs pretraining FLOPs; FLOPs only when the runs differ
+  in FLOPs per step, e.g. CPC's pairs and decoder against MAE under one ``--flops`` budget: equal steps are then
+  not equal compute). The CSV names every row's step and FLOPs.
 - **Probes** (``probes_table``): rows = backbones, columns = the primary metric of every task whose name starts
   with ``probe-``, grouped by eval protocol (linear, attentive, knn, match), mean ± std over seeds, best per
   column in bold, the trivial baseline row.
@@ -56,6 +57,22 @@ def series_key(rec: Mapping[str, Any]) -> tuple[str, str, str]:
         run = parts[-3] if len(parts) >= 3 and parts[-2] == "snapshots" else parts[-2] if len(parts) >= 2 else ""
     config = json.dumps(pre.get("pretrain") or {}, sort_keys=True, default=str)
     return str(pre.get("method") or rec.get("method") or ""), run, config
+
+
+def per_step_flops(rows: Sequence[Row]) -> dict[str, float]:
+    """FLOPs of one pretraining step of each learning-curve series, from its first snapshot past step 0 with counted
+    FLOPs (``scratch`` and series without counted FLOPs are left out)."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if r.series and r.series != "scratch" and r.step and r.flops is not None:
+            out.setdefault(r.series, r.flops / r.step)
+    return out
+
+
+def steps_differ_in_compute(rows: Sequence[Row]) -> bool:
+    """Whether the series' FLOPs per step differ (by more than 1e-6 relative): then only FLOPs compare them."""
+    vals = list(per_step_flops(rows).values())
+    return len(vals) > 1 and max(vals) > min(vals) * (1 + 1e-6)
 
 
 def _primary_columns(records: Sequence[Mapping[str, Any]]) -> list[Column]:
@@ -124,6 +141,9 @@ def learning_tables(records: Sequence[Mapping[str, Any]]) -> list[Table]:
                 table.rows.append(Row(f"{label} · step {step} · {_fmt_flops(flops)}", cells,
                                       backbone=str(rs[0]["backbone"]["name"]), weights_sha256=sha,
                                       color_key=method, series=label, step=step, flops=flops))
+        if steps_differ_in_compute(table.rows):
+            table.caption += (" The runs differ in FLOPs per step: compare them at equal pretraining FLOPs (the plot's "
+                              "x axis), not at equal steps.")
         if scratch:
             rows, sup, _ = _rows_from(scratch, "scratch (random init)", columns)
             superseded += sup

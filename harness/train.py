@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CpcbenchError
-from harness.distributed import DistInfo, StepBatchSampler, barrier, init_distributed
+from harness.distributed import StepBatchSampler, barrier, placement
 from harness.fast import warm_compiled
 from harness.flops import FlopMeter
 from harness.optim import effective_lr
@@ -101,7 +101,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
           resume: bool = False, config: dict[str, Any] | None = None, param_groups: list[dict] | None = None,
           collate_fn: Callable | None = None, desc: str = "train",
           eval_fn: Callable[[Any, int], dict] | None = None, eval_every: int = 0,
-          snapshots: Any = None) -> TrainResult:
+          snapshots: Any = None, flops_per_step: float = 0.0) -> TrainResult:
     """Train ``model`` on ``dataset`` for ``loop.steps`` optimizer steps of ``loop.batch_size`` items.
 
     ``param_groups``: AdamW groups to use instead of the default ones (each may set ``lr_scale`` and
@@ -118,12 +118,14 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     ``snapshots`` (a ``harness.snapshots.Snapshotter``): ``snapshots.write(model, step, flops_per_step)`` after
     each step it is ``due`` (and at step 0 of a fresh run), before that step's checkpoint; FLOPs are then counted
     even when ``loop.count_flops`` is off, so that each snapshot knows the pretraining FLOPs behind it.
+    ``flops_per_step``: the FLOPs of one global batch, counted already (a FLOP budget set the steps from it): used
+    instead of counting again; a checkpoint's count wins on resume.
     """
     from harness.runtime import autocast_dtype
 
     t_start = time.perf_counter()
     check_loop(loop)
-    device, dist = _placement(loop.device)
+    device, dist = placement(loop.device)
     rank, world = dist.rank, dist.world_size
     run_dir = Path(run_dir)
     if rank == 0:
@@ -140,7 +142,7 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
     net = _ddp(raw, device) if dist.distributed else model  # else the caller's module, compiled or not
     net.train()
     update = TrainStep(net, raw, opt, effective_lr(optim.base_lr, batch), loop, optim, amp, device, world, run_dir)
-    flops = FlopMeter(loop.count_flops or snapshots is not None, start.flops_per_step)
+    flops = FlopMeter(loop.count_flops or snapshots is not None, start.flops_per_step or flops_per_step)
     held_out = HeldOut(eval_fn, eval_every, loop.steps, amp, device.type)
     logbook = TrainLog(run_dir, desc, loop, per_epoch, rank, start.step, start.history, start.window)
     step = start.step
@@ -185,22 +187,6 @@ def train(model: Any, dataset: Any, loop: LoopConfig, optim: OptimConfig, run_di
                        checkpoint=ckpt.last if rank == 0 else None,
                        evals=[{"step": h["step"], **h["eval"]} for h in history if "eval" in h],
                        compile=compile_info)
-
-
-def _placement(device_name: str) -> tuple[Any, DistInfo]:
-    """The device this process trains on and its place in the process group (joined under torchrun)."""
-    import torch
-
-    from harness.runtime import get_device
-
-    try:
-        device = get_device(device_name)
-    except (RuntimeError, ValueError) as e:
-        raise CpcbenchError(str(e)) from None
-    dist = init_distributed(device.type)
-    if device.type == "cuda" and dist.distributed:
-        device = torch.device("cuda", dist.local_rank)
-    return device, dist
 
 
 def _workers(requested: int, rank: int) -> int:

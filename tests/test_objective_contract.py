@@ -148,7 +148,7 @@ def test_committed_pretrain_blocks_keep_their_keys_and_meaning() -> None:
 
 
 #: settings added to PretrainConfig after records were committed, with the value that means what those runs did
-ADDED = {"loop.compile": False, "patch_size": 16, "stem": "patch"}
+ADDED = {"loop.compile": False, "patch_size": 16, "stem": "patch", "flops_budget": 0.0}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
