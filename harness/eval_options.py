@@ -38,6 +38,8 @@ class EvalOverrides:
     batch_size: int | None = _option(None, "--batch-size", "Batch size (default: the task's).")
     base_lr: float | None = _option(None, "--lr", "Base LR per 256 samples (default: the task's).")
     img_size: int | None = _option(None, "--img-size", "Input size (default: the backbone's).")
+    layer_decay: float | None = _option(None, "--layer-decay", "Layer-wise LR decay of fine-tuning (default: the "
+                                                               "task's; 1 = the same LR for every block).")
     data_root: str | None = _option(None, "--data-root", "Real benchmarks' data (default $CPCBENCH_DATA); or a "
                                                          "frame set.", cli_type=Path)
     device: str = _option("auto", "--device", "auto | cpu | cuda")
@@ -76,6 +78,8 @@ class EvalConfig(EvalOverrides):
         if self.feature_cache == "off" and self.protocol in ("attentive", "knn", "match"):
             raise CpcbenchError(f"--protocol {self.protocol} runs on cached features only; --feature-cache off "
                                 "applies to --protocol linear")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise CpcbenchError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
         if self.seeds < 1:
             raise CpcbenchError(f"--seeds must be >= 1, got {self.seeds}")
         if not 0.0 < self.fraction <= 1.0:

@@ -135,6 +135,13 @@ def _resolve_backbone(spec: str, domain: str, img_size: int | None) -> tuple[Any
 
 
 
+def layer_decay(cfg: EvalConfig, d: Any) -> float | None:
+    """The layer-wise LR decay of a fine-tuning run (``--layer-decay`` or the task's default); None when frozen."""
+    if cfg.protocol != "finetune":
+        return None
+    return cfg.layer_decay if cfg.layer_decay is not None else d.layer_decay
+
+
 def predict_split(model: Any, task: Any, ds: Any, device: Any, batch_size: int, num_workers: int) -> dict[str, Any]:
     """Run ``model`` over ``ds``; ``task.predictions`` arrays concatenated over the split (first axis = sample)."""
     import torch
@@ -274,7 +281,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
             extra["submission_note"] = task.submission_note
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
-              "layer_decay": d.layer_decay if cfg.protocol == "finetune" else None,
+              "layer_decay": layer_decay(cfg, d),
               "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": out_n_train,
               "train_stats": TRAIN_STATS, "feature_cache": "on" if uses_cache(cfg) else "off",
               "features": feature_keys}
@@ -311,7 +318,7 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
                       log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False,
                       compile=cfg.compile)
     optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
-                        layer_decay=d.layer_decay if cfg.protocol == "finetune" else None)
+                        layer_decay=layer_decay(cfg, d))
     run_dir = cell.runs_root / "eval" / task.name / safe_name(cfg.backbone) / cell.run_id / f"seed{seed}"
     log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
              cfg.protocol, seed, len(train_subset), n_test, steps)

@@ -90,7 +90,7 @@ def _backbone_rank(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
-SETTING_KEYS = ("steps", "batch_size", "base_lr", "img_size")
+SETTING_KEYS = ("steps", "batch_size", "base_lr", "img_size", "layer_decay")
 
 
 def setting_string(values: Mapping[str, Any], defaults: Mapping[str, Any], limit: int | None,

@@ -89,6 +89,7 @@ def test_missing_real_data_is_one_line(tmp_path, monkeypatch):
     (["--task", "synth-body-msh"], "Did you mean"),
     (["--task", "synth-body-mesh", "--protocol", "probe"], "unknown protocol"),
     (["--task", "synth-body-mesh", "--fraction", "1.5"], "--fraction"),
+    (["--task", "synth-body-mesh", "--layer-decay", "1.5"], "--layer-decay"),
 ])
 def test_bad_arguments_are_one_line(args, needle):
     r = runner.invoke(app, ["eval", "--backbone", "scratch", *args])
@@ -104,10 +105,12 @@ def test_eval_and_sweep_options_come_from_one_definition(tmp_path, monkeypatch):
     from harness.eval_options import EvalConfig, EvalOverrides
 
     flags = {f.name: f.metadata["flag"] for f in fields(EvalOverrides) if "flag" in f.metadata}
-    values = {"steps": "7", "batch_size": "3", "base_lr": "0.5", "img_size": "48", "data_root": str(tmp_path),
+    values = {"steps": "7", "batch_size": "3", "base_lr": "0.5", "img_size": "48", "layer_decay": "0.9",
+              "data_root": str(tmp_path),
               "device": "cpu", "num_workers": "2", "feature_cache": "off", "compile": None}  # None: a bare flag
     assert set(flags) == set(values)
-    want = EvalOverrides(steps=7, batch_size=3, base_lr=0.5, img_size=48, data_root=str(tmp_path), device="cpu",
+    want = EvalOverrides(steps=7, batch_size=3, base_lr=0.5, img_size=48, layer_decay=0.9, data_root=str(tmp_path),
+                         device="cpu",
                          num_workers=2, feature_cache="off", compile=True)
     seen: dict[str, object] = {}
 

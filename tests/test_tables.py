@@ -340,6 +340,16 @@ def test_image_sizes_never_share_a_cell() -> None:
     assert len(main_tables(runs)[0].columns) == 4
 
 
+def test_layer_decays_never_share_a_cell() -> None:
+    """--layer-decay is part of the fine-tuning setting: a run with another decay than the task's gets its own cells."""
+    d = {"steps": 10, "batch_size": 32, "base_lr": 1e-3, "img_size": 64, "layer_decay": 0.75}
+    runs = [_golden_record("synth-body-2d", "cpc", {"pck05": v, "pck10": v}, config={
+        "layer_decay": ld, "defaults": d}) for ld, v in ((0.75, [20.0, 21.0, 22.0]), (1.0, [30.0, 31.0, 32.0]))]
+    (table,) = main_tables(runs)
+    assert [c.mean for c in table.rows[0].cells] == pytest.approx([21, 21, 31, 31])
+    assert "layer_decay=1" in to_markdown(table)
+
+
 def test_pre_fix_fraction_records_never_pool_with_fixed_ones() -> None:
     """Below fraction 1, a record made before head statistics came from the fraction alone (no
     ``config.train_stats``) keeps its own cell, labelled; at fraction 1 nothing changed, so both pool."""
