@@ -34,13 +34,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/python -m harness.demo
 
-# the committed CPU-scale reproduction (records -> results/, tables -> leaderboards/); resumable, ~2 h on 2 cores
+# the study (harness/study.py; records -> results/, tables -> leaderboards/) in resumable stages of < 3 h each on
+# 2 cores: all of them, or e.g. `make reproduce STAGE=data` (data, pretrain-body, pretrain-hand, finetune, probes,
+# tables; a comma list runs several); `make reproduce STAGE=data DRY=1` lists the commands only
 reproduce: setup
-	$(BIN)/python -m harness.reproduce
+	$(BIN)/python -m harness.reproduce $(if $(STAGE),--stage $(STAGE)) $(if $(DRY),--dry-run)
 
-# pretraining + the frozen-feature probes and the learning curve only (minutes)
+# the study's frozen-feature probes and learning curves only (needs its data and pretraining stages)
 probes: setup
-	$(BIN)/python -m harness.reproduce --only probes
+	$(BIN)/python -m harness.reproduce --stage probes
 
 # regenerate every table, plot and the HTML page under leaderboards/ from results/
 tables: setup

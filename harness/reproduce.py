@@ -1,22 +1,38 @@
-"""``make reproduce``: the committed CPU-scale reproduction of the paper's comparisons on the embedded world.
+"""``make reproduce``: the study of issue #16 on the embedded world, as ``cpcbench`` commands in resumable stages.
 
-What it runs (every step a ``cpcbench`` command, echoed as a user would type it; scale in ``SCALE``):
+The study itself (frame sets, pretraining runs, grid, probes, curves, ablations and the numbers the lead sets:
+``BUDGET``, ``ARCH``, ``LOW``, ``FT_STEPS``, ``ABLATION_TASKS``) is defined in ``harness.study``; this module
+runs it. Every step is a ``cpcbench`` command, echoed as a user would type it.
 
-1. pretraining, ViT-Tiny/16 at 64 px on the synthetic frame sets: CPC (cross-view + cross-pose, human-aware
-   masking), MAE and DINO per domain (body, hand), supervised once on synth-objects; for the ablations three
-   more body CPC runs (cross-view only, cross-pose only, uniform masking);
-2. the main grid (``cpcbench sweep``): cpc, mae, dino, supervised, scratch x the ``TASKS`` x 3 seeds, each
-   fine-tuned for ``finetune_steps`` (half the tasks' default schedule, to fit 2 CPU cores);
-3. the ablations (fine-tuned on ``ABLATION_TASK``) and the data-efficiency fractions (``FRACTIONS``);
-4. the frozen-feature probes (``PROBES``: every grid backbone x probe task x protocol x 3 seeds, on cached
-   features) and the learning curve: the body CPC run keeps ``CURVE_SNAPSHOTS``, each probed on ``CURVE_TASKS``
-   (``--only probes`` runs just the pretraining and this step);
-5. ``cpcbench tables --paper``: ``leaderboards/`` from ``results/``.
+Stages (``--stage NAME``, repeatable or a comma list; none: all, in this order; each fits one sitting of < 3 h on
+2 CPU cores):
 
-Two lanes (body, hand) run side by side, one thread each (``--jobs 1`` runs them one after the other). Every
-step is resumable: a pretraining run whose backbone exists is skipped, and the sweeps skip cells whose record
-exists, so an interrupted reproduction is re-run, not restarted. Pretraining runs go under
-``$CPCBENCH_RUNS`` (default ``runs/repro``), records into ``results/``.
+1. ``data``: render the five frame sets at 64 px (``cpcbench data synth``, ``RENDER_WORKERS`` render processes:
+   they are the parallelism) into ``<runs>/data/<name>``: unlabeled pretraining sets ``body-pre``, ``hand-pre``
+   (seed 100), the supervised set ``objects-pre``, and the labeled sets ``body-lab``, ``hand-lab`` (seed 11:
+   other people than the pretraining ones);
+2. ``pretrain-body``: body CPC, MAE, DINO and supervised (on ``objects-pre``); each run under the same FLOP
+   budget (``--flops``), architecture (``--set``) and percent snapshots, into
+   ``<runs>/pretrain/<domain>-<method>-vit_tiny-study``;
+3. ``pretrain-hand``: hand CPC, MAE, DINO and the three body CPC ablations (cross-view pairs only, cross-pose
+   pairs only, uniform masking) into ``<runs>/ablations/body-cpc-<name>``;
+4. ``finetune``: the main grid (``cpcbench sweep``: cpc, mae, dino, supervised and the random init of the same
+   architecture x the main tasks x fractions ``LOW`` and 1.0 x 3 seeds, ``FT_STEPS`` steps, on the labeled sets
+   through ``--data-root``) and the ablations (their three backbones on ``ABLATION_TASKS``, same fractions);
+5. ``probes``: the frozen-feature probes (every main backbone x probe task x protocol x 3 seeds, on cached
+   features) and the learning curves (every snapshot of the body CPC, MAE, DINO and supervised runs on
+   ``CURVE_TASKS``: one FLOPs axis for every method);
+6. ``tables``: ``cpcbench tables --paper``: ``leaderboards/`` from ``results/``.
+
+The pretraining, fine-tuning and probe stages run two lanes side by side, one thread each (``--jobs 1``: one after
+the other, two threads each); the data stage renders one set after another with ``RENDER_WORKERS`` processes. Each
+stage prints what it runs, what it skips and its minutes. Re-running skips finished work: a frame set that is
+complete for the study's config (``humans.world.is_complete``), a pretraining run whose backbone exists (a run
+with a checkpoint resumes, with the same ``--flops``/``--snapshots``), sweep cells whose record exists. A run made
+with another budget or architecture is refused (choose a new ``$CPCBENCH_RUNS``). A stage whose inputs are missing
+names the stage to run first. Pretraining runs and frame sets go under ``$CPCBENCH_RUNS`` (default
+``runs/study``), records into ``--results`` (``results/``), logs under ``<runs>/logs``. ``--dry-run`` prints (and
+returns) the commands that would run, skipping what is done.
 """
 
 from __future__ import annotations
@@ -28,166 +44,301 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-SCALE = {"img_size": 64, "pretrain_steps": 400, "finetune_steps": 150, "seeds": 3}
-TASKS = {"body": ["synth-body-mesh", "synth-body-2d"], "hand": ["synth-hand-mesh", "synth-hand-gesture"]}
-BACKBONES = "cpc,mae,dino,supervised,scratch"
-FRACTIONS = ("synth-hand-mesh", "cpc,mae,scratch", "0.1,0.5")  # task, backbones, fractions (1.0: the main grid)
-#: body CPC ablations: name -> config overrides (the main `cpc` run is "both pairs, human-aware masking")
-ABLATIONS = {"crossview": ["data.pair_mix=1.0"], "crosspose": ["data.pair_mix=0.0"],
-             "uniform": ["cpc.mask_strategy=uniform"]}
-ABLATION_TASK = "synth-body-2d"
-#: frozen-feature probes (issue 15): task -> protocols, per domain; every backbone of the grid, 3 seeds
-PROBES = {"body": {"probe-body-facing": ("linear", "attentive", "knn"), "probe-body-depth": ("linear",),
-                   "probe-body-xview": ("match",), "probe-body-xpose": ("match",)},
-          "hand": {"probe-hand-orient": ("linear", "attentive"), "probe-hand-artic": ("linear", "attentive")}}
-#: the learning curve: the body CPC run keeps these snapshots (plus its final step), each probed on CURVE_TASKS
-CURVE_SNAPSHOTS = "0,25,50,100,200,300"
-CURVE_TASKS = {"probe-body-facing": "linear", "probe-body-depth": "linear", "probe-body-xview": "match"}
+from core.errors import CpcbenchError
+from harness import study
+
+STAGES = ("data", "pretrain-body", "pretrain-hand", "finetune", "probes", "tables")
 
 
+class StageError(CpcbenchError):
+    """A stage that cannot start (missing inputs, a finished run of another config), or an unknown stage."""
+
+
+@dataclass
 class Lane:
-    """A sequence of cpcbench commands run one after another (one thread, one CPU core)."""
+    """A sequence of cpcbench commands run one after another (one thread)."""
 
-    def __init__(self, name: str, runs: Path, threads: int, dry_run: bool = False) -> None:
-        self.name, self.runs, self.threads, self.dry_run = name, runs, threads, dry_run
-        self.failed: list[str] = []
-        self.commands: list[str] = []
+    name: str
+    steps: list[list[str]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
-    def run(self, args: list[str]) -> bool:
-        cmd = f"cpcbench {shlex.join(args)}"
-        print(f"[{self.name}] $ {cmd}", flush=True)
-        self.commands.append(cmd)
-        if self.dry_run:
-            return True
-        t0 = time.time()
-        env = {**os.environ, "CPCBENCH_RUNS": str(self.runs), "OMP_NUM_THREADS": str(self.threads),
-               "MKL_NUM_THREADS": str(self.threads)}
-        log = self.runs / "logs" / f"{self.name}.log"
+    def add(self, args: list[str]) -> None:
+        self.steps.append(args)
+
+    def run(self, runs: Path, threads: int) -> None:
+        env = {**os.environ, "CPCBENCH_RUNS": str(runs), "OMP_NUM_THREADS": str(threads),
+               "MKL_NUM_THREADS": str(threads)}
+        log = runs / "logs" / f"{self.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as fh:
-            fh.write(f"\n$ {cmd}\n")
-            fh.flush()
-            rc = subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, stdout=fh,
-                                stderr=subprocess.STDOUT).returncode
-        print(f"[{self.name}]   exit {rc} after {time.time() - t0:.0f} s", flush=True)
-        if rc != 0:
-            self.failed.append(cmd)
-        return rc == 0
-
-    def pretrain(self, domain: str, method: str, out: Path, overrides: list[str] = (), extra: list[str] = ()) -> None:
-        if (out / "backbone.safetensors").is_file():
-            print(f"[{self.name}] skip: {out} has its backbone", flush=True)
-            return
-        args = ["pretrain", domain, "--method", method, "--img-size", str(SCALE["img_size"]),
-                "--steps", str(SCALE["pretrain_steps"]), "--out", str(out), *extra]
-        for o in overrides:
-            args += ["--set", o]
-        if (out / "checkpoints" / "latest.json").is_file():  # --resume needs a checkpoint to continue
-            args.append("--resume")
-        self.run(args)
-
-    def sweep(self, backbones: str, tasks: list[str], results: Path, fractions: str = "1.0") -> None:
-        self.run(["sweep", "--backbones", backbones, "--tasks", ",".join(tasks), "--seeds", str(SCALE["seeds"]),
-                  "--fraction", fractions, "--img-size", str(SCALE["img_size"]),
-                  "--steps", str(SCALE["finetune_steps"]), "--results", str(results)])
+        for args in self.steps:
+            cmd = command(args)
+            print(f"[{self.name}] $ {cmd}", flush=True)
+            t0 = time.time()
+            with open(log, "a") as fh:
+                fh.write(f"\n$ {cmd}\n")
+                fh.flush()
+                rc = subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, stdout=fh,
+                                    stderr=subprocess.STDOUT).returncode
+            print(f"[{self.name}]   exit {rc} after {time.time() - t0:.0f} s", flush=True)
+            if rc != 0:
+                self.failed.append(cmd)
 
 
-    def probes(self, backbones: str, domain: str, results: Path,
-               tasks: dict[str, tuple[str, ...]] | None = None) -> None:
-        """The frozen-feature probes of ``domain`` (``PROBES``), one sweep per protocol (features cached once)."""
-        for task, protocols in (tasks or PROBES[domain]).items():
+def command(args: list[str]) -> str:
+    return f"cpcbench {shlex.join(args)}"
+
+
+@dataclass
+class Plan:
+    """What one invocation does: where things go, and what was skipped (printed as it is decided)."""
+
+    runs: Path
+    results: Path
+    out: Path
+    workers: int = study.RENDER_WORKERS
+    skipped: list[str] = field(default_factory=list)
+
+    def skip(self, lane: str, why: str) -> None:
+        print(f"[{lane}] skip: {why}", flush=True)
+        self.skipped.append(why)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def frames_complete(fs: study.FrameSet, runs: Path) -> bool:
+    from humans.world import is_complete, make_config
+
+    return is_complete(fs.path(runs), make_config(fs.domain, fs.frames, study.IMG_SIZE, fs.seed, **fs.world()))
+
+
+def _differs(have: object, want: object) -> bool:
+    if isinstance(have, int | float) and isinstance(want, int | float) and not isinstance(have, bool):
+        return abs(float(have) - float(want)) > 1e-9 * max(abs(float(want)), 1.0)
+    return str(have) != str(want)
+
+
+def check_run_config(run: study.Pretraining, runs: Path) -> None:
+    """Refuse a run directory pretrained (or begun) with another budget, architecture or ablation setting."""
+    from core.config import load_yaml, parse_override
+
+    path = run.out(runs) / "config.yaml"
+    if not path.is_file():
+        return
+    cfg = load_yaml(path)
+    want = {"flops_budget": study.BUDGET, "img_size": study.IMG_SIZE, "method": run.method}
+    want |= {".".join(k): v for k, v in map(parse_override, run.settings())}
+    for key, value in want.items():
+        have: object = cfg
+        for part in key.split("."):
+            have = have.get(part) if isinstance(have, dict) else None
+        if _differs(have, value):
+            raise StageError(f"{run.out(runs)} was pretrained with {key}={have}, the study asks for {key}={value}: "
+                             "set CPCBENCH_RUNS to a new directory (or move that run away)")
+
+
+def requirements(stage: str, runs: Path) -> list[tuple[str, Callable[[], bool], str]]:
+    """The inputs of ``stage``: (what, is it there, the stage that makes it)."""
+    def frames(name: str) -> tuple[str, Callable[[], bool], str]:
+        fs = study.frame_set(name)
+        return f"the frame set {fs.path(runs)}", lambda: frames_complete(fs, runs), "data"
+
+    def backbones(group: str, stage: str) -> list[tuple[str, Callable[[], bool], str]]:
+        return [(str(p.backbone(runs)), p.backbone(runs).is_file, stage) for p in study.PRETRAININGS[group]]
+
+    labeled = [frames(study.labeled_set(d).name) for d in study.MAIN_TASKS]
+    if stage == "pretrain-body":
+        return [frames(n) for n in dict.fromkeys(p.frames for p in study.PRETRAININGS["body"])]
+    if stage == "pretrain-hand":
+        groups = study.PRETRAININGS["hand"] + study.PRETRAININGS["ablations"]
+        return [frames(n) for n in dict.fromkeys(p.frames for p in groups)]
+    if stage == "finetune":
+        return (labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
+                + backbones("ablations", "pretrain-hand"))
+    if stage == "probes":
+        return labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
+    return []
+
+
+# ---------------------------------------------------------------------------------------------- the stages
+def data_lanes(plan: Plan) -> list[Lane]:
+    lane = Lane("data")
+    for fs in study.FRAME_SETS:
+        if frames_complete(fs, plan.runs):
+            plan.skip(lane.name, f"{fs.path(plan.runs)} is complete")
+            continue
+        args = ["data", "synth", fs.domain, "--frames", str(fs.frames), "--seed", str(fs.seed), "--size",
+                str(study.IMG_SIZE)]
+        for flag, value in (("--cameras", fs.cameras), ("--seq-len", fs.seq_len),
+                            ("--motions-per-subject", fs.motions_per_subject)):
+            if value is not None:
+                args += [flag, str(value)]
+        lane.add([*args, "--workers", str(plan.workers), "--out", str(fs.path(plan.runs))])
+    return [lane]
+
+
+def pretrain(lane: Lane, run: study.Pretraining, plan: Plan) -> None:
+    """One pretraining run: skipped when its backbone exists, resumed when it has a checkpoint."""
+    out = run.out(plan.runs)
+    check_run_config(run, plan.runs)
+    if run.backbone(plan.runs).is_file():
+        plan.skip(lane.name, f"{out} has its backbone")
+        return
+    budget = f"{study.BUDGET:g}".replace("e+", "e")  # 2e14
+    args = ["pretrain", run.domain, "--method", run.method, "--img-size", str(study.IMG_SIZE), "--data",
+            str(study.frame_set(run.frames).path(plan.runs)), "--flops", budget, "--snapshots", study.SNAPSHOTS,
+            "--out", str(out)]
+    for setting in run.settings():
+        args += ["--set", setting]
+    if (out / "checkpoints" / "latest.json").is_file():  # --resume needs a checkpoint to continue
+        args.append("--resume")
+    lane.add(args)
+
+
+def split_lanes(plan: Plan, groups: dict[str, tuple[study.Pretraining, ...]]) -> list[Lane]:
+    lanes = []
+    for name, runs in groups.items():
+        lane = Lane(name)
+        for run in runs:
+            pretrain(lane, run, plan)
+        lanes.append(lane)
+    return lanes
+
+
+def pretrain_body_lanes(plan: Plan) -> list[Lane]:
+    body = study.PRETRAININGS["body"]
+    half = (len(body) + 1) // 2
+    return split_lanes(plan, {"body-1": body[:half], "body-2": body[half:]})
+
+
+def pretrain_hand_lanes(plan: Plan) -> list[Lane]:
+    return split_lanes(plan, {"hand": study.PRETRAININGS["hand"], "ablations": study.PRETRAININGS["ablations"]})
+
+
+def sweep_args(backbones: list[str], tasks: list[str], domain: str, plan: Plan, *extra: str) -> list[str]:
+    return ["sweep", "--backbones", ",".join(backbones), "--tasks", ",".join(tasks), *extra, "--seeds",
+            str(study.SEEDS), "--img-size", str(study.IMG_SIZE), "--data-root",
+            str(study.labeled_set(domain).path(plan.runs)), "--results", str(plan.results)]
+
+
+def finetune_lanes(plan: Plan) -> list[Lane]:
+    """One lane per domain's main grid; the ablation tasks are dealt to the lanes in turn (they balance them)."""
+    lanes = {d: Lane(d) for d in study.MAIN_TASKS}
+    ft = ("--fraction", ",".join(str(float(f)) for f in study.fractions()), "--steps", str(study.FT_STEPS))
+    for domain, tasks in study.MAIN_TASKS.items():
+        lanes[domain].add(sweep_args(list(study.main_backbones()), list(tasks), domain, plan, *ft))
+    ablations = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
+    order = list(lanes.values())
+    for i, task in enumerate(study.ABLATION_TASKS):
+        order[i % len(order)].add(sweep_args(ablations, [task], "body", plan, *ft))
+    return order
+
+
+def probe_lanes(plan: Plan) -> list[Lane]:
+    """Probes per domain (one sweep per task and protocol: features cached once); the learning curves (every
+    snapshot of the body runs) go to the hand lane, which has fewer probes."""
+    lanes = {d: Lane(d) for d in study.PROBES}
+    for domain, probes in study.PROBES.items():
+        for task, protocols in probes.items():
             for protocol in protocols:
-                self.run(["sweep", "--backbones", backbones, "--tasks", task, "--protocol", protocol,
-                          "--seeds", str(SCALE["seeds"]), "--img-size", str(SCALE["img_size"]),
-                          "--results", str(results)])
+                lanes[domain].add(sweep_args(list(study.main_backbones()), [task], domain, plan, "--protocol",
+                                             protocol))
+    curves = [f"snapshots:{p.out(plan.runs)}" for p in study.curve_runs()]
+    for task, protocol in study.CURVE_TASKS.items():
+        lanes["hand"].add(sweep_args(curves, [task], "body", plan, "--protocol", protocol))
+    return list(lanes.values())
 
 
-def pretrain_domain(lane: Lane, domain: str) -> None:
-    """The domain's pretraining runs (body: + supervised on synth-objects; the body CPC run keeps snapshots)."""
-    pre = lane.runs / "pretrain"
-    for method in ("cpc", "mae", "dino") + (("supervised",) if domain == "body" else ()):
-        extra = ["--snapshots", CURVE_SNAPSHOTS] if (domain, method) == ("body", "cpc") else []
-        lane.pretrain(domain, method, pre / f"{domain}-{method}-vit_tiny-repro", extra=extra)
-    while domain == "hand" and not lane.dry_run and not any(pre.glob("*-supervised-*/backbone.safetensors")):
-        time.sleep(10)  # made by the body lane (synth-objects serve every domain)
+def table_lanes(plan: Plan) -> list[Lane]:
+    lane = Lane("tables")
+    lane.add(["tables", "--paper", "--results", str(plan.results), "--out", str(plan.out)])
+    return [lane]
 
 
-def probe_lane(lane: Lane, domain: str, results: Path) -> None:
-    """Probes of every grid backbone; for body also the learning curve over the CPC run's snapshots."""
-    lane.probes(BACKBONES, domain, results)
-    if domain == "body":
-        run = lane.runs / "pretrain" / "body-cpc-vit_tiny-repro"
-        lane.probes(f"snapshots:{run},scratch", domain, results, {t: (p,) for t, p in CURVE_TASKS.items()})
+BUILD: dict[str, Callable[[Plan], list[Lane]]] = {
+    "data": data_lanes, "pretrain-body": pretrain_body_lanes, "pretrain-hand": pretrain_hand_lanes,
+    "finetune": finetune_lanes, "probes": probe_lanes, "tables": table_lanes}
 
 
-def ablation_backbones(runs: Path) -> list[Path]:
-    return [runs / "ablations" / f"body-cpc-{name}" for name in ABLATIONS]
+# ---------------------------------------------------------------------------------------------- the runner
+def parse_stages(given: list[str] | None) -> list[str]:
+    """``--stage`` values (repeatable, comma lists) -> stages in the study's order; none -> all."""
+    names = [s.strip() for g in given or [] for s in g.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STAGES]
+    if unknown:
+        raise StageError(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    return [s for s in STAGES if s in names] if names else list(STAGES)
 
 
-def body_lane(lane: Lane, results: Path) -> None:
-    """Body pretraining (+ supervised on synth-objects), the body grid, then the ablations' fine-tuning."""
-    pretrain_domain(lane, "body")
-    lane.sweep(BACKBONES, TASKS["body"], results)
-    probe_lane(lane, "body", results)
-    outs = ablation_backbones(lane.runs)
-    while not lane.dry_run and not all((o / "backbone.safetensors").is_file() for o in outs):
-        time.sleep(10)  # pretrained by the hand lane, which has less to do
-    lane.sweep(",".join(str(o / "backbone.safetensors") for o in outs), [ABLATION_TASK], results)
+def check_inputs(stage: str, plan: Plan, made: set[str]) -> None:
+    """One line naming the stage to run first when an input of ``stage`` is missing (inputs that a stage of
+    ``made``, planned earlier in a dry run, would make count as there)."""
+    for what, there, producer in requirements(stage, plan.runs):
+        if producer not in made and not there():
+            raise StageError(f"stage {stage} needs {what}: run `python -m harness.reproduce --stage {producer}` "
+                             "first")
 
 
-def hand_lane(lane: Lane, results: Path) -> None:
-    """Hand pretraining, the body ablations' pretraining, the hand grid, then the data-efficiency fractions."""
-    for method in ("cpc", "mae", "dino"):
-        lane.pretrain("hand", method, lane.runs / "pretrain" / f"hand-{method}-vit_tiny-repro")
-    for overrides, out in zip(ABLATIONS.values(), ablation_backbones(lane.runs), strict=True):
-        lane.pretrain("body", "cpc", out, overrides)
-    pretrain_domain(lane, "hand")  # waits for the body lane's supervised run
-    lane.sweep(BACKBONES, TASKS["hand"], results)
-    probe_lane(lane, "hand", results)
-    task, backbones, fractions = FRACTIONS
-    lane.sweep(backbones, [task], results, fractions=fractions)
-
-
-def main(argv: list[str] | None = None) -> list[str]:
-    """Run (or with ``--dry-run`` list) the reproduction; returns the commands in order."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--jobs", type=int, default=2, help="lanes run side by side (2: body and hand at once)")
-    ap.add_argument("--results", type=Path, default=Path("results"))
-    ap.add_argument("--out", type=Path, default=Path("leaderboards"))
-    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    ap.add_argument("--only", choices=("all", "probes"), default="all",
-                    help="probes: pretraining + the frozen-feature probes and the learning curve only")
-    a = ap.parse_args(argv)
-    runs = Path(os.environ.get("CPCBENCH_RUNS", "runs/repro"))
-    t0 = time.time()
-    threads = 1 if a.jobs > 1 else 2
-    lanes = [(body_lane, Lane("body", runs, threads, a.dry_run)), (hand_lane, Lane("hand", runs, threads, a.dry_run))]
-    if a.only == "probes":
-        def only_probes(domain: str) -> Any:
-            return lambda lane, results: (pretrain_domain(lane, domain), probe_lane(lane, domain, results))
-        lanes = [(only_probes(lane.name), lane) for _, lane in lanes]
-    if a.jobs > 1 and not a.dry_run:
-        ts = [threading.Thread(target=fn, args=(lane, a.results)) for fn, lane in lanes]
+def run_lanes(lanes: list[Lane], runs: Path, jobs: int) -> None:
+    threads = 1 if jobs > 1 else 2
+    if jobs > 1 and len(lanes) > 1:
+        ts = [threading.Thread(target=lane.run, args=(runs, threads)) for lane in lanes]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
     else:
-        for fn, lane in lanes:
-            fn(lane, a.results)
-    final = Lane("tables", runs, 2, a.dry_run)
-    final.run(["tables", "--paper", "--results", str(a.results), "--out", str(a.out)])
-    if a.dry_run:
-        return [c for _, lane in lanes for c in lane.commands] + final.commands
-    failed = [c for _, lane in lanes for c in lane.failed] + final.failed
-    print(f"\nreproduction finished in {(time.time() - t0) / 60:.1f} min; logs under {runs / 'logs'}")
-    if failed:
-        sys.exit("failed steps (re-run `make reproduce` to retry only what is missing):\n  " + "\n  ".join(failed))
-    return [c for _, lane in lanes for c in lane.commands] + final.commands
+        for lane in lanes:
+            lane.run(runs, threads)
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    """Run (or with ``--dry-run`` list) the chosen stages; returns the commands run (or to run) in order."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stage", action="append", help=f"stage(s) to run, repeatable or a comma list: "
+                                                     f"{', '.join(STAGES)} [all, in order]")
+    ap.add_argument("--jobs", type=int, default=2, help="lanes run side by side (2: two lanes of one thread)")
+    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--out", type=Path, default=Path("leaderboards"))
+    ap.add_argument("--dry-run", action="store_true", help="print the commands that would run, run nothing")
+    a = ap.parse_args(argv)
+    stages = parse_stages(a.stage)
+    plan = Plan(Path(os.environ.get("CPCBENCH_RUNS", "runs/study")), a.results, a.out)
+    commands: list[str] = []
+    made: set[str] = set()
+    for stage in stages:
+        t0 = time.time()
+        check_inputs(stage, plan, made)
+        print(f"== stage {stage}", flush=True)
+        skipped = len(plan.skipped)
+        lanes = BUILD[stage](plan)
+        cmds = [command(s) for lane in lanes for s in lane.steps]
+        commands += cmds
+        if a.dry_run:
+            for lane in lanes:
+                for s in lane.steps:
+                    print(f"[{lane.name}] $ {command(s)}", flush=True)
+            print(f"== stage {stage}: {len(cmds)} to run, {len(plan.skipped) - skipped} skipped (dry run)", flush=True)
+            made.add(stage)
+            continue
+        run_lanes(lanes, plan.runs, a.jobs)
+        failed = [c for lane in lanes for c in lane.failed]
+        print(f"== stage {stage}: ran {len(cmds)}, skipped {len(plan.skipped) - skipped}, failed {len(failed)}, "
+              f"{(time.time() - t0) / 60:.1f} min (logs under {plan.runs / 'logs'})", flush=True)
+        if failed:
+            raise StageError(f"stage {stage}: {len(failed)} command(s) failed (re-run the stage to retry only what "
+                             "is missing): " + " | ".join(failed))
+    return commands
+
+
+def cli(argv: list[str] | None = None) -> None:
+    try:
+        main(argv)
+    except CpcbenchError as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
-    main()
+    cli()

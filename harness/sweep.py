@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -103,6 +104,20 @@ def parse_list(text: str, what: str) -> list[str]:
     if not items:
         raise CpcbenchError(f"--{what} is empty; give a comma-separated list")
     return list(dict.fromkeys(items))
+
+
+def parse_backbones(text: str) -> list[str]:
+    """``--backbones``: a comma list of specs, where a spec's own ``,key=value`` options stay with it:
+    ``"cpc,scratch,patch=16,stem=conv"`` -> ``["cpc", "scratch,patch=16,stem=conv"]`` (also ``ARCH,key=value:FILE``)."""
+    specs: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if specs and re.match(r"[A-Za-z_]\w*=", item):
+            specs[-1] += f",{item}"
+        elif item:
+            specs.append(item)
+    if not specs:
+        raise CpcbenchError("--backbones is empty; give a comma-separated list")
+    return list(dict.fromkeys(specs))
 
 
 def parse_fractions(text: str) -> list[float]:

@@ -1,36 +1,307 @@
-"""The committed reproduction's plan (``make reproduce``): what it runs, without running it."""
+"""The study's stage runner (``make reproduce``, ``harness.reproduce`` over ``harness.study``): what each stage runs,
+without running it; what it skips; what it refuses."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from dataclasses import asdict
 from pathlib import Path
 
-from harness import reproduce
+import pytest
+
+from harness import reproduce, study
+from harness.reproduce import StageError
+from harness.sweep import parse_backbones, parse_fractions
 
 
-def test_plan_covers_the_acceptance_grid(tmp_path: Path, monkeypatch) -> None:
+def dry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *stages: str) -> list[list[str]]:
+    """The dry run's commands, each split into words (``cpcbench`` dropped)."""
     monkeypatch.setenv("CPCBENCH_RUNS", str(tmp_path / "runs"))
-    cmds = reproduce.main(["--dry-run", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "lb")])
-    sweeps = [c for c in cmds if c.startswith("cpcbench sweep")]
-    main = [c for c in sweeps if "cpc,mae,dino,supervised,scratch" in c and "--protocol" not in c]
-    tasks = {t for c in main for t in c.split("--tasks ")[1].split()[0].split(",")}
-    assert len(tasks) >= 4 and all(t.startswith("synth-") for t in tasks)
-    # the frozen-feature probes: every probe task under each of its protocols, and a curve over snapshots
-    probes = {(c.split("--tasks ")[1].split()[0], c.split("--protocol ")[1].split()[0]) for c in sweeps
-              if "cpc,mae,dino,supervised,scratch" in c and "--protocol" in c}
-    assert probes == {(t, p) for dom in reproduce.PROBES.values() for t, ps in dom.items() for p in ps}
-    assert any("--snapshots" in c for c in cmds if c.startswith("cpcbench pretrain body --method cpc"))
-    assert any("snapshots:" in c for c in sweeps)
-    assert all("--seeds 3" in c for c in sweeps)
-    pretrains = [c for c in cmds if c.startswith("cpcbench pretrain")]
-    for method in ("cpc", "mae", "dino", "supervised"):
-        assert any(f"--method {method}" in c for c in pretrains), method
-    # ablations: pair types and masking, each pretrained apart from the main `cpc` runs (not found by name)
-    assert any("data.pair_mix=1.0" in c for c in pretrains) and any("data.pair_mix=0.0" in c for c in pretrains)
-    assert any("cpc.mask_strategy=uniform" in c for c in pretrains)
-    assert all("/pretrain/" not in c for c in pretrains if "--set" in c)
-    assert any("--fraction 0.1,0.5" in c for c in sweeps)
-    assert cmds[-1].startswith("cpcbench tables --paper")
-    # every pretraining run lands where `resolve_backbone(method)` finds it (or is an ablation, by path)
-    for c in pretrains:
-        out, domain, method = c.split("--out ")[1].split()[0], c.split()[2], c.split("--method ")[1].split()[0]
-        assert "/ablations/" in out or Path(out).name.startswith(f"{domain}-{method}-")
+    argv = ["--dry-run", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "lb")]
+    for s in stages:
+        argv += ["--stage", s]
+    cmds = reproduce.main(argv)
+    assert all(c.startswith("cpcbench ") for c in cmds)
+    return [shlex.split(c)[1:] for c in cmds]
+
+
+def opt(words: list[str], flag: str) -> str:
+    return words[words.index(flag) + 1]
+
+
+def sets(words: list[str]) -> list[str]:
+    return [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+
+
+def fake_frames(fs: study.FrameSet, runs: Path) -> None:
+    """A frame set that ``humans.world.is_complete`` takes for finished (meta, manifest, every shard's file)."""
+    from humans.frames import FrameWriter
+    from humans.world import make_config, model_source, plan
+
+    cfg = make_config(fs.domain, fs.frames, study.IMG_SIZE, fs.seed, **fs.world())
+    root = fs.path(runs)
+    (root / "shards").mkdir(parents=True)
+    (root / "manifest.csv").write_text("")
+    (root / "meta.json").write_text(json.dumps({"generator": {**asdict(cfg), "model": model_source(fs.domain)}}))
+    for s in plan(cfg):
+        (root / "shards" / FrameWriter.shard_name(s.index)).touch()
+
+
+def fake_backbones(runs: Path, *groups: str) -> None:
+    for g in groups:
+        for p in study.PRETRAININGS[g]:
+            p.out(runs).mkdir(parents=True, exist_ok=True)
+            p.backbone(runs).touch()
+
+
+def test_every_stage_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cmds = dry(tmp_path, monkeypatch)
+    kinds = [" ".join(w[:2]) if w[0] == "data" else w[0] for w in cmds]
+    order = ["data synth", "pretrain", "sweep", "tables"]
+    assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == order
+    assert kinds.count("data synth") == len(study.FRAME_SETS) == 5
+    assert kinds.count("pretrain") == sum(len(g) for g in study.PRETRAININGS.values()) == 10
+    ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
+    probes = [w for w in cmds if w[0] == "sweep" and "--protocol" in w]
+    assert len(ft) == len(study.MAIN_TASKS) + len(study.ABLATION_TASKS)
+    assert len(probes) == sum(len(p) for d in study.PROBES.values() for p in d.values()) + len(study.CURVE_TASKS)
+    assert cmds[-1][:2] == ["tables", "--paper"] and opt(cmds[-1], "--out") == str(tmp_path / "lb")
+    # stage by stage, each alone (with the inputs of the stages before it in place), gives the same commands
+    runs = tmp_path / "runs"
+    per_stage = dry(tmp_path, monkeypatch, "data")
+    for fs in study.FRAME_SETS:
+        fake_frames(fs, runs)
+    per_stage += dry(tmp_path, monkeypatch, "pretrain-body,pretrain-hand")
+    fake_backbones(runs, *study.PRETRAININGS)
+    per_stage += dry(tmp_path, monkeypatch, "finetune") + dry(tmp_path, monkeypatch, "probes", "tables")
+    assert per_stage == cmds
+
+
+def test_frame_sets_keep_pretraining_and_labeled_people_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cmds = dry(tmp_path, monkeypatch)
+    renders = {Path(opt(w, "--out")).name: w for w in cmds if w[:2] == ["data", "synth"]}
+    assert set(renders) == {"body-pre", "hand-pre", "objects-pre", "body-lab", "hand-lab"}
+    for w in renders.values():
+        assert opt(w, "--size") == "64" and opt(w, "--motions-per-subject") == "1"
+        assert opt(w, "--workers") == str(study.RENDER_WORKERS)
+    pre = {opt(w, "--seed") for n, w in renders.items() if n.endswith("-pre")}
+    lab = {opt(w, "--seed") for n, w in renders.items() if n.endswith("-lab")}
+    assert pre and lab and not pre & lab
+    assert [opt(renders["body-pre"], f) for f in ("--frames", "--cameras", "--seq-len")] == ["25600", "4", "8"]
+    assert [opt(renders["hand-lab"], f) for f in ("--frames", "--cameras", "--seq-len")] == ["8192", "4", "2"]
+    assert "--cameras" not in renders["objects-pre"]  # the domain's default rig
+    # pretraining reads the -pre sets only, every sweep the -lab set of its task's domain
+    for w in cmds:
+        if w[0] == "pretrain":
+            assert Path(opt(w, "--data")).name == ("objects-pre" if opt(w, "--method") == "supervised"
+                                                   else f"{w[1]}-pre")
+        if w[0] == "sweep":
+            domain = "hand" if opt(w, "--tasks").startswith(("synth-hand", "probe-hand")) else "body"
+            assert Path(opt(w, "--data-root")).name == f"{domain}-lab", w
+
+
+def test_pretraining_runs_share_budget_arch_and_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.flops import parse_flops
+    from harness.snapshots import parse_steps
+
+    runs = [w for w in dry(tmp_path, monkeypatch) if w[0] == "pretrain"]
+    assert {(w[1], opt(w, "--method")) for w in runs} == {(d, m) for d in ("body", "hand") for m in
+                                                          study.MAIN_METHODS} | {("body", "supervised")}
+    for w in runs:
+        assert parse_flops(opt(w, "--flops")) == study.BUDGET and opt(w, "--img-size") == "64"
+        assert opt(w, "--snapshots") == study.SNAPSHOTS and "%" in study.SNAPSHOTS
+        parse_steps(study.SNAPSHOTS)
+        assert sets(w)[:len(study.ARCH)] == [f"{k}={v}" for k, v in study.ARCH.items()]
+        out = Path(opt(w, "--out"))
+        if "--set" in w and len(sets(w)) > len(study.ARCH):  # an ablation: apart from the main runs
+            assert out.parent.name == "ablations"
+        else:  # where resolve_backbone(method) finds it
+            assert out.parent.name == "pretrain" and out.name.startswith(f"{w[1]}-{opt(w, '--method')}-")
+    ablations = {tuple(sets(w)[len(study.ARCH):]) for w in runs if len(sets(w)) > len(study.ARCH)}
+    assert ablations == {("data.pair_mix=1.0",), ("data.pair_mix=0.0",), ("cpc.mask_strategy=uniform",)}
+    assert all(w[1:4] == ["body", "--method", "cpc"] for w in runs if len(sets(w)) > len(study.ARCH))
+
+
+def test_the_numbers_come_from_the_study_definition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changing a constant of harness.study changes every command that uses it (nothing else hard-codes them)."""
+    for name, value in {"BUDGET": 3e15, "LOW": 0.2, "FT_STEPS": 77, "ABLATION_TASKS": ("synth-body-mesh",),
+                        "ARCH": {"patch_size": 8, "stem": "patch"}}.items():
+        monkeypatch.setattr(study, name, value)
+    cmds = dry(tmp_path, monkeypatch)
+    assert {opt(w, "--flops") for w in cmds if w[0] == "pretrain"} == {"3e15"}
+    assert all(sets(w)[:2] == ["patch_size=8", "stem=patch"] for w in cmds if w[0] == "pretrain")
+    ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
+    assert {opt(w, "--fraction") for w in ft} == {"0.2,1.0"} and {opt(w, "--steps") for w in ft} == {"77"}
+    assert [opt(w, "--tasks") for w in ft if ".safetensors" in opt(w, "--backbones")] == ["synth-body-mesh"]
+    assert all("scratch,patch=8,stem=patch" in parse_backbones(opt(w, "--backbones")) for w in ft
+               if ".safetensors" not in opt(w, "--backbones"))
+
+
+def test_scratch_is_the_study_architecture() -> None:
+    from harness.backbones import resolve_backbone
+    from harness.pretrain import build_config
+    from harness.registries import BACKBONES
+
+    cfg = build_config("body", overrides=list(study.arch_overrides()), img_size=study.IMG_SIZE)
+    pretrained = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed, class_token=cfg.class_token,
+                                         drop_path_rate=cfg.drop_path_rate, patch_size=cfg.patch_size, stem=cfg.stem)
+    scratch, info = resolve_backbone(study.scratch_spec(), img_size=study.IMG_SIZE)
+    assert study.scratch_spec() == "scratch,patch=16,stem=conv" and info["method"] == "scratch"
+    assert scratch.config_dict() == pretrained.config_dict()
+
+
+def test_main_grid_and_ablations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.sweep import plan
+
+    cells = set()
+    for w in dry(tmp_path, monkeypatch):
+        if w[0] == "sweep" and "--protocol" not in w:
+            assert opt(w, "--steps") == str(study.FT_STEPS) and opt(w, "--img-size") == "64"
+            cells |= {(c.backbone, c.task, c.fraction, c.seed) for c in plan(
+                parse_backbones(opt(w, "--backbones")), opt(w, "--tasks").split(","), int(opt(w, "--seeds")),
+                fractions=parse_fractions(opt(w, "--fraction")))}
+    backbones = ("cpc", "mae", "dino", "supervised", "scratch,patch=16,stem=conv")
+    tasks = ("synth-body-mesh", "synth-body-2d", "synth-hand-mesh", "synth-hand-gesture")
+    ablations = [str(p.backbone(tmp_path / "runs")) for p in study.PRETRAININGS["ablations"]]
+    want = {(b, t, f, s) for b in backbones for t in tasks for f in (study.LOW, 1.0) for s in range(3)}
+    want |= {(b, t, f, s) for b in ablations for t in study.ABLATION_TASKS for f in (study.LOW, 1.0) for s in range(3)}
+    assert cells == want
+
+
+def test_probes_and_curves_over_every_methods_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = [w for w in dry(tmp_path, monkeypatch) if w[0] == "sweep" and "--protocol" in w]
+    main = [w for w in probes if parse_backbones(opt(w, "--backbones")) == list(study.main_backbones())]
+    assert {(opt(w, "--tasks"), opt(w, "--protocol")) for w in main} == {
+        (t, p) for dom in study.PROBES.values() for t, ps in dom.items() for p in ps}
+    curves = [w for w in probes if w not in main]
+    runs = tmp_path / "runs" / "pretrain"
+    want = [f"snapshots:{runs / f'body-{m}-vit_tiny-study'}" for m in ("cpc", "mae", "dino", "supervised")]
+    assert {(opt(w, "--tasks"), opt(w, "--protocol")) for w in curves} == set(study.CURVE_TASKS.items())
+    assert all(parse_backbones(opt(w, "--backbones")) == want for w in curves)
+    assert all(opt(w, "--seeds") == "3" for w in probes)
+
+
+def test_a_stage_without_its_inputs_names_the_stage_to_run_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    runs = tmp_path / "runs"
+    for stage, first in (("pretrain-body", "data"), ("pretrain-hand", "data"), ("finetune", "data"),
+                         ("probes", "data")):
+        with pytest.raises(StageError, match=f"stage {stage} needs .*--stage {first}` first"):
+            dry(tmp_path, monkeypatch, stage)
+    assert dry(tmp_path, monkeypatch, "data,pretrain-body")  # made by the stage before it in the same run
+    for fs in study.FRAME_SETS:
+        fake_frames(fs, runs)
+    with pytest.raises(StageError, match="body-cpc-vit_tiny-study.*--stage pretrain-body` first"):
+        dry(tmp_path, monkeypatch, "finetune")
+    fake_backbones(runs, "body")
+    with pytest.raises(StageError, match="hand-cpc-vit_tiny-study.*--stage pretrain-hand` first"):
+        dry(tmp_path, monkeypatch, "probes")
+    fake_backbones(runs, "hand")
+    with pytest.raises(StageError, match="ablations/body-cpc-crossview.*--stage pretrain-hand` first"):
+        dry(tmp_path, monkeypatch, "finetune")
+    assert dry(tmp_path, monkeypatch, "probes")
+    with pytest.raises(StageError, match="unknown stage 'pretrain'"):
+        dry(tmp_path, monkeypatch, "pretrain")
+    with pytest.raises(SystemExit) as e:  # `python -m harness.reproduce`: one line, no traceback
+        reproduce.cli(["--dry-run", "--stage", "finetune,nope"])
+    assert str(e.value).startswith("error: unknown stage 'nope'") and "\n" not in str(e.value)
+
+
+def test_finished_work_is_skipped_and_checkpoints_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    fake_frames(study.frame_set("body-pre"), runs)
+    renders = [opt(w, "--out") for w in dry(tmp_path, monkeypatch, "data")]
+    assert len(renders) == 4 and str(study.frame_set("body-pre").path(runs)) not in renders
+    # a frame set of another config (here: other motions per subject) is not complete: rendered (and refused there)
+    other = study.FrameSet("hand-pre", "hand", 25600, 100, "pretrain", cameras=4, seq_len=8, motions_per_subject=2)
+    fake_frames(other, runs)
+    assert len(dry(tmp_path, monkeypatch, "data")) == 4
+    for fs in study.FRAME_SETS[2:]:
+        fake_frames(fs, runs)
+    cpc, mae = study.PRETRAININGS["body"][:2]
+    fake_backbones(runs)
+    cpc.out(runs).mkdir(parents=True)
+    cpc.backbone(runs).touch()
+    (mae.out(runs) / "checkpoints").mkdir(parents=True)
+    (mae.out(runs) / "checkpoints" / "latest.json").write_text("{}")
+    cmds = dry(tmp_path, monkeypatch, "pretrain-body")
+    assert [opt(w, "--method") for w in cmds] == ["mae", "dino", "supervised"]
+    resumed = cmds[0]
+    assert resumed[-1] == "--resume" and opt(resumed, "--flops") == "2e14"
+    assert opt(resumed, "--snapshots") == study.SNAPSHOTS
+    assert "--resume" not in cmds[1]
+
+
+def test_a_run_of_another_budget_or_arch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    runs = tmp_path / "runs"
+    for fs in study.FRAME_SETS:
+        fake_frames(fs, runs)
+    cpc = study.PRETRAININGS["body"][0]
+    cpc.out(runs).mkdir(parents=True)
+    good = {"method": "cpc", "img_size": 64, "flops_budget": study.BUDGET, **study.ARCH}
+    (cpc.out(runs) / "config.yaml").write_text(yaml.safe_dump(good))
+    assert len(dry(tmp_path, monkeypatch, "pretrain-body")) == 4
+    for key, value in (("flops_budget", 1e14), ("stem", "patch")):
+        (cpc.out(runs) / "config.yaml").write_text(yaml.safe_dump({**good, key: value}))
+        with pytest.raises(StageError, match=f"pretrained with {key}=.*CPCBENCH_RUNS"):
+            dry(tmp_path, monkeypatch, "pretrain-body")
+    crossview = study.PRETRAININGS["ablations"][0]
+    crossview.out(runs).mkdir(parents=True)
+    (crossview.out(runs) / "config.yaml").write_text(yaml.safe_dump({**good, "data": {"pair_mix": 0.5}}))
+    with pytest.raises(StageError, match="data.pair_mix=0.5"):
+        dry(tmp_path, monkeypatch, "pretrain-hand")
+
+
+def test_stages_run_their_lanes_and_stop_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Not a dry run: every command runs (two lanes side by side, one thread each), the stage reports its minutes;
+    a failing command stops before the next stage."""
+    import subprocess
+
+    ran: list[tuple[str, str]] = []
+
+    def fake_run(cmd: list[str], env: dict[str, str], **kw: object) -> subprocess.CompletedProcess:
+        ran.append((cmd[3], env["OMP_NUM_THREADS"]))
+        return subprocess.CompletedProcess(cmd, 1 if cmd[3] == "tables" else 0)
+
+    monkeypatch.setattr(reproduce.subprocess, "run", fake_run)
+    monkeypatch.setenv("CPCBENCH_RUNS", str(tmp_path / "runs"))
+    argv = ["--results", str(tmp_path / "results"), "--out", str(tmp_path / "lb")]
+    with pytest.raises(StageError, match="stage pretrain-body needs .*--stage data` first"):
+        reproduce.main([*argv, "--stage", "data,pretrain-body"])  # the fake renders nothing
+    assert [c for c, _ in ran] == ["data"] * 5
+    assert "== stage data: ran 5, skipped 0, failed 0" in capsys.readouterr().out
+    ran.clear()
+    with pytest.raises(StageError, match="stage tables: 1 command"):
+        reproduce.main([*argv, "--stage", "tables"])
+    ran.clear()
+    for fs in study.FRAME_SETS:
+        fake_frames(fs, tmp_path / "runs")
+    reproduce.main([*argv, "--stage", "pretrain-body", "--jobs", "2"])
+    assert ran == [("pretrain", "1")] * 4
+    assert (tmp_path / "runs" / "logs" / "body-1.log").is_file()
+
+
+def test_table_specs_follow_the_study() -> None:
+    """The specs name LOW as a number: they must agree with harness.study (change both together)."""
+    from harness.registries import TASKS
+    from harness.table_specs import load_spec
+
+    specs = Path(__file__).parents[1] / "leaderboards" / "specs"
+    eff = load_spec(specs / "data-efficiency.yaml")
+    tasks = [t for d in study.MAIN_TASKS.values() for t in d]
+    assert [c.task for c in eff.columns] == tasks
+    for c in eff.columns:
+        cls = TASKS.get(c.task)
+        assert c.metrics == (cls.primary_metric or cls.metrics[0].name,) and c.fractions == (study.LOW, 1.0)
+    for domain in ("body", "hand"):
+        low = load_spec(specs / f"{domain}-pretraining-low.yaml")
+        assert low.where["fraction"] == study.LOW
+    for spec in [load_spec(p) for p in sorted(specs.glob("*.yaml"))]:
+        scratch = [r for r in spec.rows if "scratch" in r.label.lower()]
+        assert all(r.where == {"method": "scratch"} for r in scratch), spec.name
+        for c in spec.columns:
+            assert c.fractions in ((), (study.LOW, 1.0)), spec.name

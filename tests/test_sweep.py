@@ -17,6 +17,7 @@ from harness.sweep import (
     EvalOverrides,
     Identity,
     SlurmRecipe,
+    parse_backbones,
     parse_fractions,
     plan,
     sweep,
@@ -174,6 +175,16 @@ def test_slurm_array_with_submitit_local_executor(tmp_path: Path) -> None:
                  runner=fake_runner, folder=tmp_path / "submitit").pending == []
 
 
+def test_backbone_list_keeps_spec_options() -> None:
+    """``scratch,patch=16,stem=conv`` (the random-init twin of a run with arch options) is one spec of the list."""
+    assert parse_backbones("cpc, mae,scratch,patch=16,stem=conv") == ["cpc", "mae", "scratch,patch=16,stem=conv"]
+    assert parse_backbones("scratch,patch=8,dino,vit_small,pos=learned:w.safetensors,runs/a/backbone.safetensors") == [
+        "scratch,patch=8", "dino", "vit_small,pos=learned:w.safetensors", "runs/a/backbone.safetensors"]
+    for bad in ("", " , "):
+        with pytest.raises(CpcbenchError, match="empty"):
+            parse_backbones(bad)
+
+
 def test_cli_dry_run_json(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -184,6 +195,12 @@ def test_cli_dry_run_json(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output[res.output.index("{"):])
     assert out["cells"] == 2 and out["pending"] == 2 and out["ran"] == 0
+    res = CliRunner().invoke(app, ["sweep", "--backbones", "scratch,patch=16,stem=conv", "--tasks",
+                                   "synth-hand-gesture", "--seeds", "1", "--results", str(tmp_path), "--dry-run",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{"):])
+    assert out["cells"] == 1 and "scratch,patch=16,stem=conv / " in out["pending_cells"][0]
     res = CliRunner().invoke(app, ["sweep", "--backbones", "scratch", "--tasks", "synth-hand-gesture",
                                    "--launcher", "pbs", "--results", str(tmp_path)])
     assert res.exit_code == 2 and "unknown launcher" in res.output

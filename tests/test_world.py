@@ -269,3 +269,26 @@ def test_people_look_different_from_the_front_and_the_back() -> None:
         assert face.sum() >= 10 and front.sum() >= 20, seed  # eyes/brows/mouth; a neckline at least
         assert (verts[face, 2] > verts[head, 2].mean()).all() and (verts[front, 2] > verts[top, 2].mean()).all()
         assert not front[~top].any()
+
+
+def test_cli_synth_motions_per_subject(tmp_path: Path) -> None:
+    """``--motions-per-subject M``: sequence i belongs to subject i // M, and the frame set is complete for exactly
+    that config (what ``make reproduce`` checks before rendering again)."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from humans.world import is_complete, make_config
+
+    runner = CliRunner()
+    out = tmp_path / "objs"
+    args = ["data", "synth", "objects", "--frames", "8", "--size", "32", "--cameras", "1", "--seq-len", "1",
+            "--out", str(out), "--json"]
+    res = runner.invoke(app, [*args, "--motions-per-subject", "2"])
+    assert res.exit_code == 0, res.output
+    m = FrameStore(out).manifest
+    assert m.groupby("subject")["sequence"].nunique().tolist() == [2, 2, 2, 2]
+    kw = {"cameras": 1, "seq_len": 1}
+    assert is_complete(out, make_config("objects", 8, 32, 0, motions_per_subject=2, **kw))
+    assert not is_complete(out, make_config("objects", 8, 32, 0, **kw))  # the domain default (1) is another set
+    res = runner.invoke(app, [*args[:-3], "--out", str(tmp_path / "bad"), "--motions-per-subject", "0"])
+    assert res.exit_code == 2 and "motions_per_subject" in res.output

@@ -26,6 +26,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives identical frames."),
     cameras: int | None = typer.Option(None, "--cameras", help="Cameras per rig [domain default]."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Frames per motion [domain default]."),
+    motions_per_subject: int | None = typer.Option(None, "--motions-per-subject",
+                                                   help="Motions (sequences) per subject [domain default]; "
+                                                        "1: every sequence is another person."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Render a synthetic frame set (resumable: re-running completes missing shards)."""
@@ -37,7 +40,8 @@ def synth(
     from humans.frames import check_disk, estimate_render
     from humans.world import default_dir, generate, is_complete, make_config
 
-    cfg = make_config(domain, frames, size, seed, cameras=cameras, seq_len=seq_len)  # fail before drawing a bar
+    world = {"cameras": cameras, "seq_len": seq_len, "motions_per_subject": motions_per_subject}
+    cfg = make_config(domain, frames, size, seed, **world)  # fail before drawing a bar
     root = out if out is not None else default_dir(domain, size, seed)
     if not is_complete(root, cfg):
         est = estimate_render(domain, cfg.num_sequences * cfg.frames_per_sequence, size, workers)
@@ -52,7 +56,7 @@ def synth(
             bar.update(task, completed=done, total=total)
 
         root = generate(domain, frames, size=size, seed=seed, out=out, workers=workers, progress=progress,
-                        cameras=cameras, seq_len=seq_len)
+                        **world)
     from humans.frames import FrameStore
 
     store = FrameStore(root)

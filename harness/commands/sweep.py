@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @cli_options(exclude=("num_workers",))
     def sweep_cmd(
         backbones: str = typer.Option(..., "--backbones", "-b", help="Comma list of backbone specs (cpc, mae, dino, "
-                                                                      "supervised, scratch, timm:NAME.TAG, a file; "
+                                                                      "supervised, scratch[,patch=16,stem=conv], "
+                                                                      "timm:NAME.TAG, a file; "
                                                                       "snapshots:RUN_DIR = every snapshot of a "
                                                                       "pretraining run + its final backbone)."),
         tasks: str = typer.Option(..., "--tasks", "-t", help="body | hand (the synthetic tasks) | task list."),
@@ -51,8 +52,8 @@ def register(app: typer.Typer) -> None:
         from harness.sweep import (
             Cell,
             SlurmRecipe,
+            parse_backbones,
             parse_fractions,
-            parse_list,
             plan,
             resolve_task_names,
             sweep,
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
         if launcher not in ("local", "slurm"):
             raise CpcbenchError(f"unknown launcher {launcher!r}; use local or slurm")
-        specs = expand_snapshot_specs(parse_list(backbones, "backbones"))
+        specs = expand_snapshot_specs(parse_backbones(backbones))
         cells = plan(specs, resolve_task_names(tasks), seeds, protocol, parse_fractions(fraction), limit, first_seed)
         rec = load_config(SlurmRecipe, recipe) if recipe else SlurmRecipe()
         report = sweep(cells, results, launcher=launcher, runs=runs, overrides=overrides, fail_fast=fail_fast,

@@ -1,0 +1,170 @@
+"""The study of issue #16 (study v2), in one place: frame sets, pretraining runs, fine-tuning grid, probes, curves,
+ablations. ``harness.reproduce`` turns it into ``cpcbench`` commands, stage by stage; nothing else holds its numbers.
+
+The numbers the lead sets after measuring are the constants below (``BUDGET``, ``ARCH``, ``LOW``, ``FT_STEPS``,
+``ABLATION_TASKS``): change them here, and only here (the table specs in ``leaderboards/specs/`` name ``LOW`` as a
+number too; ``tests/test_reproduce.py`` checks that they agree).
+
+Design (SPEC16): the pretraining people are never the labeled people (frame sets of different seeds); every
+pretraining run gets the same FLOP budget and the same architecture options, and keeps snapshots at the same
+fractions of its steps, so that learning curves of several methods share one FLOPs axis; the random-init
+baseline (``scratch_spec()``) is that same architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import CpcbenchError
+
+# ---------------------------------------------------------------------------------------------- the lead's numbers
+#: pretraining compute of every run, FLOPs (``cpcbench pretrain --flops``)
+BUDGET: float = 2e14
+#: architecture options of every pretraining run (``--set KEY=VALUE`` of the pretraining config); the random-init
+#: baseline is built with the same ones (``scratch_spec``)
+ARCH: dict[str, int | str] = {"patch_size": 16, "stem": "conv"}
+#: the low-label fraction of the training set (the regime where pretraining should matter: the positive control)
+LOW: float = 0.05
+#: fine-tuning steps of every main and ablation cell (``cpcbench sweep --steps``)
+FT_STEPS: int = 400
+#: the tasks the body CPC ablations are fine-tuned on
+ABLATION_TASKS: tuple[str, ...] = ("synth-body-2d", "synth-body-mesh")
+
+# ---------------------------------------------------------------------------------------------- fixed by the design
+IMG_SIZE = 64
+SEEDS = 3
+#: snapshots of every pretraining run, in percent of its steps (0: the random init)
+SNAPSHOTS = "0,5%,10%,25%,50%"
+ARCH_NAME = "vit_tiny"
+RUN_TAG = "study"
+#: render processes of a frame set (the data stage's parallelism)
+RENDER_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """One rendered frame set (``cpcbench data synth``); ``None`` camera / sequence settings: the domain default."""
+
+    name: str
+    domain: str
+    frames: int
+    seed: int
+    role: str  # pretrain | labeled
+    cameras: int | None = None
+    seq_len: int | None = None
+    motions_per_subject: int = 1
+
+    def world(self) -> dict[str, int | None]:
+        """Overrides of ``humans.world.make_config`` (and the ``data synth`` flags)."""
+        return {"cameras": self.cameras, "seq_len": self.seq_len, "motions_per_subject": self.motions_per_subject}
+
+    def path(self, runs: Path) -> Path:
+        return runs / "data" / self.name
+
+
+FRAME_SETS: tuple[FrameSet, ...] = (
+    FrameSet("body-pre", "body", 25600, 100, "pretrain", cameras=4, seq_len=8),
+    FrameSet("hand-pre", "hand", 25600, 100, "pretrain", cameras=4, seq_len=8),
+    FrameSet("objects-pre", "objects", 25600, 100, "pretrain"),
+    FrameSet("body-lab", "body", 8192, 11, "labeled", cameras=4, seq_len=2),
+    FrameSet("hand-lab", "hand", 8192, 11, "labeled", cameras=4, seq_len=2),
+)
+
+
+def frame_set(name: str) -> FrameSet:
+    for fs in FRAME_SETS:
+        if fs.name == name:
+            return fs
+    raise CpcbenchError(f"no frame set {name!r} in the study; it has {', '.join(f.name for f in FRAME_SETS)}")
+
+
+def labeled_set(domain: str) -> FrameSet:
+    """The labeled frame set the tasks and probes of ``domain`` read (``--data-root``)."""
+    return frame_set(f"{domain}-lab")
+
+
+#: body CPC ablations: name -> config overrides (the main ``cpc`` run is "both pairs, human-aware masking")
+ABLATIONS: dict[str, tuple[str, ...]] = {"crossview": ("data.pair_mix=1.0",), "crosspose": ("data.pair_mix=0.0",),
+                                         "uniform": ("cpc.mask_strategy=uniform",)}
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """One pretraining run: ``cpcbench pretrain DOMAIN --method METHOD --data <frames>`` under the study's budget,
+    architecture and snapshots, plus ``overrides`` (ablations)."""
+
+    domain: str
+    method: str
+    frames: str  # a FrameSet name
+    ablation: str = ""
+    overrides: tuple[str, ...] = ()
+
+    def out(self, runs: Path) -> Path:
+        """Main runs where ``resolve_backbone(method)`` finds them; ablations apart (reached by path, not by name)."""
+        if self.ablation:
+            return runs / "ablations" / f"{self.domain}-{self.method}-{self.ablation}"
+        return runs / "pretrain" / f"{self.domain}-{self.method}-{ARCH_NAME}-{RUN_TAG}"
+
+    def backbone(self, runs: Path) -> Path:
+        return self.out(runs) / "backbone.safetensors"
+
+    def settings(self) -> tuple[str, ...]:
+        """Every ``--set`` of the run: the study's architecture, then the run's own overrides."""
+        return (*arch_overrides(), *self.overrides)
+
+
+MAIN_METHODS = ("cpc", "mae", "dino")
+PRETRAININGS: dict[str, tuple[Pretraining, ...]] = {
+    "body": (*(Pretraining("body", m, "body-pre") for m in MAIN_METHODS),
+             Pretraining("body", "supervised", "objects-pre")),  # once: its backbone serves every domain
+    "hand": tuple(Pretraining("hand", m, "hand-pre") for m in MAIN_METHODS),
+    "ablations": tuple(Pretraining("body", "cpc", "body-pre", name, o) for name, o in ABLATIONS.items()),
+}
+#: the methods whose every run draws a learning curve (``snapshots:RUN`` on ``CURVE_TASKS``)
+CURVE_METHODS = ("cpc", "mae", "dino", "supervised")
+
+
+def arch_overrides() -> tuple[str, ...]:
+    return tuple(f"{k}={v}" for k, v in ARCH.items())
+
+
+def scratch_spec() -> str:
+    """The random-init baseline of the study's architecture: ``scratch,patch=16,stem=conv`` for ``ARCH``."""
+    from harness.backbones import _SCRATCH_KEYS
+
+    by_field = {name: key for key, (name, _) in _SCRATCH_KEYS.items()}
+    unknown = [k for k in ARCH if k not in by_field]
+    if unknown:
+        raise CpcbenchError(f"study ARCH keys {unknown} have no scratch,key=value twin; use {', '.join(by_field)}")
+    return ",".join(["scratch", *(f"{by_field[k]}={v}" for k, v in ARCH.items())])
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+MAIN_TASKS: dict[str, tuple[str, ...]] = {"body": ("synth-body-mesh", "synth-body-2d"),
+                                          "hand": ("synth-hand-mesh", "synth-hand-gesture")}
+
+
+def fractions() -> tuple[float, ...]:
+    """The training-set fractions of every fine-tuning cell: the low-label regime and the full set."""
+    return (LOW, 1.0)
+
+
+def main_backbones() -> tuple[str, ...]:
+    """The backbones of the main grid and the probes (method names: the study's runs under ``<runs>/pretrain``)."""
+    return (*CURVE_METHODS, scratch_spec())
+
+
+#: frozen-feature probes (issue 15): task -> protocols, per domain; every main backbone, ``SEEDS`` seeds
+PROBES: dict[str, dict[str, tuple[str, ...]]] = {
+    "body": {"probe-body-facing": ("linear", "attentive", "knn"), "probe-body-depth": ("linear",),
+             "probe-body-xview": ("match",), "probe-body-xpose": ("match",)},
+    "hand": {"probe-hand-orient": ("linear", "attentive"), "probe-hand-artic": ("linear", "attentive")}}
+#: learning curves: every snapshot of the body runs of ``CURVE_METHODS``, probed on these (task -> protocol)
+CURVE_TASKS: dict[str, str] = {"probe-body-facing": "linear", "probe-body-xview": "match",
+                               "probe-body-depth": "linear"}
+
+
+def curve_runs() -> tuple[Pretraining, ...]:
+    """The pretraining runs drawn as learning curves: the body (and supervised) runs of ``CURVE_METHODS``."""
+    return tuple(p for p in PRETRAININGS["body"] if p.method in CURVE_METHODS)
