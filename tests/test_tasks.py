@@ -112,7 +112,8 @@ def test_body_mesh_hand_computed(task_of):
     rng = np.random.default_rng(0)
     gj = rng.normal(0, 0.3, (2, 24, 3)).astype(np.float32)
     gv = rng.normal(0, 0.3, (2, 50, 3)).astype(np.float32)
-    a = {"gt/joints3d": gj, "gt/verts": gv, "pred/joints3d": gj.copy(), "pred/verts": gv + np.float32([0.004, 0, 0])}
+    a = {"gt/joints3d": gj, "gt/verts": gv, "pred/joints3d": gj.copy(), "pred/verts": gv + np.float32([0.004, 0, 0]),
+         "gt/root_rot": np.eye(3)[None].repeat(2, 0), "pred/root_rot": np.eye(3)[None].repeat(2, 0)}
     a = _shift_one_joint(a, "pred/joints3d", 5, 48.0)  # one of 24 joints off by 48 mm -> MPJPE 2 mm
     s = task.score_arrays(a)
     np.testing.assert_allclose(s["mpjpe"], 2.0, atol=1e-3)
