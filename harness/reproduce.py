@@ -189,7 +189,7 @@ def pretrain(lane: Lane, run: study.Pretraining, plan: Plan) -> None:
     budget = f"{study.BUDGET:g}".replace("e+", "e")  # 2e14
     args = ["pretrain", run.domain, "--method", run.method, "--img-size", str(study.IMG_SIZE), "--data",
             str(study.frame_set(run.frames).path(plan.runs)), "--flops", budget, "--snapshots", study.SNAPSHOTS,
-            "--out", str(out)]
+            "--compile", "--out", str(out)]
     for setting in run.settings():
         args += ["--set", setting]
     if (out / "checkpoints" / "latest.json").is_file():  # --resume needs a checkpoint to continue

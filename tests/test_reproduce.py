@@ -112,15 +112,17 @@ def test_pretraining_runs_share_budget_arch_and_snapshots(tmp_path: Path, monkey
         assert parse_flops(opt(w, "--flops")) == study.BUDGET and opt(w, "--img-size") == "64"
         assert opt(w, "--snapshots") == study.SNAPSHOTS and "%" in study.SNAPSHOTS
         parse_steps(study.SNAPSHOTS)
-        assert sets(w)[:len(study.ARCH)] == [f"{k}={v}" for k, v in study.ARCH.items()]
+        shared = [*(f"{k}={v}" for k, v in study.ARCH.items()), *study.RECIPE]
+        assert sets(w)[:len(shared)] == shared and "--compile" in w
         out = Path(opt(w, "--out"))
-        if "--set" in w and len(sets(w)) > len(study.ARCH):  # an ablation: apart from the main runs
+        if "--set" in w and len(sets(w)) > len(shared):  # an ablation: apart from the main runs
             assert out.parent.name == "ablations"
         else:  # where resolve_backbone(method) finds it
             assert out.parent.name == "pretrain" and out.name.startswith(f"{w[1]}-{opt(w, '--method')}-")
-    ablations = {tuple(sets(w)[len(study.ARCH):]) for w in runs if len(sets(w)) > len(study.ARCH)}
+    n = len(study.ARCH) + len(study.RECIPE)
+    ablations = {tuple(sets(w)[n:]) for w in runs if len(sets(w)) > n}
     assert ablations == {("data.pair_mix=1.0",), ("data.pair_mix=0.0",), ("cpc.mask_strategy=uniform",)}
-    assert all(w[1:4] == ["body", "--method", "cpc"] for w in runs if len(sets(w)) > len(study.ARCH))
+    assert all(w[1:4] == ["body", "--method", "cpc"] for w in runs if len(sets(w)) > n)
 
 
 def test_the_numbers_come_from_the_study_definition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,7 +149,7 @@ def test_scratch_is_the_study_architecture() -> None:
     pretrained = BACKBONES.get(cfg.arch)(img_size=cfg.img_size, pos_embed=cfg.pos_embed, class_token=cfg.class_token,
                                          drop_path_rate=cfg.drop_path_rate, patch_size=cfg.patch_size, stem=cfg.stem)
     scratch, info = resolve_backbone(study.scratch_spec(), img_size=study.IMG_SIZE)
-    assert study.scratch_spec() == "scratch,patch=16,stem=conv" and info["method"] == "scratch"
+    assert study.scratch_spec() == "scratch,patch=16,stem=patch" and info["method"] == "scratch"
     assert scratch.config_dict() == pretrained.config_dict()
 
 
@@ -161,7 +163,7 @@ def test_main_grid_and_ablations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             cells |= {(c.backbone, c.task, c.fraction, c.seed) for c in plan(
                 parse_backbones(opt(w, "--backbones")), opt(w, "--tasks").split(","), int(opt(w, "--seeds")),
                 fractions=parse_fractions(opt(w, "--fraction")))}
-    backbones = ("cpc", "mae", "dino", "supervised", "scratch,patch=16,stem=conv")
+    backbones = ("cpc", "mae", "dino", "supervised", "scratch,patch=16,stem=patch")
     tasks = ("synth-body-mesh", "synth-body-2d", "synth-hand-mesh", "synth-hand-gesture")
     ablations = [str(p.backbone(tmp_path / "runs")) for p in study.PRETRAININGS["ablations"]]
     want = {(b, t, f, s) for b in backbones for t in tasks for f in (study.LOW, 1.0) for s in range(3)}
@@ -241,12 +243,12 @@ def test_a_run_of_another_budget_or_arch_is_refused(tmp_path: Path, monkeypatch:
         fake_frames(fs, runs)
     cpc = study.PRETRAININGS["body"][0]
     cpc.out(runs).mkdir(parents=True)
-    good = {"method": "cpc", "img_size": 64, "flops_budget": study.BUDGET, **study.ARCH}
+    good = {"method": "cpc", "img_size": 64, "flops_budget": study.BUDGET, **study.ARCH, "loop": {"batch_size": 64}}
     (cpc.out(runs) / "config.yaml").write_text(yaml.safe_dump(good))
     assert len(dry(tmp_path, monkeypatch, "pretrain-body")) == 4
-    for key, value in (("flops_budget", 1e14), ("stem", "patch")):
+    for key, value in (("flops_budget", 1e14), ("stem", "conv"), ("loop", {"batch_size": 32})):
         (cpc.out(runs) / "config.yaml").write_text(yaml.safe_dump({**good, key: value}))
-        with pytest.raises(StageError, match=f"pretrained with {key}=.*CPCBENCH_RUNS"):
+        with pytest.raises(StageError, match=f"pretrained with {key}[=.].*CPCBENCH_RUNS"):
             dry(tmp_path, monkeypatch, "pretrain-body")
     crossview = study.PRETRAININGS["ablations"][0]
     crossview.out(runs).mkdir(parents=True)
