@@ -128,7 +128,7 @@ def check_run_config(run: study.Pretraining, runs: Path) -> None:
     if not path.is_file():
         return
     cfg = load_yaml(path)
-    want = {"flops_budget": study.BUDGET, "img_size": study.IMG_SIZE, "method": run.method}
+    want = {"flops_budget": run.budget, "img_size": study.IMG_SIZE, "method": run.method}
     want |= {".".join(k): v for k, v in map(parse_override, run.settings())}
     for key, value in want.items():
         have: object = cfg
@@ -186,7 +186,7 @@ def pretrain(lane: Lane, run: study.Pretraining, plan: Plan) -> None:
     if run.backbone(plan.runs).is_file():
         plan.skip(lane.name, f"{out} has its backbone")
         return
-    budget = f"{study.BUDGET:g}".replace("e+", "e")  # 2e14
+    budget = f"{run.budget:g}".replace("e+", "e")  # 2e14
     args = ["pretrain", run.domain, "--method", run.method, "--img-size", str(study.IMG_SIZE), "--data",
             str(study.frame_set(run.frames).path(plan.runs)), "--flops", budget, "--snapshots", study.SNAPSHOTS,
             "--compile", "--out", str(out)]

@@ -61,7 +61,7 @@ def test_every_stage_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     order = ["data synth", "pretrain", "sweep", "tables"]
     assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == order
     assert kinds.count("data synth") == len(study.FRAME_SETS) == 5
-    assert kinds.count("pretrain") == sum(len(g) for g in study.PRETRAININGS.values()) == 10
+    assert kinds.count("pretrain") == sum(len(g) for g in study.PRETRAININGS.values()) == 11
     ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
     probes = [w for w in cmds if w[0] == "sweep" and "--protocol" in w]
     assert len(ft) == len(study.MAIN_TASKS) + len(study.ABLATION_TASKS)
@@ -106,23 +106,25 @@ def test_pretraining_runs_share_budget_arch_and_snapshots(tmp_path: Path, monkey
     from harness.snapshots import parse_steps
 
     runs = [w for w in dry(tmp_path, monkeypatch) if w[0] == "pretrain"]
-    assert {(w[1], opt(w, "--method")) for w in runs} == {(d, m) for d in ("body", "hand") for m in
+    main = [w for w in runs if Path(opt(w, "--out")).parent.name == "pretrain"]
+    abl = [w for w in runs if Path(opt(w, "--out")).parent.name == "ablations"]
+    assert len(main) + len(abl) == len(runs)
+    assert {(w[1], opt(w, "--method")) for w in main} == {(d, m) for d in ("body", "hand") for m in
                                                           study.MAIN_METHODS} | {("body", "supervised")}
+    shared = [*(f"{k}={v}" for k, v in study.ARCH.items()), *study.RECIPE]
     for w in runs:
-        assert parse_flops(opt(w, "--flops")) == study.BUDGET and opt(w, "--img-size") == "64"
+        assert opt(w, "--img-size") == "64"
         assert opt(w, "--snapshots") == study.SNAPSHOTS and "%" in study.SNAPSHOTS
         parse_steps(study.SNAPSHOTS)
-        shared = [*(f"{k}={v}" for k, v in study.ARCH.items()), *study.RECIPE]
         assert sets(w)[:len(shared)] == shared and "--compile" in w
-        out = Path(opt(w, "--out"))
-        if "--set" in w and len(sets(w)) > len(shared):  # an ablation: apart from the main runs
-            assert out.parent.name == "ablations"
-        else:  # where resolve_backbone(method) finds it
-            assert out.parent.name == "pretrain" and out.name.startswith(f"{w[1]}-{opt(w, '--method')}-")
-    n = len(study.ARCH) + len(study.RECIPE)
-    ablations = {tuple(sets(w)[n:]) for w in runs if len(sets(w)) > n}
-    assert ablations == {("data.pair_mix=1.0",), ("data.pair_mix=0.0",), ("cpc.mask_strategy=uniform",)}
-    assert all(w[1:4] == ["body", "--method", "cpc"] for w in runs if len(sets(w)) > n)
+    for w in main:  # where resolve_backbone(method) finds it, all at the study's budget
+        assert parse_flops(opt(w, "--flops")) == study.BUDGET
+        assert Path(opt(w, "--out")).name.startswith(f"{w[1]}-{opt(w, '--method')}-") and sets(w) == shared
+    # ablations: body CPC at their own (smaller) budget, the main recipe among them at that same budget
+    assert {tuple(sets(w)[len(shared):]) for w in abl} == {(), ("data.pair_mix=1.0",), ("data.pair_mix=0.0",),
+                                                           ("cpc.mask_strategy=uniform",)}
+    assert all(w[1:4] == ["body", "--method", "cpc"] for w in abl)
+    assert {parse_flops(opt(w, "--flops")) for w in abl} == {study.BUDGET * study.ABLATION_SHARE} != {study.BUDGET}
 
 
 def test_the_numbers_come_from_the_study_definition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,7 +133,7 @@ def test_the_numbers_come_from_the_study_definition(tmp_path: Path, monkeypatch:
                         "ARCH": {"patch_size": 8, "stem": "patch"}}.items():
         monkeypatch.setattr(study, name, value)
     cmds = dry(tmp_path, monkeypatch)
-    assert {opt(w, "--flops") for w in cmds if w[0] == "pretrain"} == {"3e15"}
+    assert {opt(w, "--flops") for w in cmds if w[0] == "pretrain"} == {"3e15", "7.5e14"}
     assert all(sets(w)[:2] == ["patch_size=8", "stem=patch"] for w in cmds if w[0] == "pretrain")
     ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
     assert {opt(w, "--fraction") for w in ft} == {"0.2,1.0"} and {opt(w, "--steps") for w in ft} == {"77"}
@@ -200,7 +202,7 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run_first(tmp_path: Path,
     with pytest.raises(StageError, match="hand-cpc-vit_tiny-study.*--stage pretrain-hand` first"):
         dry(tmp_path, monkeypatch, "probes")
     fake_backbones(runs, "hand")
-    with pytest.raises(StageError, match="ablations/body-cpc-crossview.*--stage pretrain-hand` first"):
+    with pytest.raises(StageError, match="ablations/body-cpc-both.*--stage pretrain-hand` first"):
         dry(tmp_path, monkeypatch, "finetune")
     assert dry(tmp_path, monkeypatch, "probes")
     with pytest.raises(StageError, match="unknown stage 'pretrain'"):
@@ -250,9 +252,11 @@ def test_a_run_of_another_budget_or_arch_is_refused(tmp_path: Path, monkeypatch:
         (cpc.out(runs) / "config.yaml").write_text(yaml.safe_dump({**good, key: value}))
         with pytest.raises(StageError, match=f"pretrained with {key}[=.].*CPCBENCH_RUNS"):
             dry(tmp_path, monkeypatch, "pretrain-body")
-    crossview = study.PRETRAININGS["ablations"][0]
+    crossview = study.PRETRAININGS["ablations"][1]
+    assert crossview.ablation == "crossview"
     crossview.out(runs).mkdir(parents=True)
-    (crossview.out(runs) / "config.yaml").write_text(yaml.safe_dump({**good, "data": {"pair_mix": 0.5}}))
+    abl = {**good, "flops_budget": study.BUDGET * study.ABLATION_SHARE, "data": {"pair_mix": 0.5}}
+    (crossview.out(runs) / "config.yaml").write_text(yaml.safe_dump(abl))
     with pytest.raises(StageError, match="data.pair_mix=0.5"):
         dry(tmp_path, monkeypatch, "pretrain-hand")
 
@@ -302,6 +306,8 @@ def test_table_specs_follow_the_study() -> None:
     for domain in ("body", "hand"):
         low = load_spec(specs / f"{domain}-pretraining-low.yaml")
         assert low.where["fraction"] == study.LOW
+    for name in ("ablation-pairs", "ablation-masking"):  # the ablation runs' own budget, never the main runs'
+        assert load_spec(specs / f"{name}.yaml").where["pretrain.flops_budget"] == study.BUDGET * study.ABLATION_SHARE
     for spec in [load_spec(p) for p in sorted(specs.glob("*.yaml"))]:
         scratch = [r for r in spec.rows if "scratch" in r.label.lower()]
         assert all(r.where == {"method": "scratch"} for r in scratch), spec.name

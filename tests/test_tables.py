@@ -203,14 +203,14 @@ def test_shipped_specs_and_published_block(records: list[dict], tmp_path: Path) 
     md = to_markdown(t)
     assert "*published (not measured here)*" in md and "Published by others, not measured by cpcbench" in md
     abl = spec_table(load_spec(SPECS / "ablation-pairs.yaml"), records, pub)
-    assert [r.label for r in abl.rows] == ["CPC cross-view only", "CPC cross-pose only", "CPC both", "MAE (no pairs)"]
+    assert [r.label for r in abl.rows] == ["CPC cross-view only", "CPC cross-pose only", "CPC both"]
     # without the masking filter two checkpoints match "both" (human-aware and uniform masking): two rows,
     # never averaged together, the checkpoint's labelled by its pretraining config (not by its path)
     text = (SPECS / "ablation-pairs.yaml").read_text().replace("pretrain.cpc.mask_strategy: human, ", "")
     (tmp_path / "pairs.yaml").write_text(text)
     abl = spec_table(load_spec(tmp_path / "pairs.yaml"), records, pub)
-    assert [r.label for r in abl.rows] == ["CPC cross-view only", "CPC cross-pose only", "CPC both (cpc)",
-                                           "CPC both (CPC, uniform masking)", "MAE (no pairs)"]
+    assert [r.label for r in abl.rows] == ["CPC cross-view only", "CPC cross-pose only",
+                                           "CPC both (CPC, uniform masking)", "CPC both (CPC (cpc-ablation-3))"]
 
 
 def test_empty_and_smoke_only(tmp_path: Path, records: list[dict]) -> None:
@@ -371,7 +371,8 @@ def test_checkpoint_rows_are_labelled_by_their_pretraining(records: list[dict]) 
 
     body = next(t for t in main_tables(records) if t.name == "main-body-finetune")
     labels = [r.label for r in body.rows]
-    assert labels[-3:] == ["CPC, cross-view pairs only", "CPC, cross-pose pairs only", "CPC, uniform masking"]
+    assert labels[-4:] == ["CPC, cross-view pairs only", "CPC, cross-pose pairs only", "CPC, uniform masking",
+                           "CPC (cpc-ablation-3)"]  # the main recipe at the ablations' budget: named by its run
     assert not any("/" in lb or "safetensors" in lb for lb in labels)
     plain = _golden_record("synth-body-2d", "runs/repro/body-cpc-long/backbone.safetensors",
                            {"pck05": [1.0, 2.0, 3.0]}, method="cpc")
