@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @cli_options(exclude=("num_workers",))
     def sweep_cmd(
         backbones: str = typer.Option(..., "--backbones", "-b", help="Comma list of backbone specs (cpc, mae, dino, "
-                                                                      "supervised, scratch, timm:NAME.TAG, a file; "
+                                                                      "supervised, scratch, timm:NAME.TAG, cnn:NAME "
+                                                                      "(a random-init reference CNN), a file; "
                                                                       "snapshots:RUN_DIR = every snapshot of a "
                                                                       "pretraining run + its final backbone)."),
         tasks: str = typer.Option(..., "--tasks", "-t", help="body | hand (the synthetic tasks) | task list."),
