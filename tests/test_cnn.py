@@ -1,6 +1,6 @@
 """Reference CNN backbones (``--backbone cnn:NAME``, issue 16): the backbone contract at 64 px (a 2x2 map), every
 synthetic task's head on that grid, one-line refusals, layer-wise LR decay, ``cpcbench eval`` end to end (fine-tuning
-and a frozen protocol)."""
+and a frozen protocol) and the table row."""
 
 from __future__ import annotations
 
@@ -184,3 +184,27 @@ def test_eval_help_names_the_spec() -> None:
     r = runner.invoke(app, ["eval", "--help"], terminal_width=200)
     assert r.exit_code == 0 and "cnn:NAME" in r.stdout
 
+
+def test_table_has_a_reference_cnn_row() -> None:
+    """A reference CNN is its own row, labelled as a diagnostic, after the methods, in the same cell as the ViTs
+    (its null layer decay is no other setting); the table renders."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    from make_records import record
+
+    from harness.leaderboard import to_markdown
+    from harness.tables import main_tables
+
+    d = {"steps": 10, "batch_size": 32, "base_lr": 1e-3, "img_size": 64, "layer_decay": 0.75}
+    recs = []
+    for name, method, v in (("cnn:resnet18", "reference-cnn", 198.0), ("scratch", "scratch", 244.0),
+                            ("cpc", "cpc", 230.0)):
+        rec = record("synth-body-mesh", name, [0, 1, 2], {"mpjpe": [v, v + 1, v + 2]}, method=method,
+                     sha="" if name != "cpc" else "c" * 64)
+        rec["config"] = {**rec["config"], "defaults": d, "layer_decay": None if method == "reference-cnn" else 0.75}
+        recs.append(rec)
+    (table,) = main_tables(recs)
+    assert [r.label for r in table.rows] == ["cpc", "scratch", "ResNet-18, random init (reference CNN)"]
+    assert len(table.columns) == 1 and table.rows[-1].cells[0].mean == pytest.approx(199.0)
+    assert "ResNet-18, random init (reference CNN)" in to_markdown(table)
