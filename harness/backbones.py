@@ -10,6 +10,9 @@
   ``arch`` (vit_tiny, vit_small, ...), ``patch`` (patch size), ``stem`` (patch | conv), ``pos`` (rope | sincos |
   learned): the random-init baseline of pretraining runs made with those settings;
 - ``timm:NAME.TAG`` (e.g. ``timm:vit_base_patch16_224.mae``): timm weights from the local cache;
+- ``cnn:NAME`` (e.g. ``cnn:resnet18``): a reference CNN (issue 16), timm's random init of that convolutional
+  network, its final feature map as the tokens (``pretraining.cnn``); method ``reference-cnn``, no weights file. Input
+  size: ``img_size``, else ``SCRATCH``'s, so it shares its table columns with the default ViT rows;
 - a checkpoint file: ours (``.safetensors`` + sidecar), a CroCo v2 release ``.pth`` or a CroCo ``pretrain.py``
   checkpoint (architecture from its ``args.model``);
 - ``ARCH[,key=value...]:FILE`` (e.g. ``vit_small:weights.safetensors``): a plain weights file (timm/our or CroCo
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 SCRATCH: dict[str, Any] = {"arch": "vit_tiny", "img_size": 128, "pos_embed": "rope"}
+REFERENCE_CNN = "reference-cnn"  # the record's method of a ``cnn:NAME`` backbone: a diagnostic, not a pretraining
 
 
 def runs_root() -> Path:
@@ -88,6 +92,8 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
     import pretraining  # noqa: F401  (fills the registries)
     from harness.registries import BACKBONES, METHODS
     from pretraining.arch_file import backbone_from_arch_file, parse_arch_spec
+    from pretraining.cnn import PREFIX as CNN_PREFIX
+    from pretraining.cnn import build_cnn
     from pretraining.load import NORMS, backbone_from_file, backbone_from_timm
 
     if spec == "scratch" or spec.startswith("scratch,"):
@@ -101,6 +107,10 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
                                 "backbone": bb.config_dict(), "input_norm": dict(NORMS["imagenet"])}
     elif spec.startswith("timm:"):
         bb, info = backbone_from_timm(spec, img_size, strict)
+    elif spec.startswith(CNN_PREFIX):
+        bb = build_cnn(spec, int(img_size or SCRATCH["img_size"]))
+        info = {"weights": "", "weights_sha256": "", "method": REFERENCE_CNN, "load": {},
+                "backbone": bb.config_dict(), "input_norm": dict(NORMS["imagenet"])}
     elif spec in METHODS.names():
         path = find_pretrained(spec, domain)
         if path is None:
@@ -112,14 +122,15 @@ def resolve_backbone(spec: str, domain: str = "body", img_size: int | None = Non
         bb, info = backbone_from_arch_file(spec, img_size, strict)
     elif spec in BACKBONES:
         raise CpcbenchError(f"{spec!r} is an architecture, not a backbone spec: use 'scratch' for a random "
-                            f"{spec}, a method name ({', '.join(METHODS.names())}), timm:NAME.TAG, a checkpoint "
-                            f"file or {spec}:FILE for a plain weights file of that architecture")
+                            f"{spec}, a method name ({', '.join(METHODS.names())}), timm:NAME.TAG, cnn:NAME, a "
+                            f"checkpoint file or {spec}:FILE for a plain weights file of that architecture")
     elif Path(spec).suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt") or Path(spec).is_file():
         bb, info = backbone_from_file(spec, img_size, strict)
     else:
         raise CpcbenchError(f"unknown backbone {spec!r}: use a method name ({', '.join(METHODS.names())}), "
-                            "'scratch', timm:NAME.TAG (e.g. timm:vit_base_patch16_224.mae), a checkpoint file or "
-                            "ARCH:FILE (e.g. vit_small:weights.safetensors)")
+                            "'scratch', timm:NAME.TAG (e.g. timm:vit_base_patch16_224.mae), cnn:NAME (a random-init "
+                            "reference CNN, e.g. cnn:resnet18), a checkpoint file or ARCH:FILE (e.g. "
+                            "vit_small:weights.safetensors)")
     info = {"name": spec, "arch": bb.arch, "img_size": bb.img_size, "pretrain": info.pop("pretrain", {}), **info}
     return bb, info
 

@@ -135,9 +135,18 @@ def _resolve_backbone(spec: str, domain: str, img_size: int | None) -> tuple[Any
 
 
 
-def layer_decay(cfg: EvalConfig, d: Any) -> float | None:
-    """The layer-wise LR decay of a fine-tuning run (``--layer-decay`` or the task's default); None when frozen."""
+def layer_decay(cfg: EvalConfig, d: Any, backbone: Any = None) -> float | None:
+    """The layer-wise LR decay of a fine-tuning run (``--layer-decay`` or the task's default); None when frozen.
+
+    None too for a ``backbone`` without transformer ``blocks`` (a reference CNN, ``cnn:NAME``): there are no layers
+    to decay over, so it trains with one learning rate and its record says ``layer_decay: null``; asking for a
+    decay other than 1 (= none) there is an error rather than a setting that silently does nothing."""
     if cfg.protocol != "finetune":
+        return None
+    if backbone is not None and not hasattr(backbone, "blocks"):
+        if cfg.layer_decay is not None and cfg.layer_decay != 1:
+            raise CpcbenchError(f"--layer-decay {cfg.layer_decay:g}: backbone {cfg.backbone!r} has no transformer "
+                                "blocks to decay over; leave --layer-decay unset (or 1) for it")
         return None
     return cfg.layer_decay if cfg.layer_decay is not None else d.layer_decay
 
@@ -195,6 +204,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
     probe_backbone, binfo = _resolve_backbone(cfg.backbone, task.domain, cfg.img_size)
     spec = pinned_spec(cfg.backbone, binfo)  # a method name -> the file found now, for every seed
     img_size = backbone_info(probe_backbone, binfo)["img_size"]
+    decay = layer_decay(cfg, d, probe_backbone)  # before any data is built: a decay it cannot take is an error now
     del probe_backbone
     test_ds = task.build_dataset("test", img_size, cfg.limit)
     n_test = len(test_ds)
@@ -281,7 +291,7 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
             extra["submission_note"] = task.submission_note
     config = {**asdict(cfg), "steps": steps, "batch_size": batch_size, "base_lr": base_lr, "img_size": img_size,
               "defaults": d.to_dict(), "weight_decay": d.weight_decay,
-              "layer_decay": layer_decay(cfg, d),
+              "layer_decay": decay,
               "warmup_steps": min(d.warmup_steps, steps // 5), "n_train_full": out_n_train,
               "train_stats": TRAIN_STATS, "feature_cache": "on" if uses_cache(cfg) else "off",
               "features": feature_keys}
@@ -318,7 +328,7 @@ def _train_seed(cell: Any, seed: int, backbone: Any, binfo: Mapping[str, Any], i
                       log_every=max(1, steps // 10), seed=seed, device=str(cell.device), count_flops=False,
                       compile=cfg.compile)
     optim = OptimConfig(base_lr=cell.base_lr, weight_decay=d.weight_decay, warmup_steps=min(d.warmup_steps, steps // 5),
-                        layer_decay=layer_decay(cfg, d))
+                        layer_decay=layer_decay(cfg, d, backbone))
     run_dir = cell.runs_root / "eval" / task.name / safe_name(cfg.backbone) / cell.run_id / f"seed{seed}"
     log.info("%s on %s (%s, seed %d): %d train / %d test samples, %d steps", cfg.backbone, task.name,
              cfg.protocol, seed, len(train_subset), n_test, steps)

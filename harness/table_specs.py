@@ -9,6 +9,7 @@ Unknown keys and unknown filter operators are errors, so a typo never silently s
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,7 @@ def matches(rec: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
 
 METHOD_LABELS = {"cpc": "CPC", "mae": "MAE", "dino": "DINO", "supervised": "Supervised", "scratch": "Scratch"}
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+CNN_PREFIX = "cnn:"  # pretraining.cnn.PREFIX (not imported: the table modules stay free of torch)
 
 
 def is_checkpoint_name(name: str) -> bool:
@@ -134,10 +136,25 @@ def is_checkpoint_name(name: str) -> bool:
     return "/" in name or "\\" in name or name.endswith(_WEIGHT_SUFFIXES)
 
 
+def is_reference_cnn(name: str) -> bool:
+    """Whether a record's backbone name is a reference CNN (``--backbone cnn:NAME``, ``pretraining.cnn``)."""
+    return name.startswith(CNN_PREFIX)
+
+
+def reference_cnn_label(name: str) -> str:
+    """``cnn:resnet18`` -> ``ResNet-18, random init (reference CNN)``: a diagnostic row, not a pretraining."""
+    arch = name[len(CNN_PREFIX):]
+    m = re.fullmatch(r"resnet(\d+)", arch)
+    return f"{f'ResNet-{m.group(1)}' if m else arch}, random init (reference CNN)"
+
+
 def backbone_label(name: str, records: Sequence[Mapping[str, Any]]) -> str:
-    """A human label for a backbone: its name, or for a checkpoint file one read from the pretraining config its
-    records carry: ``CPC, cross-view pairs only``, ``CPC, uniform masking``; ``CPC (body-cpc-run)`` (the run's
-    directory) when the config names nothing that differs from the method's standard recipe."""
+    """A human label for a backbone: its name, a reference CNN's architecture marked as such
+    (``reference_cnn_label``), or for a checkpoint file one read from the pretraining config its records carry:
+    ``CPC, cross-view pairs only``, ``CPC, uniform masking``; ``CPC (body-cpc-run)`` (the run's directory) when the
+    config names nothing that differs from the method's standard recipe."""
+    if is_reference_cnn(name):
+        return reference_cnn_label(name)
     if not is_checkpoint_name(name) or not records:
         return name
     rec = records[0]

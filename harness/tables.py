@@ -63,6 +63,7 @@ from harness.table_specs import (  # noqa: F401  (re-exported)
     _equal,
     backbone_label,
     get_field,
+    is_reference_cnn,
     load_published,
     load_spec,
     load_specs,
@@ -87,7 +88,11 @@ def _task_rank(task: str) -> tuple[int, str]:
 
 
 def _backbone_rank(name: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+    """Methods in ``METHOD_ORDER``, then every other backbone (checkpoints, timm weights), then the reference CNNs
+    (diagnostics, last)."""
+    if name in METHOD_ORDER:
+        return METHOD_ORDER.index(name), name
+    return len(METHOD_ORDER) + is_reference_cnn(name), name
 
 
 SETTING_KEYS = ("steps", "batch_size", "base_lr", "img_size", "layer_decay")

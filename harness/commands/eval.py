@@ -14,6 +14,7 @@ EPILOG = ("Examples:  cpcbench eval --backbone cpc --task synth-body-mesh  |  "
           "cpcbench eval --backbone timm:vit_small_patch16_224.dino --task 3dpw --data-root ~/data  |  "
           "cpcbench eval --backbone vit_base,pos=rope:croco_encoder.safetensors --task hand  |  "
           "cpcbench eval --backbone mae --task synth-hand-gesture --protocol knn  |  "
+          "cpcbench eval --backbone cnn:resnet18 --task synth-body-mesh  (reference CNN, random init)  |  "
           "cpcbench eval --backbone scratch --task synth-hand-mesh --limit 8  (smoke run)")
 
 
@@ -31,7 +32,8 @@ def register(app: typer.Typer) -> None:
     def eval_cmd(
         backbone: str = typer.Option(..., "--backbone", "-b",
                                      help="cpc | mae | dino | supervised (newest local export, resolved once "
-                                          "for all seeds) | scratch | timm:NAME.TAG | checkpoint file (ours, "
+                                          "for all seeds) | scratch | timm:NAME.TAG | cnn:NAME (a random-init "
+                                          "timm CNN as a reference, e.g. cnn:resnet18) | checkpoint file (ours, "
                                           "CroCo) | ARCH[,pos=..,img=..,norm=..]:FILE (a plain weights file, "
                                           "e.g. vit_small:w.safetensors)"),
         task: str = typer.Option(..., "--task", "-t",

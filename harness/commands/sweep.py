@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
     def sweep_cmd(
         backbones: str = typer.Option(..., "--backbones", "-b", help="Comma list of backbone specs (cpc, mae, dino, "
                                                                       "supervised, scratch[,patch=16,stem=conv], "
-                                                                      "timm:NAME.TAG, a file; "
+                                                                      "timm:NAME.TAG, cnn:NAME (a random-init "
+                                                                      "reference CNN), a file; "
                                                                       "snapshots:RUN_DIR = every snapshot of a "
                                                                       "pretraining run + its final backbone)."),
         tasks: str = typer.Option(..., "--tasks", "-t", help="body | hand (the synthetic tasks) | task list."),
