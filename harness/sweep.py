@@ -62,6 +62,7 @@ class Identity:
     weights_sha256: str
     task_defaults: Mapping[str, Any] = field(default_factory=dict)
     img_size: int | None = None
+    layered: bool = True  # the backbone has transformer blocks (layer-wise LR decay applies to it)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class RegistryIdentifier:
 
     def __init__(self, img_size: int | None = None) -> None:
         self.img_size = img_size
-        self._bb: dict[tuple[str, str], tuple[str, str, int | None]] = {}
+        self._bb: dict[tuple[str, str], tuple[str, str, int | None, bool]] = {}
 
     def __call__(self, cell: Cell) -> Identity:
         import tasks  # noqa: F401
@@ -170,9 +171,10 @@ class RegistryIdentifier:
 
             bb, info = resolve_backbone(cell.backbone, task.domain, self.img_size)
             self._bb[key] = (portable_path(str(info.get("name", cell.backbone))), str(info.get("weights_sha256", "")),
-                             backbone_info(bb, info)["img_size"])  # what evaluate() will use and record
-        name, sha, img = self._bb[key]
-        return Identity(str(task.version), name, sha, task.defaults.to_dict(), img)
+                             backbone_info(bb, info)["img_size"],  # what evaluate() will use and record
+                             hasattr(bb, "blocks"))
+        name, sha, img, layered = self._bb[key]
+        return Identity(str(task.version), name, sha, task.defaults.to_dict(), img, layered)
 
 
 def _fkey(x: float) -> float:
@@ -196,9 +198,13 @@ def cell_key(cell: Cell, ident: Identity, overrides: EvalOverrides) -> tuple:
     from harness.results import TRAIN_STATS
     from harness.tables import setting_string
 
+    # the layer decay as evaluate() records it: the override (else the default, never named) when fine-tuning a
+    # backbone with blocks, nothing otherwise
+    decay = overrides.layer_decay if cell.protocol == "finetune" and ident.layered else None
     setting = setting_string({"steps": overrides.steps, "batch_size": overrides.batch_size,
                               "base_lr": overrides.base_lr, "img_size": ident.img_size or overrides.img_size,
-                              "train_stats": TRAIN_STATS}, ident.task_defaults, cell.limit, cell.fraction)
+                              "layer_decay": decay, "train_stats": TRAIN_STATS}, ident.task_defaults, cell.limit,
+                             cell.fraction)
     return (cell.task, ident.task_version, ident.backbone_name, ident.weights_sha256, cell.protocol,
             _fkey(cell.fraction), cell.limit, setting, cell.seed)
 

@@ -23,7 +23,7 @@ from harness.sweep import (
     sweep,
 )
 
-DEFAULTS = {"steps": 300, "batch_size": 32, "base_lr": 0.002, "img_size": 64}
+DEFAULTS = {"steps": 300, "batch_size": 32, "base_lr": 0.002, "img_size": 64, "layer_decay": 0.75}
 SHA = {"cpc": "c" * 64, "mae": "a" * 64, "scratch": ""}
 
 
@@ -37,7 +37,8 @@ def fake_runner(cell: Cell, results: str, runs: str | None, overrides: EvalOverr
     """A cheap cell: writes the record `cpcbench eval --seeds 1 --first-seed S` would write."""
     cfg = {"steps": overrides.steps or DEFAULTS["steps"], "batch_size": overrides.batch_size or 32,
            "base_lr": overrides.base_lr or 0.002, "img_size": overrides.img_size or DEFAULTS["img_size"],
-           "train_stats": TRAIN_STATS, "defaults": dict(DEFAULTS)}
+           "layer_decay": overrides.layer_decay or DEFAULTS["layer_decay"], "train_stats": TRAIN_STATS,
+           "defaults": dict(DEFAULTS)}
     if cell.limit is not None:
         cfg["steps"] = min(cfg["steps"], cell.limit)
     value = 100.0 - 10 * (cell.backbone == "cpc") + cell.seed
@@ -267,6 +268,21 @@ def test_identity_knows_the_input_size_eval_will_use() -> None:
     cell = Cell("scratch", "synth-body-2d", "finetune", 1.0, 0)
     assert RegistryIdentifier()(cell).img_size == SCRATCH["img_size"]
     assert RegistryIdentifier(img_size=96)(cell).img_size == 96
+
+
+def test_a_layer_decay_override_is_its_own_cell(tmp_path: Path) -> None:
+    """--layer-decay is part of a cell: records at the default decay do not cover a sweep at another one, and a
+    sweep at that decay, once done, is skipped when re-run (not re-run forever)."""
+    results = tmp_path / "r"
+    cells = plan(["cpc"], ["synth-hand-mesh"], seeds=2)
+    _sweep(results, Counting(), cells)
+    other = EvalOverrides(layer_decay=1.0)
+    first = Counting()
+    _sweep(results, first, cells, overrides=other)
+    assert len(first.ran) == 2
+    again = Counting()
+    _sweep(results, again, cells, overrides=other)
+    assert again.ran == []
 
 
 def test_pre_fix_fraction_records_are_not_done(tmp_path: Path) -> None:
