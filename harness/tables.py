@@ -123,10 +123,27 @@ def eval_setting(rec: Mapping[str, Any]) -> str:
     return setting_string(cfg, cfg.get("defaults") or {}, rec["limit"], rec["fraction"])
 
 
+def data_setting(rec: Mapping[str, Any]) -> str:
+    """``"data=body-lab@1a2b3c"``: the synthetic frame set a record was measured on (its directory name and a hash of
+    its generator config, which says what the frames are wherever they lie); "" for other data. Two frame sets
+    never share a table cell, even for one task version (``--data-root`` can point a task at any frame set)."""
+    import hashlib
+    import json
+
+    data = rec.get("data") or {}
+    gen = data.get("generator") if isinstance(data, Mapping) else None
+    if not isinstance(gen, Mapping) or not gen:
+        return ""
+    digest = hashlib.sha256(json.dumps(gen, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    name = str(data.get("frames") or "").replace("\\", "/").rstrip("/").split("/")[-1] or "frames"
+    return f"data={name}@{digest}"
+
+
 def _group_of(rec: Mapping[str, Any]) -> tuple[str, str, str, str, float, int | None, str]:
     t = rec["task"]
+    setting = ", ".join(s for s in (eval_setting(rec), data_setting(rec)) if s)
     return (str(t["name"]), str(t["version"]), str(t.get("protocol", "")), str(rec["protocol"]),
-            float(rec["fraction"]), rec["limit"], eval_setting(rec))
+            float(rec["fraction"]), rec["limit"], setting)
 
 
 def _columns_for(records: Sequence[Mapping[str, Any]], sel: ColumnSpec | None, decimals: int | None,

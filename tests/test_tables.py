@@ -350,6 +350,20 @@ def test_layer_decays_never_share_a_cell() -> None:
     assert "layer_decay=1" in to_markdown(table)
 
 
+def test_frame_sets_never_share_a_cell() -> None:
+    """One task version measured on two synthetic frame sets (``--data-root``) gives two cells, named by the frame
+    set's directory and a hash of its generator config; the same frame set in another directory pools."""
+    gen = {"domain": "body", "frames": 2048, "seed": 0}
+    runs = [_golden_record("synth-body-2d", "cpc", {"pck05": v, "pck10": v}) for v in
+            ([20.0, 21.0, 22.0], [30.0, 31.0, 32.0], [40.0, 41.0, 42.0])]
+    runs[0]["data"] = {"frames": "runs/repro/data/body-64-0", "generator": gen}
+    runs[1]["data"] = {"frames": "runs/study/data/body-lab", "generator": {**gen, "frames": 8192, "seed": 11}}
+    runs[2]["data"] = {"frames": "/elsewhere/body-64-0", "generator": dict(gen)}
+    (table,) = main_tables(runs)  # runs 0 and 2: one frame set, one cell (its newest record per seed)
+    md = to_markdown(table)
+    assert len(table.columns) == 4 and "data=body-lab@" in md and "data=body-64-0@" in md
+
+
 def test_pre_fix_fraction_records_never_pool_with_fixed_ones() -> None:
     """Below fraction 1, a record made before head statistics came from the fraction alone (no
     ``config.train_stats``) keeps its own cell, labelled; at fraction 1 nothing changed, so both pool."""
