@@ -14,11 +14,12 @@ Stages (``--stage NAME``, repeatable or a comma list; none: all, in this order; 
 2. ``pretrain-body``: body CPC, MAE, DINO and supervised (on ``objects-pre``); each run under the same FLOP
    budget (``--flops``), architecture (``--set``) and percent snapshots, into
    ``<runs>/pretrain/<domain>-<method>-vit_tiny-study``;
-3. ``pretrain-hand``: hand CPC, MAE, DINO and the three body CPC ablations (cross-view pairs only, cross-pose
-   pairs only, uniform masking) into ``<runs>/ablations/body-cpc-<name>``;
+3. ``pretrain-hand``: hand CPC, MAE, DINO and the four body CPC ablation runs at ``ABLATION_SHARE`` of the budget
+   (the main recipe, cross-view pairs only, cross-pose pairs only, uniform masking) into
+   ``<runs>/ablations/body-cpc-<name>``;
 4. ``finetune``: the main grid (``cpcbench sweep``: cpc, mae, dino, supervised and the random init of the same
    architecture x the main tasks x fractions ``LOW`` and 1.0 x 3 seeds, ``FT_STEPS`` steps, on the labeled sets
-   through ``--data-root``) and the ablations (their three backbones on ``ABLATION_TASKS``, same fractions);
+   through ``--data-root``) and the ablations (their four backbones on ``ABLATION_TASKS``, same fractions);
 5. ``probes``: the frozen-feature probes (every main backbone x probe task x protocol x 3 seeds, on cached
    features) and the learning curves (every snapshot of the body CPC, MAE, DINO and supervised runs on
    ``CURVE_TASKS``: one FLOPs axis for every method);
