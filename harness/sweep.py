@@ -5,8 +5,10 @@ it writes one record; ``cpcbench tables`` pools the seeds of a cell back togethe
 backbone spec is resolved once per domain (``harness.backbones.resolve_backbone``: name + weights sha256) and
 every task's version read from the registry; a cell is **skipped** when ``results/`` already holds a record
 for the same task, task version, backbone name + weights sha256, protocol, fraction, seed, smoke limit and
-fine-tuning setting (schedule, input size, where training statistics come from: ``harness.tables.eval_setting``),
-i.e. for the same table cell. A failed or interrupted sweep is therefore re-run, not restarted: only missing cells run.
+fine-tuning setting (schedule, input size, layer decay, where training statistics come from:
+``harness.tables.eval_setting``) and synthetic frame set (``--data-root`` or the task's default set:
+``harness.tables.data_setting``), i.e. for the same table cell. A failed or interrupted sweep is therefore
+re-run, not restarted: only missing cells run.
 
 Launchers:
 
@@ -63,6 +65,7 @@ class Identity:
     task_defaults: Mapping[str, Any] = field(default_factory=dict)
     img_size: int | None = None
     layered: bool = True  # the backbone has transformer blocks (layer-wise LR decay applies to it)
+    data: str = ""  # the synthetic frame set the cell reads (``harness.tables.data_label``); "" for real data
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,8 @@ def resolve_task_names(spec: str) -> list[str]:
 class RegistryIdentifier:
     """Identity of cells from the task registry and ``resolve_backbone`` (cached per backbone and domain)."""
 
-    def __init__(self, img_size: int | None = None) -> None:
-        self.img_size = img_size
+    def __init__(self, img_size: int | None = None, data_root: str | None = None) -> None:
+        self.img_size, self.data_root = img_size, data_root
         self._bb: dict[tuple[str, str], tuple[str, str, int | None, bool]] = {}
 
     def __call__(self, cell: Cell) -> Identity:
@@ -174,7 +177,41 @@ class RegistryIdentifier:
                              backbone_info(bb, info)["img_size"],  # what evaluate() will use and record
                              hasattr(bb, "blocks"))
         name, sha, img, layered = self._bb[key]
-        return Identity(str(task.version), name, sha, task.defaults.to_dict(), img, layered)
+        return Identity(str(task.version), name, sha, task.defaults.to_dict(), img, layered,
+                        expected_data(task, self.data_root, img))
+
+
+def expected_data(task_cls: Any, data_root: str | None, img_size: int | None) -> str:
+    """The ``data_label`` a record of ``task_cls`` will carry, known without rendering anything: the frame set that
+    ``data_root`` names, else the synthetic task's default set at ``img_size`` (what it would render); "" for
+    tasks that do not read a synthetic frame set."""
+    if not getattr(task_cls, "synthetic", False):
+        return ""
+    import json
+    from dataclasses import asdict
+
+    from harness.tables import data_label
+
+    task = task_cls(data_root)
+    root = getattr(task, "root", None)
+    if root is not None:
+        try:
+            meta = json.loads((Path(root) / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return ""
+        from harness.results import portable_path
+
+        return data_label(portable_path(str(root)), meta.get("generator"))
+    from humans.world import default_dir, make_config, model_source
+    from tasks.synthetic import DEFAULT_SIZE, SYNTH_FRAMES
+
+    cfg = SYNTH_FRAMES.get(task.domain)
+    if cfg is None:
+        return ""
+    size = img_size or DEFAULT_SIZE
+    world = make_config(task.domain, cfg["frames"], size, cfg["seed"])
+    return data_label(str(default_dir(task.domain, size, cfg["seed"])),
+                      {**asdict(world), "model": model_source(task.domain)})
 
 
 def _fkey(x: float) -> float:
@@ -183,13 +220,13 @@ def _fkey(x: float) -> float:
 
 def done_keys(records: Iterable[Mapping[str, Any]]) -> set[tuple]:
     """Keys of the cells that records already cover (one key per seed of each record)."""
-    from harness.tables import eval_setting
+    from harness.tables import cell_setting
 
     keys = set()
     for rec in records:
         bb = rec["backbone"]
         base = (rec["task"]["name"], str(rec["task"]["version"]), str(bb["name"]), str(bb.get("weights_sha256", "")),
-                rec["protocol"], _fkey(rec["fraction"]), rec["limit"], eval_setting(rec))
+                rec["protocol"], _fkey(rec["fraction"]), rec["limit"], cell_setting(rec))
         keys.update((*base, int(s)) for s in rec["seeds"])
     return keys
 
@@ -205,6 +242,7 @@ def cell_key(cell: Cell, ident: Identity, overrides: EvalOverrides) -> tuple:
                               "base_lr": overrides.base_lr, "img_size": ident.img_size or overrides.img_size,
                               "layer_decay": decay, "train_stats": TRAIN_STATS}, ident.task_defaults, cell.limit,
                              cell.fraction)
+    setting = ", ".join(s for s in (setting, ident.data) if s)
     return (cell.task, ident.task_version, ident.backbone_name, ident.weights_sha256, cell.protocol,
             _fkey(cell.fraction), cell.limit, setting, cell.seed)
 
@@ -353,7 +391,7 @@ def sweep(cells: Sequence[Cell], results: str | Path, *, launcher: str = "local"
           wait: bool = False, dry_run: bool = False) -> SweepReport:
     """Run (or, with ``dry_run``, only plan) the cells that ``results`` does not hold yet."""
     t0 = time.perf_counter()
-    identify = identify or RegistryIdentifier(overrides.img_size)
+    identify = identify or RegistryIdentifier(overrides.img_size, overrides.data_root)
     pending, finished, unresolved = split_done(cells, results, identify, overrides)
     report = SweepReport(list(cells), pending=pending, skipped=finished, unresolved=unresolved)
     if unresolved and not dry_run:

@@ -123,27 +123,38 @@ def eval_setting(rec: Mapping[str, Any]) -> str:
     return setting_string(cfg, cfg.get("defaults") or {}, rec["limit"], rec["fraction"])
 
 
-def data_setting(rec: Mapping[str, Any]) -> str:
-    """``"data=body-lab@1a2b3c"``: the synthetic frame set a record was measured on (its directory name and a hash of
-    its generator config, which says what the frames are wherever they lie); "" for other data. Two frame sets
-    never share a table cell, even for one task version (``--data-root`` can point a task at any frame set)."""
+def data_label(frames: str, generator: Mapping[str, Any] | None) -> str:
+    """``"data=body-lab@1a2b3c"`` for a synthetic frame set: its directory's name and a hash of its generator config
+    (which says what the frames are wherever they lie); "" without a generator (real data sets)."""
     import hashlib
     import json
 
-    data = rec.get("data") or {}
-    gen = data.get("generator") if isinstance(data, Mapping) else None
-    if not isinstance(gen, Mapping) or not gen:
+    if not isinstance(generator, Mapping) or not generator:
         return ""
-    digest = hashlib.sha256(json.dumps(gen, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    name = str(data.get("frames") or "").replace("\\", "/").rstrip("/").split("/")[-1] or "frames"
+    digest = hashlib.sha256(json.dumps(dict(generator), sort_keys=True, default=str).encode()).hexdigest()[:6]
+    name = str(frames or "").replace("\\", "/").rstrip("/").split("/")[-1] or "frames"
     return f"data={name}@{digest}"
+
+
+def data_setting(rec: Mapping[str, Any]) -> str:
+    """The synthetic frame set a record was measured on (``data_label``; "" for other data). Two frame sets never
+    share a table cell or a sweep cell, even for one task version (``--data-root`` points a task at any frame set)."""
+    data = rec.get("data") or {}
+    if not isinstance(data, Mapping):
+        return ""
+    return data_label(str(data.get("frames") or ""), data.get("generator"))
+
+
+def cell_setting(rec: Mapping[str, Any]) -> str:
+    """Everything beyond task, protocol, fraction and limit that keeps two records apart: ``eval_setting`` and the
+    frame set (``data_setting``)."""
+    return ", ".join(s for s in (eval_setting(rec), data_setting(rec)) if s)
 
 
 def _group_of(rec: Mapping[str, Any]) -> tuple[str, str, str, str, float, int | None, str]:
     t = rec["task"]
-    setting = ", ".join(s for s in (eval_setting(rec), data_setting(rec)) if s)
     return (str(t["name"]), str(t["version"]), str(t.get("protocol", "")), str(rec["protocol"]),
-            float(rec["fraction"]), rec["limit"], setting)
+            float(rec["fraction"]), rec["limit"], cell_setting(rec))
 
 
 def _columns_for(records: Sequence[Mapping[str, Any]], sel: ColumnSpec | None, decimals: int | None,

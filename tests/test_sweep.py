@@ -298,3 +298,29 @@ def test_pre_fix_fraction_records_are_not_done(tmp_path: Path) -> None:
     rerun = Counting()
     _sweep(results, rerun, cells)
     assert [c.fraction for c in rerun.ran] == [0.1]
+
+
+def test_a_cell_on_another_frame_set_is_not_done(synth_hand: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record measured on one synthetic frame set does not cover the same cell on another (``--data-root``); the
+    default set is identified without rendering it."""
+    import json
+
+    from harness.sweep import RegistryIdentifier, cell_key, done_keys
+
+    monkeypatch.setenv("CPCBENCH_RUNS", str(tmp_path / "runs"))
+    cell = Cell("scratch", "synth-hand-gesture", "finetune", 1.0, 0, None)
+    on_set = RegistryIdentifier(32, str(synth_hand))(cell)
+    default = RegistryIdentifier(32, None)(cell)
+    assert on_set.data.startswith(f"data={synth_hand.name}@") and default.data.startswith("data=hand-32-0@")
+    assert not (tmp_path / "runs").exists()  # nothing rendered to identify the default set
+    gen = json.loads((synth_hand / "meta.json").read_text())["generator"]
+    rec = build_record(task={"name": cell.task, "version": on_set.task_version, "domain": "hand"},
+                       backbone={"name": "scratch", "weights_sha256": ""}, method="scratch", protocol="finetune",
+                       seeds=[0], fraction=1.0, limit=None, metrics={}, n_samples=1,
+                       config={"img_size": 32, "train_stats": TRAIN_STATS, "defaults": dict(on_set.task_defaults)},
+                       wall_time_s=0.0)
+    rec["data"] = {"frames": str(synth_hand), "generator": gen}
+    keys = done_keys([rec])
+    over = EvalOverrides(img_size=32)
+    assert cell_key(cell, on_set, over) in keys and cell_key(cell, default, over) not in keys
