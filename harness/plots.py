@@ -188,7 +188,10 @@ def curves(table: Table) -> dict[str, bytes]:
             ax.minorticks_off()
             ax.set_xlabel("fraction of the training set")
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
-            ax.set_title(f"{task} v{version} ({protocol}" + (f", {setting})" if setting else ")"))
+            import textwrap
+
+            ax.set_title("\n".join(textwrap.wrap(f"{task} v{version} ({protocol}" + (f", {setting})" if setting
+                                                                                      else ")"), 48)))
 
     return {_safe(f"{table.name}--curves") + ".png": _render(draw, len(panels), table.title)}
 
