@@ -191,7 +191,7 @@ def pretrain(lane: Lane, run: study.Pretraining, plan: Plan) -> None:
     args = ["pretrain", run.domain, "--method", run.method, "--img-size", str(study.IMG_SIZE), "--data",
             str(study.frame_set(run.frames).path(plan.runs)), "--flops", budget, "--snapshots", study.SNAPSHOTS,
             "--compile", "--out", str(out)]
-    for setting in run.settings():
+    for setting in (*run.settings(), f"loop.ckpt_every={study.CHECKPOINT_EVERY}"):
         args += ["--set", setting]
     if (out / "checkpoints" / "latest.json").is_file():  # --resume needs a checkpoint to continue
         args.append("--resume")

@@ -27,6 +27,9 @@ ARCH: dict[str, int | str] = {"patch_size": 16, "stem": "patch"}
 #: the pretraining recipe shared by every run (``--set``): batch 64 (larger products run nearer the matmul rate on
 #: the CPU, most of all MAE's 4 visible tokens per image at 64 px / 16; the FLOP budget is what is matched)
 RECIPE: tuple[str, ...] = ("loop.batch_size=64",)
+#: every pretraining run checkpoints this often (steps), so a stopped stage resumes, losing at most this much; not
+#: part of the recipe (it changes no result, and a run made without it is still the study's run)
+CHECKPOINT_EVERY: int = 250
 #: pretraining compute of each body CPC ablation run, as a share of ``BUDGET`` (a quarter) (four runs at the full budget
 #: would cost more than the study's 6 hours); the ablation table compares them with the main recipe at the SAME
 #: budget (the ``both`` ablation run), never with the full-budget ``cpc`` run
