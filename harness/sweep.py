@@ -160,6 +160,7 @@ class RegistryIdentifier:
     def __init__(self, img_size: int | None = None, data_root: str | None = None) -> None:
         self.img_size, self.data_root = img_size, data_root
         self._bb: dict[tuple[str, str], tuple[str, str, int | None, bool]] = {}
+        self._data: dict[tuple[str, int | None], str] = {}  # (task, input size) -> its frame set's data_label
 
     def __call__(self, cell: Cell) -> Identity:
         import tasks  # noqa: F401
@@ -177,8 +178,10 @@ class RegistryIdentifier:
                              backbone_info(bb, info)["img_size"],  # what evaluate() will use and record
                              hasattr(bb, "blocks"))
         name, sha, img, layered = self._bb[key]
+        if (cell.task, img) not in self._data:  # once per task and size, not once per cell
+            self._data[(cell.task, img)] = expected_data(task, self.data_root, img)
         return Identity(str(task.version), name, sha, task.defaults.to_dict(), img, layered,
-                        expected_data(task, self.data_root, img))
+                        self._data[(cell.task, img)])
 
 
 def expected_data(task_cls: Any, data_root: str | None, img_size: int | None) -> str:
