@@ -18,22 +18,24 @@ Stages (``--stage NAME``, repeatable or a comma list; none: all, in this order; 
    (the main recipe, cross-view pairs only, cross-pose pairs only, uniform masking) into
    ``<runs>/ablations/body-cpc-<name>``;
 4. ``finetune``: the main grid (``cpcbench sweep``: cpc, mae, dino, supervised and the random init of the same
-   architecture x the main tasks x fractions ``LOW`` and 1.0 x 3 seeds, ``FT_STEPS`` steps, on the labeled sets
-   through ``--data-root``) and the ablations (their four backbones on ``ABLATION_TASKS``, same fractions);
+   architecture x the main tasks x fractions ``LOW`` and 1.0 (``FT_STEPS`` steps each) x 3 seeds, on the labeled sets
+   through ``--data-root``) and the ablations (their four backbones on ``ABLATION_TASKS`` at ``LOW``);
 5. ``probes``: the frozen-feature probes (every main backbone x probe task x protocol x 3 seeds, on cached
    features) and the learning curves (every snapshot of the body CPC, MAE, DINO and supervised runs on
    ``CURVE_TASKS``: one FLOPs axis for every method);
 6. ``tables``: ``cpcbench tables --paper``: ``leaderboards/`` from ``results/``.
 
-The pretraining, fine-tuning and probe stages run two lanes side by side, one thread each (``--jobs 1``: one after
-the other, two threads each); the data stage renders one set after another with ``RENDER_WORKERS`` processes. Each
-stage prints what it runs, what it skips and its minutes. Re-running skips finished work: a frame set that is
-complete for the study's config (``humans.world.is_complete``), a pretraining run whose backbone exists (a run
-with a checkpoint resumes, with the same ``--flops``/``--snapshots``), sweep cells whose record exists. A run made
-with another budget or architecture is refused (choose a new ``$CPCBENCH_RUNS``). A stage whose inputs are missing
-names the stage to run first. Pretraining runs and frame sets go under ``$CPCBENCH_RUNS`` (default
-``runs/study``), records into ``--results`` (``results/``), logs under ``<runs>/logs``. ``--dry-run`` prints (and
-returns) the commands that would run, skipping what is done.
+The pretraining, fine-tuning and probe stages run two workers side by side, one thread each, that take the next
+command from one queue (measured on this 2-core machine: two one-thread CPC/MAE runs side by side do 77 + 61 = 138
+GFLOP/s, one two-thread run 108 or 83; ``--jobs 1``: one after the other, two threads each); the data stage renders
+one set after another with ``RENDER_WORKERS`` processes. Each stage prints what it runs, what it skips and its
+minutes. Re-running skips finished work: a frame set that is complete for the study's config
+(``humans.world.is_complete``), a pretraining run whose backbone exists (a run with a checkpoint resumes, with the
+same ``--flops``/``--snapshots``), sweep cells whose record exists. A run made with another budget or architecture
+is refused (choose a new ``$CPCBENCH_RUNS``). A stage whose inputs are missing names the stage to run first.
+Pretraining runs and frame sets go under ``$CPCBENCH_RUNS`` (default ``runs/study``), records into ``--results``
+(``results/``), logs under ``<runs>/logs``. ``--dry-run`` prints (and returns) the commands that would run, skipping
+what is done.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class StageError(CpcbenchError):
 
 @dataclass
 class Lane:
-    """A sequence of cpcbench commands run one after another (one thread)."""
+    """A named group of cpcbench commands (a domain's runs, the ablations); ``run_lanes`` deals them to workers."""
 
     name: str
     steps: list[list[str]] = field(default_factory=list)
@@ -70,23 +72,25 @@ class Lane:
     def add(self, args: list[str]) -> None:
         self.steps.append(args)
 
-    def run(self, runs: Path, threads: int) -> None:
+    def log(self, runs: Path, k: int) -> Path:
+        """The log of the lane's ``k``-th command (one file each: two workers may run one lane's commands at once)."""
+        return runs / "logs" / (f"{self.name}.log" if len(self.steps) == 1 else f"{self.name}-{k + 1}.log")
+
+    def run_step(self, k: int, runs: Path, threads: int) -> None:
         env = {**os.environ, "CPCBENCH_RUNS": str(runs), "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads)}
-        log = runs / "logs" / f"{self.name}.log"
+        cmd, log = command(self.steps[k]), self.log(runs, k)
         log.parent.mkdir(parents=True, exist_ok=True)
-        for args in self.steps:
-            cmd = command(args)
-            print(f"[{self.name}] $ {cmd}", flush=True)
-            t0 = time.time()
-            with open(log, "a") as fh:
-                fh.write(f"\n$ {cmd}\n")
-                fh.flush()
-                rc = subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, stdout=fh,
-                                    stderr=subprocess.STDOUT).returncode
-            print(f"[{self.name}]   exit {rc} after {time.time() - t0:.0f} s", flush=True)
-            if rc != 0:
-                self.failed.append(cmd)
+        print(f"[{self.name}] $ {cmd}  (log: {log})", flush=True)
+        t0 = time.time()
+        with open(log, "a") as fh:
+            fh.write(f"\n$ {cmd}\n")
+            fh.flush()
+            rc = subprocess.run([sys.executable, "-m", "harness.cli", *self.steps[k]], env=env, stdout=fh,
+                                stderr=subprocess.STDOUT).returncode
+        print(f"[{self.name}]   exit {rc} after {time.time() - t0:.0f} s: {cmd}", flush=True)
+        if rc != 0:
+            self.failed.append(cmd)
 
 
 def command(args: list[str]) -> str:
@@ -225,16 +229,19 @@ def sweep_args(backbones: list[str], tasks: list[str], domain: str, plan: Plan, 
 
 
 def finetune_lanes(plan: Plan) -> list[Lane]:
-    """One lane per domain's main grid; the ablation tasks are dealt to the lanes in turn (they balance them)."""
+    """One lane per domain's main grid (one sweep per fraction: each has its own steps) and one for the ablations."""
     lanes = {d: Lane(d) for d in study.MAIN_TASKS}
-    ft = ("--fraction", ",".join(str(float(f)) for f in study.fractions()), "--steps", str(study.FT_STEPS))
     for domain, tasks in study.MAIN_TASKS.items():
-        lanes[domain].add(sweep_args(list(study.main_backbones()), list(tasks), domain, plan, *ft))
-    ablations = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
-    order = list(lanes.values())
-    for i, task in enumerate(study.ABLATION_TASKS):
-        order[i % len(order)].add(sweep_args(ablations, [task], "body", plan, *ft))
-    return order
+        for fraction, steps in study.schedule():
+            lanes[domain].add(sweep_args(list(study.main_backbones()), list(tasks), domain, plan, "--fraction",
+                                         str(float(fraction)), "--steps", str(steps)))
+    ablations = Lane("ablations")
+    backbones = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
+    for fraction, steps in study.ablation_schedule():
+        for task in study.ABLATION_TASKS:
+            ablations.add(sweep_args(backbones, [task], "body", plan, "--fraction", str(float(fraction)), "--steps",
+                                     str(steps)))
+    return [*lanes.values(), ablations]
 
 
 def probe_lanes(plan: Plan) -> list[Lane]:
@@ -283,16 +290,31 @@ def check_inputs(stage: str, plan: Plan, made: set[str]) -> None:
 
 
 def run_lanes(lanes: list[Lane], runs: Path, jobs: int) -> None:
-    threads = 1 if jobs > 1 else 2
-    if jobs > 1 and len(lanes) > 1:
-        ts = [threading.Thread(target=lane.run, args=(runs, threads)) for lane in lanes]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-    else:
-        for lane in lanes:
-            lane.run(runs, threads)
+    """Run every lane's commands: ``jobs`` workers of one thread each take the next command from one queue (the
+    lanes' commands in turn, so every lane advances and no worker idles while work is left); ``jobs`` 1, or a stage
+    of one lane: one after the other, two threads each."""
+    depth = max((len(lane.steps) for lane in lanes), default=0)
+    queue = [(lane, k) for k in range(depth) for lane in lanes if k < len(lane.steps)]
+    workers = min(jobs, len(queue)) if len(lanes) > 1 else 1  # a stage of one lane (data) is sequential
+    if workers <= 1:
+        for lane, k in queue:
+            lane.run_step(k, runs, 2)
+        return
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                lane, k = queue.pop(0)
+            lane.run_step(k, runs, 1)
+
+    ts = [threading.Thread(target=work) for _ in range(workers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
 
 
 def main(argv: list[str] | None = None) -> list[str]:

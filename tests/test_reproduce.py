@@ -64,7 +64,7 @@ def test_every_stage_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert kinds.count("pretrain") == sum(len(g) for g in study.PRETRAININGS.values()) == 11
     ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
     probes = [w for w in cmds if w[0] == "sweep" and "--protocol" in w]
-    assert len(ft) == len(study.MAIN_TASKS) + len(study.ABLATION_TASKS)
+    assert len(ft) == len(study.MAIN_TASKS) * len(study.schedule()) + len(study.ABLATION_TASKS)
     assert len(probes) == sum(len(p) for d in study.PROBES.values() for p in d.values()) + len(study.CURVE_TASKS)
     assert cmds[-1][:2] == ["tables", "--paper"] and opt(cmds[-1], "--out") == str(tmp_path / "lb")
     # stage by stage, each alone (with the inputs of the stages before it in place), gives the same commands
@@ -130,15 +130,17 @@ def test_pretraining_runs_share_budget_arch_and_snapshots(tmp_path: Path, monkey
 
 def test_the_numbers_come_from_the_study_definition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Changing a constant of harness.study changes every command that uses it (nothing else hard-codes them)."""
-    for name, value in {"BUDGET": 3e15, "LOW": 0.2, "FT_STEPS": 77, "ABLATION_TASKS": ("synth-body-mesh",),
+    for name, value in {"BUDGET": 3e15, "LOW": 0.2, "FT_STEPS": (77, 88), "ABLATION_TASKS": ("synth-body-mesh",),
                         "ARCH": {"patch_size": 8, "stem": "patch"}}.items():
         monkeypatch.setattr(study, name, value)
     cmds = dry(tmp_path, monkeypatch)
     assert {opt(w, "--flops") for w in cmds if w[0] == "pretrain"} == {"3e15", "7.5e14"}
     assert all(sets(w)[:2] == ["patch_size=8", "stem=patch"] for w in cmds if w[0] == "pretrain")
     ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
-    assert {opt(w, "--fraction") for w in ft} == {"0.2,1.0"} and {opt(w, "--steps") for w in ft} == {"77"}
-    assert [opt(w, "--tasks") for w in ft if ".safetensors" in opt(w, "--backbones")] == ["synth-body-mesh"]
+    assert {(opt(w, "--fraction"), opt(w, "--steps")) for w in ft} == {("0.2", "77"), ("1.0", "88")}
+    abl = [w for w in ft if ".safetensors" in opt(w, "--backbones")]
+    assert [(opt(w, "--tasks"), opt(w, "--fraction"), opt(w, "--steps")) for w in abl] == [("synth-body-mesh", "0.2",
+                                                                                          "77")]
     assert all("scratch,patch=8,stem=patch" in parse_backbones(opt(w, "--backbones")) for w in ft
                if ".safetensors" not in opt(w, "--backbones"))
 
@@ -160,9 +162,10 @@ def test_main_grid_and_ablations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     from harness.sweep import plan
 
     cells = set()
+    steps = dict(zip((study.LOW, 1.0), study.FT_STEPS, strict=True))
     for w in dry(tmp_path, monkeypatch):
         if w[0] == "sweep" and "--protocol" not in w:
-            assert opt(w, "--steps") == str(study.FT_STEPS) and opt(w, "--img-size") == "64"
+            assert opt(w, "--steps") == str(steps[float(opt(w, "--fraction"))]) and opt(w, "--img-size") == "64"
             cells |= {(c.backbone, c.task, c.fraction, c.seed) for c in plan(
                 parse_backbones(opt(w, "--backbones")), opt(w, "--tasks").split(","), int(opt(w, "--seeds")),
                 fractions=parse_fractions(opt(w, "--fraction")))}
@@ -170,7 +173,7 @@ def test_main_grid_and_ablations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     tasks = ("synth-body-mesh", "synth-body-2d", "synth-hand-mesh", "synth-hand-gesture")
     ablations = [str(p.backbone(tmp_path / "runs")) for p in study.PRETRAININGS["ablations"]]
     want = {(b, t, f, s) for b in backbones for t in tasks for f in (study.LOW, 1.0) for s in range(3)}
-    want |= {(b, t, f, s) for b in ablations for t in study.ABLATION_TASKS for f in (study.LOW, 1.0) for s in range(3)}
+    want |= {(b, t, study.LOW, s) for b in ablations for t in study.ABLATION_TASKS for s in range(3)}
     assert cells == want
 
 
@@ -289,7 +292,36 @@ def test_stages_run_their_lanes_and_stop_on_failure(tmp_path: Path, monkeypatch:
         fake_frames(fs, tmp_path / "runs")
     reproduce.main([*argv, "--stage", "pretrain-body", "--jobs", "2"])
     assert ran == [("pretrain", "1")] * 4
-    assert (tmp_path / "runs" / "logs" / "body-1.log").is_file()
+    assert (tmp_path / "runs" / "logs" / "body-1-2.log").is_file()
+
+
+def test_workers_share_one_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers take the next command from one queue: when a short lane is done, its worker takes the long
+    lane's next command (two of that lane's commands run at once), and nothing runs twice."""
+    import subprocess
+    import threading
+    import time
+
+    lock, running, overlap, ran = threading.Lock(), set(), [], []
+
+    def fake_run(cmd: list[str], env: dict[str, str], **kw: object) -> subprocess.CompletedProcess:
+        with lock:
+            overlap.append(sorted(running))
+            running.add(cmd[-1])
+            ran.append(cmd[-1])
+        time.sleep(0.05)
+        with lock:
+            running.discard(cmd[-1])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(reproduce.subprocess, "run", fake_run)
+    long, short = reproduce.Lane("long"), reproduce.Lane("short")
+    for i in range(4):
+        long.add(["tables", f"long{i}"])
+    short.add(["tables", "short0"])
+    reproduce.run_lanes([long, short], tmp_path, jobs=2)
+    assert sorted(ran) == ["long0", "long1", "long2", "long3", "short0"]
+    assert any(len([r for r in now if r.startswith("long")]) == 1 for now in overlap[2:])  # long next to long
 
 
 def test_table_specs_follow_the_study() -> None:
@@ -313,4 +345,5 @@ def test_table_specs_follow_the_study() -> None:
         scratch = [r for r in spec.rows if "scratch" in r.label.lower()]
         assert all(r.where == {"method": "scratch"} for r in scratch), spec.name
         for c in spec.columns:
-            assert c.fractions in ((), (study.LOW, 1.0)), spec.name
+            want = ((study.LOW,),) if spec.name.startswith("ablation-") else ((), (study.LOW, 1.0))
+            assert c.fractions in want, spec.name

@@ -383,7 +383,7 @@ def test_pre_fix_fraction_records_never_pool_with_fixed_ones() -> None:
 def test_checkpoint_rows_are_labelled_by_their_pretraining(records: list[dict]) -> None:
     from harness.tables import backbone_label
 
-    body = next(t for t in main_tables(records) if t.name == "main-body-finetune")
+    body = next(t for t in main_tables(records) if t.name == "main-body-finetune-frac0.05")
     labels = [r.label for r in body.rows]
     assert labels[-4:] == ["CPC, cross-view pairs only", "CPC, cross-pose pairs only", "CPC, uniform masking",
                            "CPC (cpc-ablation-3)"]  # the main recipe at the ablations' budget: named by its run

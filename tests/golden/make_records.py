@@ -111,12 +111,12 @@ def build() -> list[dict[str, Any]]:
                                                      "pve": [150.0, 149.0, 151.0]}, fraction=0.1),
     ]
     # CPC ablations: checkpoints evaluated by path, told apart by their pretraining config, all at the study's
-    # ablation budget (the main recipe among them)
+    # ablation budget (the main recipe among them) and its low-label fraction
     for i, (mix, mask, vals) in enumerate([(1.0, "human", [84.0, 85.0, 83.5]), (0.0, "human", [86.0, 85.5, 87.0]),
                                            (0.5, "uniform", [82.0, 83.0, 81.0]), (0.5, "human", [81.0, 80.0, 81.5])]):
         recs.append(record("synth-body-mesh", f"runs/cpc-ablation-{i}/final.safetensors", [0, 1, 2],
                            {"mpjpe": vals, "pa_mpjpe": [v - 30 for v in vals], "pve": [v + 15 for v in vals]},
-                           method="cpc", sha=f"abl{i}".ljust(64, "f"),
+                           method="cpc", sha=f"abl{i}".ljust(64, "f"), fraction=0.05,
                            pretrain=pretrain_cfg("cpc", mix, mask, budget=5e13)))
     return recs
 
