@@ -153,14 +153,24 @@ def bars(table: Table) -> dict[str, bytes]:
     return out
 
 
+def _split_steps(setting: str) -> tuple[str, str]:
+    """``"steps=200, data=x"`` -> (``"data=x"``, ``"200"``): a setting without its fine-tuning steps, and the steps."""
+    parts = [p for p in setting.split(", ") if p]
+    steps = [p.partition("=")[2] for p in parts if p.startswith("steps=")]
+    return ", ".join(p for p in parts if not p.startswith("steps=")), (steps[0] if steps else "")
+
+
 def curves(table: Table) -> dict[str, bytes]:
-    """One PNG: a panel per (task, version, protocol, metric), x = data fraction, a line per measured row."""
+    """One PNG: a panel per (task, version, protocol, metric), x = data fraction, a line per measured row.
+
+    A schedule that grows with the labels (more fine-tuning steps on more data) is one curve: the steps of each
+    fraction are named in the panel's title; any other setting (frame set, batch, ...) keeps columns apart."""
     panels: dict[tuple, list[int]] = {}
     for j, col in enumerate(table.columns):
         k = col.key
         if col.measured:
-            panels.setdefault((k.task, k.version, k.task_protocol, k.protocol, k.limit, k.setting, k.metric),
-                              []).append(j)
+            panels.setdefault((k.task, k.version, k.task_protocol, k.protocol, k.limit, _split_steps(k.setting)[0],
+                               k.metric), []).append(j)
     rows = table.measured_rows
     if not panels or not any(c is not None for r in rows for c in r.cells):
         return {}
@@ -190,6 +200,12 @@ def curves(table: Table) -> dict[str, bytes]:
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
             import textwrap
 
+            steps = {table.columns[j].key.fraction: _split_steps(table.columns[j].key.setting)[1] for j in idx}
+            if len(set(steps.values())) > 1:  # name each fraction's steps
+                setting = ", ".join(p for p in (setting, "steps " + " / ".join(
+                    f"{st or 'default'} at {f * 100:g}%" for f, st in sorted(steps.items()))) if p)
+            elif any(steps.values()):
+                setting = ", ".join(p for p in (f"steps={next(iter(steps.values()))}", setting) if p)
             ax.set_title("\n".join(textwrap.wrap(f"{task} v{version} ({protocol}" + (f", {setting})" if setting
                                                                                       else ")"), 48)))
 

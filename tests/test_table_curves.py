@@ -23,7 +23,8 @@ _n = [0]
 
 def rec(task: str, backbone: str, values: dict[str, list[float]], *, protocol: str = "linear",
         baseline: dict[str, float] | None = None, pretrain: dict[str, Any] | None = None, sha: str | None = None,
-        primary: str = "", fraction: float = 1.0, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+        primary: str = "", fraction: float = 1.0, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 10
+        ) -> dict[str, Any]:
     _n[0] += 1
     metrics = {}
     for name, vals in values.items():
@@ -38,7 +39,7 @@ def rec(task: str, backbone: str, values: dict[str, list[float]], *, protocol: s
                                "pretrain": pretrain or {}},
                      method=(pretrain or {}).get("method", backbone), protocol=protocol, seeds=list(seeds),
                      fraction=fraction, limit=None, metrics=metrics, n_samples=16,
-                     config={"steps": 10, "defaults": {"steps": 10}, "train_stats": "fraction"},
+                     config={"steps": steps, "defaults": {"steps": 10}, "train_stats": "fraction"},
                      wall_time_s=1.0, run_id=f"20261201T000000Z-{_n[0]:08d}")
     r.update(created="2026-12-01T00:00:00Z", git_commit="0" * 40, hardware={}, versions={})
     if baseline is not None:
@@ -134,6 +135,30 @@ def test_bars_and_data_efficiency_curves_draw_the_baseline(monkeypatch: pytest.M
     P.table_plots(one)
     (line,) = baseline_lines(cap.axes[0])
     assert list(line.get_ydata()) == [100.0, 100.0] and list(line.get_xdata()) == [0, 1]
+
+
+def test_a_schedule_that_grows_with_the_labels_is_one_curve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More fine-tuning steps on more labels (the study's 200 at 5 %, 400 on the full set) join one curve, its
+    steps named per fraction; another setting (the frame set's batch here) still keeps curves apart."""
+    cap = Capture()
+    monkeypatch.setattr(P, "_render", cap)
+    recs = [rec("synth-body-mesh", b, {"pa_mpjpe": v}, baseline={"pa_mpjpe": 90.0}, fraction=f, steps=st)
+            for b, v in (("cpc", [60.0, 61.0, 62.0]), ("mae", [70.0, 71.0, 72.0])) for f, st in ((0.05, 200),
+                                                                                                (1.0, 400))]
+    table = main_tables(recs)[0]
+    for other in main_tables(recs)[1:]:
+        table.columns += other.columns
+        for r, o in zip(table.rows, other.rows, strict=True):
+            r.cells += o.cells
+    assert {c.key.setting for c in table.columns} == {"steps=200", "steps=400"}
+    table.plot = "curve"
+    P.table_plots(table)
+    (ax,) = cap.axes
+    cpc = next(c for c in ax.containers if c.get_label() == "cpc")  # errorbar: (data line, caps, bars)
+    assert list(cpc.lines[0].get_xdata()) == [0.05, 1.0] and len(ax.containers) == 2
+    assert "steps 200 at 5% / 400 at 100%" in " ".join(ax.get_title().split())
+    assert P._split_steps("steps=200, data=body-lab@1") == ("data=body-lab@1", "200")
+    assert P._split_steps("batch_size=8") == ("batch_size=8", "")
 
 
 # --- probes ------------------------------------------------------------------------------------------------------
