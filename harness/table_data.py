@@ -7,6 +7,10 @@ terminal table. This module knows nothing of records nor of any output format.
 - **Best** per column (by the metric's direction) is bold. Another row's cell is marked † only when a
   paired t-test over the per-seed values matched by seed (``scipy.stats.ttest_rel``, two-sided, >= 3 common
   seeds) rejects equality with the best at level ``alpha``; otherwise it is unmarked and the notes say why.
+- A measured cell is marked ‡ when a paired t-test over the per-seed values matched by seed (two-sided, >= 3
+  common seeds) rejects equality with the trivial baseline (``Table``'s baseline row: the task's prediction
+  without the image, per seed from that seed's training subset) at level ``alpha`` and its mean is better
+  (``mark_beats_baseline``).
 - Published rows (other methods' papers) never take part in best/significance.
 """
 
@@ -73,6 +77,8 @@ class Cell:
     worse: bool = False  # significantly worse than the best row (paired test)
     p_value: float | None = None
     tested: bool = False
+    beats_baseline: bool = False  # significantly better than the trivial baseline (paired test, ‡)
+    baseline_p: float | None = None  # p of that test (None: not tested)
     weights_sha256: str = ""  # the weights behind this cell (a row may merge one method's per-domain weights)
 
     @property
@@ -127,6 +133,19 @@ class Table:
         """The value of a column-key attribute when every measured column shares it, else _MISSING."""
         values = {getattr(c.key, attr) for c in self.columns if c.measured}
         return values.pop() if len(values) == 1 else _MISSING
+
+
+def baseline_cell(values: Sequence[tuple[Sequence[int], float]]) -> Cell:
+    """A trivial-baseline cell from one (seeds, value) pair per record: the shown mean is the mean over the
+    records; the per-seed value of a seed is the mean over the records that measured it (a record of several
+    seeds holds one value averaged over their training subsets, so each of its seeds gets that value). No std."""
+    by_seed: dict[int, list[float]] = {}
+    for seeds, v in values:
+        for s in seeds:
+            by_seed.setdefault(int(s), []).append(float(v))
+    per_seed = {s: math.fsum(vs) / len(vs) for s, vs in sorted(by_seed.items())}
+    vals = sorted(float(v) for _, v in values)
+    return Cell(per_seed, math.fsum(vals) / len(vals), None)
 
 
 # ---------------------------------------------------------------------------------------------- significance
@@ -211,3 +230,64 @@ def mark_best(table: Table) -> None:
             f"unmarked cells are not significantly different" + (
                 f", or could not be tested ({untested} cell(s): fewer than 3 seeds in common with the best "
                 "row, identical values, or a tie for best)." if untested else "."))
+
+
+def mark_beats_baseline(table: Table, baseline: Row) -> None:
+    """Mark ‡ (``Cell.beats_baseline``) every measured cell that a paired t-test over the per-seed values matched
+    by seed separates from ``baseline``'s cell of its column at level ``alpha`` and that is better in the column's
+    direction (its mean, and its mean difference over the common seeds); a note says so when any cell was tested."""
+    tested = 0
+    for j, col in enumerate(table.columns):
+        base = baseline.cells[j]
+        if base is None:
+            continue
+        sign = 1.0 if col.higher_is_better else -1.0
+        for c in (r.cells[j] for r in table.measured_rows):
+            if c is None:
+                continue
+            _, p = paired_p(c.per_seed, base.per_seed)
+            c.baseline_p = p
+            if p is None:
+                continue
+            tested += 1
+            common = sorted(set(c.per_seed) & set(base.per_seed))
+            diff = math.fsum(c.per_seed[s] - base.per_seed[s] for s in common) / len(common)
+            c.beats_baseline = p < table.alpha and sign * (c.mean - base.mean) > 0 and sign * diff > 0
+    if tested:
+        table.notes.append(
+            f"‡: better than the {baseline.label[:1].lower() + baseline.label[1:]} by a paired t-test over "
+            f"per-seed values matched by seed (two-sided, p < {table.alpha:g}, no correction for multiple "
+            "comparisons); a cell without ‡ did not beat it significantly, or could not be tested (fewer than 3 "
+            "seeds in common with the baseline, or neither varies over seeds).")
+
+
+def mdd_note(table: Table) -> None:
+    """A note with every measured column's minimum detectable difference (``min_detectable``)."""
+    parts, none = [], []
+    seeds = set()
+    measured = [c for c in table.columns if c.measured]
+    protocols = len({c.key.protocol for c in measured}) > 1
+    settings = len({c.key.setting for c in measured}) > 1
+    tasks = {c.key.task for c in measured}
+    versions = {t: len({c.key.version for c in measured if c.key.task == t}) > 1 for t in tasks}
+    for j, col in enumerate(table.columns):
+        if not col.measured:
+            continue
+        k = col.key
+        name = (k.task + (f" v{k.version}" if versions[k.task] else "") + f" {metric_name(k.metric)}"
+                + (f" ({k.protocol})" if protocols else "") + (f" [{k.setting or 'default'}]" if settings else ""))
+        got = min_detectable([r.cells[j] for r in table.measured_rows])
+        if got is None:
+            none.append(name)
+            continue
+        seeds.add(got[1])
+        parts.append(f"{name} {got[0]:.{col.decimals}f}" + (f" {col.unit}" if col.unit and col.unit != "%" else
+                                                              " points" if col.unit == "%" else ""))
+    if not parts and not none:
+        return
+    text = ("Minimum detectable difference between two rows (paired t-test over "
+            f"{'/'.join(str(n) for n in sorted(seeds)) or 'their'} seeds, two-sided p < 0.05, power 0.8, from the "
+            "rows' pooled seed std): " + ("; ".join(parts) if parts else "none estimable"))
+    if none:
+        text += "; not estimable (fewer than 2 seeds, or no seed-to-seed spread): " + ", ".join(none)
+    table.notes.append(text + ".")

@@ -1,7 +1,8 @@
 """Write a ``harness.table_view.TableView`` as Markdown, LaTeX (booktabs), an HTML ``<table>`` or a terminal table.
 
 The cell loop is written once (``body``); a format only says how it writes the parts of a cell (``Markup``:
-escaping, the dash of an empty cell, bold, the dagger, the seed-count note) and how it joins a row. Every
+escaping, the dash of an empty cell, bold, the dagger † (worse than the best), the double dagger ‡ (better than the
+trivial baseline), the seed-count note) and how it joins a row. Every
 renderer accepts a ``Table`` too and lays it out with ``table_view`` first.
 """
 
@@ -30,13 +31,15 @@ def _keep(cell: ViewCell, text: str) -> str:
 class Markup:
     """How one output format writes a table's labels and cells.
 
-    ``escape`` applies to every text from the view; ``note`` wraps the (escaped) seed-count note ``" (n=2)"``;
+    ``escape`` applies to every text from the view; ``dagger``/``ddagger`` follow a marked cell's value (in that
+    order); ``note`` wraps the (escaped) seed-count note ``" (n=2)"``;
     ``cell`` wraps a filled cell's finished text (HTML: its ``<td>``), ``missing`` is an empty cell."""
 
     escape: Callable[[str], str]
     missing: str
     bold: Callable[[str], str]
     dagger: str
+    ddagger: str
     note: Callable[[str], str] = _same
     cell: Callable[[ViewCell, str], str] = _keep
 
@@ -45,7 +48,8 @@ def cell_text(cell: ViewCell | None, m: Markup) -> str:
     if cell is None:
         return m.missing
     text = m.escape(cell.text)
-    text = (m.bold(text) if cell.bold else text) + (m.dagger if cell.dagger else "")
+    marks = (m.dagger if cell.dagger else "") + (m.ddagger if cell.ddagger else "")
+    text = (m.bold(text) if cell.bold else text) + marks
     return m.cell(cell, text + (m.note(m.escape(cell.note)) if cell.note else ""))
 
 
@@ -78,7 +82,7 @@ def md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-MARKDOWN = Markup(md_escape, "–", lambda t: f"**{t}**", " †")
+MARKDOWN = Markup(md_escape, "–", lambda t: f"**{t}**", " †", " ‡")
 
 
 def to_markdown(table: Table | TableView, level: int = 3) -> str:
@@ -99,15 +103,15 @@ def to_markdown(table: Table | TableView, level: int = 3) -> str:
 # ---------------------------------------------------------------------------------------------- LaTeX
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$^\dagger$",
-          "–": "--", "·": r"$\cdot$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "<": r"$<$", ">": r"$>$",
-          "|": r"\textbar{}", "§": r"\S{}"}
+          "‡": r"$^\ddagger$", "–": "--", "·": r"$\cdot$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "<": r"$<$",
+          ">": r"$>$", "|": r"\textbar{}", "§": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
-LATEX = Markup(latex_escape, "--", lambda t: r"\textbf{" + t + "}", r"$^\dagger$")
+LATEX = Markup(latex_escape, "--", lambda t: r"\textbf{" + t + "}", r"$^\dagger$", r"$^\ddagger$")
 
 
 def to_latex(table: Table | TableView) -> str:
@@ -138,12 +142,14 @@ def to_latex(table: Table | TableView) -> str:
 # ---------------------------------------------------------------------------------------------- HTML
 def _td(cell: ViewCell, text: str) -> str:
     attrs = ' class="best"' if cell.bold else ""
-    if cell.p_value is not None:
-        attrs += f' title="paired t-test vs best: p = {cell.p_value:.3g}"'
+    tests = ([f"paired t-test vs best: p = {cell.p_value:.3g}"] if cell.p_value is not None else []) + (
+        [f"vs trivial baseline: p = {cell.baseline_p:.3g}"] if cell.baseline_p is not None else [])
+    if tests:
+        attrs += f' title="{"; ".join(tests)}"'
     return f"<td{attrs}>{text}</td>"
 
 
-HTML = Markup(html_escape, "<td>–</td>", _same, '<sup class="dagger">†</sup>',
+HTML = Markup(html_escape, "<td>–</td>", _same, '<sup class="dagger">†</sup>', '<sup class="ddagger">‡</sup>',
               note=lambda t: f'<span class="n">{t}</span>', cell=_td)
 
 
@@ -172,7 +178,7 @@ def _rich_escape(text: str) -> str:
     return escape(text)
 
 
-RICH = Markup(_rich_escape, "–", lambda t: f"[bold]{t}[/bold]", " †")
+RICH = Markup(_rich_escape, "–", lambda t: f"[bold]{t}[/bold]", " †", " ‡")
 
 
 def to_rich(table: Table | TableView) -> Any:

@@ -2,7 +2,7 @@
 
 ``table_view(table)`` turns a ``harness.table_data.Table`` into a ``TableView`` once; the renderers of
 ``harness.table_render`` (Markdown, LaTeX, HTML, terminal) only write that view in their own syntax, so what a
-table says (which cells are bold or marked †, the seeds behind a cell, the header text, the notes) is decided
+table says (which cells are bold or marked † or ‡, the seeds behind a cell, the header text, the notes) is decided
 here and nowhere else.
 """
 
@@ -37,7 +37,8 @@ class HeadColumn:
 class ViewCell:
     """A filled cell: mean ``value`` ± ``std`` (None: one seed or a published number) at ``decimals``;
     ``bold``: best of its column; ``dagger``: significantly worse than the best (``p_value`` of that test);
-    ``n``: the seeds behind it where that differs from the table's usual number, else None."""
+    ``ddagger``: significantly better than the trivial baseline (``baseline_p`` of that test); ``n``: the seeds
+    behind it where that differs from the table's usual number, else None (always None in a baseline row)."""
 
     value: float
     std: float | None
@@ -45,6 +46,8 @@ class ViewCell:
     bold: bool = False
     dagger: bool = False
     p_value: float | None = None
+    ddagger: bool = False
+    baseline_p: float | None = None
     n: int | None = None
 
     @property
@@ -196,10 +199,12 @@ def reference_notes(table: Table) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- the view
-def _view_cell(cell: Cell, col: Column, n_usual: int) -> ViewCell:
-    shown_n = cell.n if cell.per_seed and cell.n != n_usual else None  # published cells have no seeds
+def _view_cell(cell: Cell, col: Column, n_usual: int, baseline: bool = False) -> ViewCell:
+    # published cells have no seeds; a baseline cell's seeds only pair it with the measured ones (its mean is over
+    # records, shown as before)
+    shown_n = cell.n if cell.per_seed and cell.n != n_usual and not baseline else None
     return ViewCell(cell.mean, cell.std, col.decimals, bold=cell.best, dagger=cell.worse, p_value=cell.p_value,
-                    n=shown_n)
+                    ddagger=cell.beats_baseline, baseline_p=cell.baseline_p, n=shown_n)
 
 
 def table_view(table: Table) -> TableView:
@@ -207,7 +212,7 @@ def table_view(table: Table) -> TableView:
     n_usual = modal_n(table)
     cites = citations(table)
     rows = tuple(
-        ViewRow(r.label, tuple(None if c is None else _view_cell(c, col, n_usual)
+        ViewRow(r.label, tuple(None if c is None else _view_cell(c, col, n_usual, r.source == "baseline")
                                for c, col in zip(r.cells, table.columns, strict=True)),
                 published=r.source == "published",
                 reference=cites.index(r.citation) + 1 if r.source == "published" else 0,

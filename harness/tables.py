@@ -18,6 +18,9 @@ compare backbones honestly (STYLE.md 8-9: tables are derived by one command and 
   paired t-test over the per-seed values matched by seed (``scipy.stats.ttest_rel``, two-sided, >= 3 common
   seeds) rejects equality with the best at level ``alpha``; otherwise it is unmarked and the notes say why
   (``harness.table_data.mark_best``).
+- A **trivial baseline** row (the records' ``baseline_mean``: training mean / majority / chance, per seed from
+  that seed's training subset) is never ranked; a measured cell that the same paired test finds better than it is
+  marked ‡ (``harness.table_data.mark_beats_baseline``).
 - **Published** reference numbers (``leaderboards/published.yaml``: other methods' papers) appear only in
   rows marked "published" with their citation; they never take part in best/significance.
 - Records from ``--limit`` runs (``smoke``) never enter a paper table; main tables show them only when
@@ -46,7 +49,10 @@ from harness.table_data import (  # noqa: F401  (re-exported: the tables API in 
     ColumnKey,
     Row,
     Table,
+    baseline_cell,
+    mark_beats_baseline,
     mark_best,
+    mdd_note,
     metric_name,
     min_detectable,
     paired_p,
@@ -331,33 +337,37 @@ def primary_metric(rec: Mapping[str, Any]) -> str:
 
 def baseline_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> list[Row]:
     """Rows of the trivial baselines behind ``columns``: each cell the mean of the ``baseline_mean`` of the
-    column's records (a key ``metric@kind``, e.g. ``pck@same_position``, makes a row of its own kind)."""
+    column's records, with each seed's value (``table_data.baseline_cell``); a key ``metric@kind``, e.g.
+    ``pck@same_position``, makes a row of its own kind."""
     kinds: dict[str, list[Cell | None]] = {}
     for j, col in enumerate(columns):
         if not col.measured:
             continue
-        found: dict[str, list[float]] = {}
+        found: dict[str, list[tuple[list[int], float]]] = {}
         for rec in records:
             if _group_of(rec) != col.key.group:
                 continue
             for k, v in (rec.get("baseline_mean") or {}).items():
                 metric, _, kind = str(k).partition("@")
                 if metric == col.key.metric and v is not None and math.isfinite(float(v)):
-                    found.setdefault(kind, []).append(float(v))
+                    found.setdefault(kind, []).append((list(rec.get("seeds") or []), float(v)))
         for kind, vals in found.items():
-            kinds.setdefault(kind, [None] * len(columns))[j] = Cell({}, math.fsum(sorted(vals)) / len(vals), None)
+            kinds.setdefault(kind, [None] * len(columns))[j] = baseline_cell(vals)
     return [Row(BASELINE_LABEL if not kind else f"Trivial baseline ({kind.replace('_', ' ')})", kinds[kind],
                 source="baseline") for kind in sorted(kinds)]
 
 
 def _with_baselines(table: Table, records: Sequence[Mapping[str, Any]]) -> None:
-    """Insert the baseline rows after the measured ones (before published rows) and say what they are."""
+    """Insert the baseline rows after the measured ones (before published rows), say what they are and mark ‡
+    the measured cells that beat the plain one (``table_data.mark_beats_baseline``)."""
     rows = baseline_rows(records, table.columns)
     if not rows:
         return
     at = next((i for i, r in enumerate(table.rows) if r.source == "published"), len(table.rows))
     table.rows[at:at] = rows
     table.notes.append(BASELINE_NOTE)
+    if rows[0].label == BASELINE_LABEL:
+        mark_beats_baseline(table, rows[0])
 
 
 def _finish(table: Table, superseded: int) -> Table:
@@ -374,38 +384,6 @@ def _finish(table: Table, superseded: int) -> Table:
     mark_best(table)
     mdd_note(table)
     return table
-
-
-def mdd_note(table: Table) -> None:
-    """A note with every measured column's minimum detectable difference (``table_data.min_detectable``)."""
-    parts, none = [], []
-    seeds = set()
-    measured = [c for c in table.columns if c.measured]
-    protocols = len({c.key.protocol for c in measured}) > 1
-    settings = len({c.key.setting for c in measured}) > 1
-    tasks = {c.key.task for c in measured}
-    versions = {t: len({c.key.version for c in measured if c.key.task == t}) > 1 for t in tasks}
-    for j, col in enumerate(table.columns):
-        if not col.measured:
-            continue
-        k = col.key
-        name = (k.task + (f" v{k.version}" if versions[k.task] else "") + f" {metric_name(k.metric)}"
-                + (f" ({k.protocol})" if protocols else "") + (f" [{k.setting or 'default'}]" if settings else ""))
-        got = min_detectable([r.cells[j] for r in table.measured_rows])
-        if got is None:
-            none.append(name)
-            continue
-        seeds.add(got[1])
-        parts.append(f"{name} {got[0]:.{col.decimals}f}" + (f" {col.unit}" if col.unit and col.unit != "%" else
-                                                              " points" if col.unit == "%" else ""))
-    if not parts and not none:
-        return
-    text = ("Minimum detectable difference between two rows (paired t-test over "
-            f"{'/'.join(str(n) for n in sorted(seeds)) or 'their'} seeds, two-sided p < 0.05, power 0.8, from the "
-            "rows' pooled seed std): " + ("; ".join(parts) if parts else "none estimable"))
-    if none:
-        text += "; not estimable (fewer than 2 seeds, or no seed-to-seed spread): " + ", ".join(none)
-    table.notes.append(text + ".")
 
 
 def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = False) -> list[Table]:

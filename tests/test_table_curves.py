@@ -78,8 +78,8 @@ def test_main_table_has_a_baseline_row_that_is_never_ranked() -> None:
     md = to_markdown(table)
     assert f"| {BASELINE_LABEL} | 56.0 |" in md and "Trivial baseline: the task's prediction" in md
     lines = list(csv.DictReader(io.StringIO(to_csv(table))))
-    assert [(x["row"], x["source"], x["mean"], x["n_seeds"]) for x in lines if x["source"] == "baseline"] == [
-        (BASELINE_LABEL, "baseline", "56", "")]
+    assert [(x["row"], x["source"], x["mean"], x["n_seeds"], x["per_seed"]) for x in lines
+            if x["source"] == "baseline"] == [(BASELINE_LABEL, "baseline", "56", "3", "56 56 56")]  # per seed: paired
 
 
 def test_records_without_a_baseline_get_no_row() -> None:
