@@ -22,7 +22,7 @@ Stages (``--stage NAME``, repeatable or a comma list; none: all, in this order; 
    through ``--data-root``) and the ablations (their four backbones on ``ABLATION_TASKS`` at ``LOW``);
 5. ``probes``: the frozen-feature probes (every main backbone x probe task x protocol x 3 seeds, on cached
    features) and the learning curves (every snapshot of the body CPC, MAE, DINO and supervised runs on
-   ``CURVE_TASKS``: one FLOPs axis for every method);
+   ``CURVE_TASKS``: one FLOPs axis for every method), and the ablation runs on the correspondence probes;
 6. ``tables``: ``cpcbench tables --paper``: ``leaderboards/`` from ``results/``.
 
 The pretraining, fine-tuning and probe stages run two workers side by side, one thread each, that take the next
@@ -163,7 +163,8 @@ def requirements(stage: str, runs: Path) -> list[tuple[str, Callable[[], bool], 
         return (labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
                 + backbones("ablations", "pretrain-hand"))
     if stage == "probes":
-        return labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
+        return (labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
+                + backbones("ablations", "pretrain-hand"))
     return []
 
 
@@ -256,6 +257,9 @@ def probe_lanes(plan: Plan) -> list[Lane]:
     curves = [f"snapshots:{p.out(plan.runs)}" for p in study.curve_runs()]
     for task, protocol in study.CURVE_TASKS.items():
         lanes["hand"].add(sweep_args(curves, [task], "body", plan, "--protocol", protocol))
+    ablations = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
+    for task, protocol in study.ABLATION_PROBES.items():
+        lanes["hand"].add(sweep_args(ablations, [task], "body", plan, "--protocol", protocol))
     return list(lanes.values())
 
 

@@ -188,6 +188,8 @@ PROBES: dict[str, dict[str, tuple[str, ...]]] = {
     "body": {"probe-body-facing": ("linear", "attentive", "knn"), "probe-body-depth": ("linear",),
              "probe-body-xview": ("match",), "probe-body-xpose": ("match",)},
     "hand": {"probe-hand-orient": ("linear", "attentive"), "probe-hand-artic": ("linear", "attentive")}}
+#: the ablation runs' frozen features on the correspondence probes (what cross-view / cross-pose pairs should teach)
+ABLATION_PROBES: dict[str, str] = {"probe-body-xview": "match", "probe-body-xpose": "match"}
 #: learning curves: every snapshot of the body runs of ``CURVE_METHODS``, probed on these (task -> protocol)
 CURVE_TASKS: dict[str, str] = {"probe-body-facing": "linear", "probe-body-xview": "match",
                                "probe-body-depth": "linear"}

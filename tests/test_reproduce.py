@@ -65,7 +65,8 @@ def test_every_stage_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ft = [w for w in cmds if w[0] == "sweep" and "--protocol" not in w]
     probes = [w for w in cmds if w[0] == "sweep" and "--protocol" in w]
     assert len(ft) == len(study.MAIN_TASKS) * len(study.schedule()) + len(study.ABLATION_TASKS)
-    assert len(probes) == sum(len(p) for d in study.PROBES.values() for p in d.values()) + len(study.CURVE_TASKS)
+    assert len(probes) == (sum(len(p) for d in study.PROBES.values() for p in d.values()) + len(study.CURVE_TASKS)
+                           + len(study.ABLATION_PROBES))
     assert cmds[-1][:2] == ["tables", "--paper"] and opt(cmds[-1], "--out") == str(tmp_path / "lb")
     # stage by stage, each alone (with the inputs of the stages before it in place), gives the same commands
     runs = tmp_path / "runs"
@@ -182,7 +183,11 @@ def test_probes_and_curves_over_every_methods_snapshots(tmp_path: Path, monkeypa
     main = [w for w in probes if parse_backbones(opt(w, "--backbones")) == list(study.main_backbones())]
     assert {(opt(w, "--tasks"), opt(w, "--protocol")) for w in main} == {
         (t, p) for dom in study.PROBES.values() for t, ps in dom.items() for p in ps}
-    curves = [w for w in probes if w not in main]
+    abl = [str(p.backbone(tmp_path / "runs")) for p in study.PRETRAININGS["ablations"]]
+    ablations = [w for w in probes if parse_backbones(opt(w, "--backbones")) == abl]
+    assert [(opt(w, "--tasks"), opt(w, "--protocol")) for w in ablations] == [("probe-body-xview", "match"),
+                                                                             ("probe-body-xpose", "match")]
+    curves = [w for w in probes if w not in main and w not in ablations]
     runs = tmp_path / "runs" / "pretrain"
     want = [f"snapshots:{runs / f'body-{m}-vit_tiny-study'}" for m in ("cpc", "mae", "dino", "supervised")]
     assert {(opt(w, "--tasks"), opt(w, "--protocol")) for w in curves} == set(study.CURVE_TASKS.items())
@@ -206,8 +211,10 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run_first(tmp_path: Path,
     with pytest.raises(StageError, match="hand-cpc-vit_tiny-study.*--stage pretrain-hand` first"):
         dry(tmp_path, monkeypatch, "probes")
     fake_backbones(runs, "hand")
-    with pytest.raises(StageError, match="ablations/body-cpc-both.*--stage pretrain-hand` first"):
-        dry(tmp_path, monkeypatch, "finetune")
+    for stage in ("finetune", "probes"):
+        with pytest.raises(StageError, match="ablations/body-cpc-both.*--stage pretrain-hand` first"):
+            dry(tmp_path, monkeypatch, stage)
+    fake_backbones(runs, "ablations")
     assert dry(tmp_path, monkeypatch, "probes")
     with pytest.raises(StageError, match="unknown stage 'pretrain'"):
         dry(tmp_path, monkeypatch, "pretrain")
