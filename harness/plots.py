@@ -207,7 +207,7 @@ def curves(table: Table) -> dict[str, bytes]:
             elif any(steps.values()):
                 setting = ", ".join(p for p in (f"steps={next(iter(steps.values()))}", setting) if p)
             ax.set_title("\n".join(textwrap.wrap(f"{task} v{version} ({protocol}" + (f", {setting})" if setting
-                                                                                      else ")"), 48)))
+                                                                                      else ")"), 40)))
 
     return {_safe(f"{table.name}--curves") + ".png": _render(draw, len(panels), table.title)}
 
