@@ -60,8 +60,8 @@ def find_pretrained(method: str, domain: str, root: Path | None = None) -> Path 
     return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
 
 
-_SCRATCH_KEYS = {"arch": ("arch", str), "patch": ("patch_size", int), "stem": ("stem", str),
-                 "pos": ("pos_embed", str)}
+SCRATCH_KEYS = {"arch": ("arch", str), "patch": ("patch_size", int), "stem": ("stem", str),
+                "pos": ("pos_embed", str)}
 
 
 def scratch_config(spec: str) -> tuple[str, dict[str, Any]]:
@@ -70,10 +70,10 @@ def scratch_config(spec: str) -> tuple[str, dict[str, Any]]:
     arch = str(SCRATCH["arch"])
     for item in spec.split(",")[1:]:
         key, sep, value = item.partition("=")
-        if not sep or key.strip() not in _SCRATCH_KEYS or not value.strip():
-            keys = ", ".join(k + "=..." for k in _SCRATCH_KEYS)
+        if not sep or key.strip() not in SCRATCH_KEYS or not value.strip():
+            keys = ", ".join(k + "=..." for k in SCRATCH_KEYS)
             raise CpcbenchError(f"backbone {spec!r}: {item!r} is not one of {keys} (e.g. scratch,patch=8,stem=conv)")
-        name, kind = _SCRATCH_KEYS[key.strip()]
+        name, kind = SCRATCH_KEYS[key.strip()]
         try:
             val = kind(value.strip())
         except ValueError:

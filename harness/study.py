@@ -149,9 +149,9 @@ def arch_overrides() -> tuple[str, ...]:
 
 def scratch_spec() -> str:
     """The random-init baseline of the study's architecture: ``scratch,patch=16,stem=conv`` for ``ARCH``."""
-    from harness.backbones import _SCRATCH_KEYS
+    from harness.backbones import SCRATCH_KEYS
 
-    by_field = {name: key for key, (name, _) in _SCRATCH_KEYS.items()}
+    by_field = {name: key for key, (name, _) in SCRATCH_KEYS.items()}
     unknown = [k for k in ARCH if k not in by_field]
     if unknown:
         raise CpcbenchError(f"study ARCH keys {unknown} have no scratch,key=value twin; use {', '.join(by_field)}")

@@ -150,11 +150,14 @@ def reference_cnn_label(name: str) -> str:
 
 def backbone_label(name: str, records: Sequence[Mapping[str, Any]]) -> str:
     """A human label for a backbone: its name, a reference CNN's architecture marked as such
-    (``reference_cnn_label``), or for a checkpoint file one read from the pretraining config its records carry:
-    ``CPC, cross-view pairs only``, ``CPC, uniform masking``; ``CPC (body-cpc-run)`` (the run's directory) when the
-    config names nothing that differs from the method's standard recipe."""
+    (``reference_cnn_label``), a random-init variant's settings (``Scratch (patch=16, stem=patch)``), or for a
+    checkpoint file one read from the pretraining config its records carry: ``CPC, cross-view pairs only``,
+    ``CPC, uniform masking``; ``CPC (body-cpc-run)`` (the run's directory) when the config names nothing that
+    differs from the method's standard recipe."""
     if is_reference_cnn(name):
         return reference_cnn_label(name)
+    if name.startswith("scratch,"):  # the random init of an architecture variant: scratch,patch=16,stem=patch
+        return f"Scratch ({name.partition(',')[2].replace(',', ', ')})"
     if not is_checkpoint_name(name) or not records:
         return name
     rec = records[0]

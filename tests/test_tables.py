@@ -392,6 +392,8 @@ def test_checkpoint_rows_are_labelled_by_their_pretraining(records: list[dict]) 
                            {"pck05": [1.0, 2.0, 3.0]}, method="cpc")
     assert backbone_label(plain["backbone"]["name"], [plain]) == "CPC (body-cpc-long)"  # nothing differs: the run
     assert backbone_label("cpc", [plain]) == "cpc"
+    assert backbone_label("scratch,patch=16,stem=patch", []) == "Scratch (patch=16, stem=patch)"
+    assert backbone_label("scratch", []) == "scratch"
 
 
 def test_records_never_name_machine_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
