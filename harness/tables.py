@@ -86,7 +86,7 @@ TASK_ORDER = ("synth-body-mesh", "synth-body-meshfree", "synth-body-2d", "synth-
 
 # ---------------------------------------------------------------------------------------------- building
 def _decimals(unit: str) -> int:
-    return {"mm": 1, "%": 1, "px": 2, "cm": 2}.get(unit, 3)
+    return {"mm": 1, "%": 1, "deg": 1, "px": 2, "cm": 2}.get(unit, 3)
 
 
 def _task_rank(task: str) -> tuple[int, str]:
