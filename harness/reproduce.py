@@ -163,7 +163,8 @@ def requirements(stage: str, runs: Path) -> list[tuple[str, Callable[[], bool], 
         return (labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
                 + backbones("ablations", "pretrain-hand"))
     if stage == "probes":
-        return (labeled + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
+        probed = [frames(n) for n in dict.fromkeys(study.PROBE_FRAMES.values())]
+        return (labeled + probed + backbones("body", "pretrain-body") + backbones("hand", "pretrain-hand")
                 + backbones("ablations", "pretrain-hand"))
     return []
 
@@ -223,10 +224,12 @@ def pretrain_hand_lanes(plan: Plan) -> list[Lane]:
     return split_lanes(plan, {"hand": study.PRETRAININGS["hand"], "ablations": study.PRETRAININGS["ablations"]})
 
 
-def sweep_args(backbones: list[str], tasks: list[str], domain: str, plan: Plan, *extra: str) -> list[str]:
+def sweep_args(backbones: list[str], tasks: list[str], domain: str, plan: Plan, *extra: str,
+               frames: study.FrameSet | None = None) -> list[str]:
+    """A ``cpcbench sweep`` on ``frames`` (default: the domain's labeled set)."""
     return ["sweep", "--backbones", ",".join(backbones), "--tasks", ",".join(tasks), *extra, "--seeds",
             str(study.SEEDS), "--img-size", str(study.IMG_SIZE), "--data-root",
-            str(study.labeled_set(domain).path(plan.runs)), "--results", str(plan.results)]
+            str((frames or study.labeled_set(domain)).path(plan.runs)), "--results", str(plan.results)]
 
 
 def finetune_lanes(plan: Plan) -> list[Lane]:
@@ -253,13 +256,15 @@ def probe_lanes(plan: Plan) -> list[Lane]:
         for task, protocols in probes.items():
             for protocol in protocols:
                 lanes[domain].add(sweep_args(list(study.main_backbones()), [task], domain, plan, "--protocol",
-                                             protocol))
+                                             protocol, frames=study.probe_set(task, domain)))
     curves = [f"snapshots:{p.out(plan.runs)}" for p in study.curve_runs()]
     for task, protocol in study.CURVE_TASKS.items():
-        lanes["hand"].add(sweep_args(curves, [task], "body", plan, "--protocol", protocol))
+        lanes["hand"].add(sweep_args(curves, [task], "body", plan, "--protocol", protocol,
+                                     frames=study.probe_set(task, "body")))
     ablations = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
     for task, protocol in study.ABLATION_PROBES.items():
-        lanes["hand"].add(sweep_args(ablations, [task], "body", plan, "--protocol", protocol))
+        lanes["hand"].add(sweep_args(ablations, [task], "body", plan, "--protocol", protocol,
+                                     frames=study.probe_set(task, "body")))
     return list(lanes.values())
 
 

@@ -97,6 +97,18 @@ def labeled_set(domain: str) -> FrameSet:
     return frame_set(f"{domain}-lab")
 
 
+#: probes that read another frame set than their domain's labeled one. Cross-pose pairs need a joint to move by more
+#: than a 16 px patch between two frames of one camera: body-lab's 2-frame sequences (0.1 s) have no such query, so
+#: ``probe-body-xpose`` is scored on body-pre's test split (8-frame sequences; 160 subjects that no pretraining saw:
+#: pretraining reads the train split only). ``match`` trains nothing, so no labeled training split is needed.
+PROBE_FRAMES: dict[str, str] = {"probe-body-xpose": "body-pre"}
+
+
+def probe_set(task: str, domain: str) -> FrameSet:
+    """The frame set ``task`` (a probe of ``domain``) is scored on."""
+    return frame_set(PROBE_FRAMES[task]) if task in PROBE_FRAMES else labeled_set(domain)
+
+
 #: body CPC ablations: name -> config overrides (the main ``cpc`` run is "both pairs, human-aware masking")
 ABLATIONS: dict[str, tuple[str, ...]] = {"both": (), "crossview": ("data.pair_mix=1.0",),
                                          "crosspose": ("data.pair_mix=0.0",), "uniform": ("cpc.mask_strategy=uniform",)}

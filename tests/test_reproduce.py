@@ -92,14 +92,18 @@ def test_frame_sets_keep_pretraining_and_labeled_people_apart(tmp_path: Path, mo
     assert [opt(renders["body-pre"], f) for f in ("--frames", "--cameras", "--seq-len")] == ["25600", "4", "8"]
     assert [opt(renders["hand-lab"], f) for f in ("--frames", "--cameras", "--seq-len")] == ["8192", "4", "2"]
     assert "--cameras" not in renders["objects-pre"]  # the domain's default rig
-    # pretraining reads the -pre sets only, every sweep the -lab set of its task's domain
+    # pretraining reads the -pre sets only (their train split), every sweep the -lab set of its task's domain but
+    # the cross-pose probe, which trains nothing (match) and scores body-pre's test split: people no run pretrained on
     for w in cmds:
         if w[0] == "pretrain":
             assert Path(opt(w, "--data")).name == ("objects-pre" if opt(w, "--method") == "supervised"
                                                    else f"{w[1]}-pre")
         if w[0] == "sweep":
             domain = "hand" if opt(w, "--tasks").startswith(("synth-hand", "probe-hand")) else "body"
-            assert Path(opt(w, "--data-root")).name == f"{domain}-lab", w
+            if opt(w, "--tasks") in study.PROBE_FRAMES:
+                assert opt(w, "--protocol") == "match" and Path(opt(w, "--data-root")).name == "body-pre", w
+            else:
+                assert Path(opt(w, "--data-root")).name == f"{domain}-lab", w
 
 
 def test_pretraining_runs_share_budget_arch_and_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,6 +197,12 @@ def test_probes_and_curves_over_every_methods_snapshots(tmp_path: Path, monkeypa
     assert {(opt(w, "--tasks"), opt(w, "--protocol")) for w in curves} == set(study.CURVE_TASKS.items())
     assert all(parse_backbones(opt(w, "--backbones")) == want for w in curves)
     assert all(opt(w, "--seeds") == "3" for w in probes)
+    for w in probes:  # cross-pose pairs are scored where joints move between frames: longer sequences than body-lab's
+        task = opt(w, "--tasks")
+        fs = study.probe_set(task, "hand" if task.startswith("probe-hand") else "body")
+        assert opt(w, "--data-root") == str(fs.path(tmp_path / "runs"))
+    xpose = study.probe_set("probe-body-xpose", "body")
+    assert xpose.domain == "body" and xpose.seq_len >= 8 > study.labeled_set("body").seq_len
 
 
 def test_a_stage_without_its_inputs_names_the_stage_to_run_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
