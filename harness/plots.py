@@ -93,7 +93,11 @@ def _legend(fig: Any, axes: Any) -> None:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(lab, h)
     if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(len(seen), 3))
+        # as many columns as fit the figure's width (a label of n characters at 8 pt is ~0.07 n inches, plus its
+        # marker): long run names on a one-panel figure go one per row instead of running off the image
+        width = max(len(lab) for lab in seen) * 0.07 + 0.6
+        ncols = max(1, min(len(seen), 3, int(fig.get_figwidth() // width)))
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=ncols)
 
 
 def _render(draw: Any, n_panels: int, title: str, nrows: int = 1) -> bytes:

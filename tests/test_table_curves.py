@@ -179,7 +179,7 @@ def test_probes_table_rows_backbones_columns_primary_metric_per_protocol() -> No
     assert [c is not None for c in table.rows[4].cells] == [False, False, False, False, True]
     assert table.rows[4].cells[4].mean == 8.0
     md = to_markdown(table)
-    assert "probe-body-facing v1 · linear: yaw_err [deg] ↓" in md and "**21.000 ± 1.000**" in md
+    assert "probe-body-facing v1 · linear: yaw_err [deg] ↓" in md and "**21.0 ± 1.0**" in md
     assert "| Trivial baseline (same position) | – | – | – | – | 8.0 |" in md
 
 
