@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from typing import Any
 
 from harness.table_curves import steps_differ_in_compute
@@ -113,7 +114,9 @@ def _render(draw: Any, n_panels: int, title: str, nrows: int = 1) -> bytes:
         axes = list(fig.subplots(nrows, n_panels, squeeze=False).flat)
         draw(axes)
         _legend(fig, axes)
-        fig.suptitle(title)
+        # wrapped to the figure's width (~0.1 inch per character of the 12 pt title): a one-panel figure's long
+        # title (task, protocol, data tag) would run off both edges of the image
+        fig.suptitle("\n".join(textwrap.wrap(title, max(30, int(fig.get_figwidth() / 0.1)))))
         buf = io.BytesIO()
         fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
@@ -202,8 +205,6 @@ def curves(table: Table) -> dict[str, bytes]:
             ax.minorticks_off()
             ax.set_xlabel("fraction of the training set")
             ax.set_ylabel(_ylabel(table.columns[idx[0]]))
-            import textwrap
-
             steps = {table.columns[j].key.fraction: _split_steps(table.columns[j].key.setting)[1] for j in idx}
             if len(set(steps.values())) > 1:  # name each fraction's steps
                 setting = ", ".join(p for p in (setting, "steps " + " / ".join(

@@ -32,6 +32,7 @@ from harness.tables import (
     _with_baselines,
     add_backbone_rows,
     primary_metric,
+    without_curve_points,
 )
 
 PROBE_PREFIX = "probe-"
@@ -155,22 +156,10 @@ def learning_tables(records: Sequence[Mapping[str, Any]]) -> list[Table]:
     return tables
 
 
-def _without_curve_points(recs: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Leave out the snapshots of a run (the learning-curve tables show them) and a file whose weights (sha256)
-    already have a row under a registered name (a run's final backbone reached through ``snapshots:RUN``)."""
-    def is_file(r: Mapping[str, Any]) -> bool:
-        name = str(r["backbone"]["name"])
-        return "/" in name or name.endswith(".safetensors")
-
-    named = {r["backbone"].get("weights_sha256") for r in recs if not is_file(r)} - {None, ""}
-    return [r for r in recs if "/snapshots/step-" not in str(r["backbone"]["name"])
-            and not (is_file(r) and r["backbone"].get("weights_sha256") in named)]
-
-
 def probes_table(records: Sequence[Mapping[str, Any]]) -> Table | None:
     """The ``probes`` table of every non-smoke ``probe-*`` record (None when there is none)."""
     recs = [r for r in records if not r["smoke"] and str(r["task"]["name"]).startswith(PROBE_PREFIX)]
-    recs = _without_curve_points(recs)
+    recs = without_curve_points(recs)
     if not recs:
         return None
 

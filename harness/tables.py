@@ -386,9 +386,21 @@ def _finish(table: Table, superseded: int) -> Table:
     return table
 
 
+def without_curve_points(recs: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Leave out the snapshots of a run (the learning-curve tables show them) and a file whose weights (sha256)
+    already have a row under a registered name (a run's final backbone reached through ``snapshots:RUN``)."""
+    def is_file(r: Mapping[str, Any]) -> bool:
+        name = str(r["backbone"]["name"])
+        return "/" in name or name.endswith(".safetensors")
+
+    named = {r["backbone"].get("weights_sha256") for r in recs if not is_file(r)} - {None, ""}
+    return [r for r in recs if "/snapshots/step-" not in str(r["backbone"]["name"])
+            and not (is_file(r) and r["backbone"].get("weights_sha256") in named)]
+
+
 def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = False) -> list[Table]:
     """One table per (domain, eval protocol, fraction[, smoke limit]); rows = backbones, columns = task x metric."""
-    recs = [r for r in records if include_smoke or not r["smoke"]]
+    recs = without_curve_points([r for r in records if include_smoke or not r["smoke"]])
     order = _metric_order(recs)
     groups: dict[tuple[str, str, float, int | None], list[Mapping[str, Any]]] = {}
     for rec in recs:
@@ -411,7 +423,8 @@ def main_tables(records: Sequence[Mapping[str, Any]], include_smoke: bool = Fals
         if limit is not None:
             title = f"SMOKE RUN (--limit {limit}, not a benchmark result): " + title
         table = Table(name, title, columns, [], plot="bars", smoke=limit is not None, shared_in_title=True,
-                      caption="Rows: backbones (every backbone with records); mean ± std over seeds.")
+                      caption="Rows: backbones (every backbone with records); mean ± std over seeds. Snapshots of "
+                              "a run: the learning-curve tables.")
         superseded = add_backbone_rows(table, grecs, columns)
         _with_baselines(table, grecs)
         tables.append(_finish(table, superseded))

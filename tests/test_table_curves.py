@@ -195,6 +195,10 @@ def test_probes_table_leaves_snapshots_and_renamed_weights_to_the_curves() -> No
                  "pck_2": [40.0, 42.0, 44.0]}, protocol="match", sha=cpc_sha)]
     table = probes_table(base + extra)
     assert [r.label for r in table.measured_rows] == ["cpc", "mae", "scratch"]
+    # nor to the main table of their protocol (25 snapshot rows made the match table and its bars unreadable)
+    match = next(t for t in main_tables(base + extra) if t.name == "main-body-match")
+    assert [r.label for r in match.measured_rows] == ["cpc", "mae", "scratch"]
+    assert "learning-curve tables" in match.caption
 
 
 def test_no_probe_records_no_probes_table() -> None:
