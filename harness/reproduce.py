@@ -35,7 +35,7 @@ same ``--flops``/``--snapshots``), sweep cells whose record exists. A run made w
 is refused (choose a new ``$CPCBENCH_RUNS``). A stage whose inputs are missing names the stage to run first.
 Pretraining runs and frame sets go under ``$CPCBENCH_RUNS`` (default ``runs/study``), records into ``--results``
 (``results/``), logs under ``<runs>/logs``. ``--dry-run`` prints (and returns) the commands that would run, skipping
-what is done.
+what is done; ``--ledger`` prints the compute the finished work measured, per stage (``harness.ledger``).
 """
 
 from __future__ import annotations
@@ -335,9 +335,16 @@ def main(argv: list[str] | None = None) -> list[str]:
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--out", type=Path, default=Path("leaderboards"))
     ap.add_argument("--dry-run", action="store_true", help="print the commands that would run, run nothing")
+    ap.add_argument("--ledger", action="store_true",
+                    help="print the compute the study's runs and records measured, per stage, and run nothing")
     a = ap.parse_args(argv)
     stages = parse_stages(a.stage)
     plan = Plan(Path(os.environ.get("CPCBENCH_RUNS", "runs/study")), a.results, a.out)
+    if a.ledger:
+        from harness.ledger import report
+
+        print(report(plan.runs, plan.results, a.jobs), flush=True)
+        return []
     commands: list[str] = []
     made: set[str] = set()
     for stage in stages:
