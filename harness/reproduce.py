@@ -233,12 +233,15 @@ def sweep_args(backbones: list[str], tasks: list[str], domain: str, plan: Plan, 
 
 
 def finetune_lanes(plan: Plan) -> list[Lane]:
-    """One lane per domain's main grid (one sweep per fraction: each has its own steps) and one for the ablations."""
+    """One lane per domain's main grid and one for the ablations. A sweep per backbone and fraction (each fraction
+    has its own steps): the workers' queue deals out commands, so one sweep of every backbone would keep a worker
+    busy for an hour while the other idles."""
     lanes = {d: Lane(d) for d in study.MAIN_TASKS}
     for domain, tasks in study.MAIN_TASKS.items():
         for fraction, steps in study.schedule():
-            lanes[domain].add(sweep_args(list(study.main_backbones()), list(tasks), domain, plan, "--fraction",
-                                         str(float(fraction)), "--steps", str(steps)))
+            for backbone in study.main_backbones():
+                lanes[domain].add(sweep_args([backbone], list(tasks), domain, plan, "--fraction",
+                                             str(float(fraction)), "--steps", str(steps)))
     ablations = Lane("ablations")
     backbones = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
     for fraction, steps in study.ablation_schedule():
