@@ -18,6 +18,17 @@ TINY = {
 }
 
 
+def diagnostic(name: str):
+    """The module of ``docs/diagnostics/<name>.py`` (scripts, not a package: loaded from their file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "docs" / "diagnostics"
+                                                  / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def tiny_frames(root: Path, domain: str, seed: int = 0) -> Path:
     """Render the tiny frame set of ``domain`` into ``root`` (deterministic for ``seed``)."""
     from humans.world import generate

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-PROBE = Path(__file__).resolve().parents[1] / "docs" / "diagnostics" / "facing_probe.py"
+from conftest import diagnostic
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("facing_probe", PROBE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return diagnostic("facing_probe")
 
 
 def _body(facing_deg: float) -> np.ndarray:

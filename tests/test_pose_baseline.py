@@ -3,22 +3,17 @@ transforms (where the camera-frame mean does not), and the script scores both co
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import diagnostic
 from scipy.spatial.transform import Rotation
-
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "diagnostics" / "pose_baseline.py"
 
 
 @pytest.fixture(scope="module")
 def pb():
-    spec = importlib.util.spec_from_file_location("pose_baseline", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return diagnostic("pose_baseline")
 
 
 def test_procrustes_mean_undoes_rotations_and_scales(pb) -> None:
