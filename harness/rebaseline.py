@@ -50,9 +50,10 @@ def seed_arrays(preds: Mapping[str, np.ndarray], k: int, seed: int) -> dict[str,
     return out
 
 
-def aligned_baseline(rec: Mapping[str, Any], preds: Mapping[str, np.ndarray],
-                     train_ds: Any, task: Any) -> dict[str, float]:
-    """The mean over the record's seeds of each aligned metric's Procrustes-mean baseline."""
+def aligned_baseline(rec: Mapping[str, Any], preds: Mapping[str, np.ndarray], train_ds: Any, task: Any,
+                     cache: dict | None = None) -> dict[str, float]:
+    """The mean over the record's seeds of each aligned metric's Procrustes-mean baseline (``cache``: the constant
+    per training subset, shared by the records of one training split)."""
     from torch.utils.data import Subset
 
     aligned = aligned_metrics(task)
@@ -60,14 +61,18 @@ def aligned_baseline(rec: Mapping[str, Any], preds: Mapping[str, np.ndarray],
     batch = int(rec["config"].get("eval_batch_size") or 64)
     for k, seed in enumerate(rec["seeds"]):
         idx = fraction_subset(len(train_ds), float(rec["fraction"]), int(seed))
-        subset = Subset(train_ds, idx) if len(idx) < len(train_ds) else train_ds
-        train_gt = ground_truth_split(task, subset, batch)
         arrays = seed_arrays(preds, k, int(seed))
         test_gt = {key: v for key, v in arrays.items() if key.startswith("gt/")}
         test_pred = {key: v for key, v in arrays.items() if key.startswith("pred/")}
-        base = task.aligned_baseline_predictions(train_gt, test_pred)
-        if base is None:
-            raise CpcbenchError(f"task {task.name!r} gives no Procrustes-mean baseline")
+        subset_key = (tuple(idx), tuple(sorted((key, v.shape) for key, v in test_pred.items())))
+        if cache is None or subset_key not in cache:
+            subset = Subset(train_ds, idx) if len(idx) < len(train_ds) else train_ds
+            found = task.aligned_baseline_predictions(ground_truth_split(task, subset, batch), test_pred)
+            if found is None:
+                raise CpcbenchError(f"task {task.name!r} gives no Procrustes-mean baseline")
+            if cache is not None:
+                cache[subset_key] = found
+        base = cache[subset_key] if cache is not None else found
         n = len(next(iter(test_gt.values())))
         scores = check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n)
         for m in aligned:
@@ -82,6 +87,7 @@ def rescore(results: Path, dry_run: bool = False, data_root: str | None = None) 
 
     todo = [p for p in iter_record_paths(results) if needs_rescore(read_record(p))]
     datasets: dict[tuple, Any] = {}
+    constants: dict = {}  # per training subset of the current split
     commit, when = git_commit(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for i, path in enumerate(todo):
         rec = read_record(path)
@@ -100,6 +106,7 @@ def rescore(results: Path, dry_run: bool = False, data_root: str | None = None) 
         key = (task.name, root, cfg.get("img_size"), rec.get("limit"))
         if key not in datasets:
             datasets = {key: task.build_dataset("train", cfg.get("img_size"), rec.get("limit"))}  # one set at a time
+            constants = {}
         if cfg.get("n_train_full") is not None and len(datasets[key]) != int(cfg["n_train_full"]):
             raise CpcbenchError(f"{path}: the training split at {root} has {len(datasets[key])} samples, the record's "
                                 f"{cfg['n_train_full']}: not the frames it was trained on")
@@ -109,7 +116,7 @@ def rescore(results: Path, dry_run: bool = False, data_root: str | None = None) 
                                 "ran the evaluation); rescore there")
         with np.load(pred_file) as z:
             preds = {k: z[k] for k in z.files}
-        new = aligned_baseline(rec, preds, datasets[key], task)
+        new = aligned_baseline(rec, preds, datasets[key], task, constants)
         raw = json.loads(path.read_text())  # as written: no path rewriting of read_record
         raw["baseline_mean"] = {**raw["baseline_mean"], **new}
         raw["baseline_aligned"] = list(new)
