@@ -75,7 +75,8 @@ def check_scores(task: Any, scores: Mapping[str, Any], n: int) -> dict[str, Any]
 
 def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: int,
                   batch_size: int) -> dict[str, float] | None:
-    """Mean (over the test samples) of each metric for the trivial predictor of ``task.baseline_predictions``."""
+    """Mean (over the test samples) of each metric for the trivial predictor of ``task.baseline_predictions`` (the
+    ``aligned`` metrics: of ``task.aligned_baseline_predictions``, the Procrustes mean pose)."""
     import numpy as np
 
     if train_ds is None or not hasattr(task, "baseline_predictions") or getattr(task, "hidden_test_labels", False):
@@ -89,7 +90,20 @@ def mean_baseline(task: Any, train_ds: Any, preds: Mapping[str, Any], n_test: in
     if base is None:
         return None
     scores = check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n_test)
+    aligned = aligned_metrics(task)
+    if aligned:  # the metrics scored after a similarity alignment: against the Procrustes mean pose
+        pa = task.aligned_baseline_predictions(train_gt, test_pred)
+        if pa is None:
+            raise CpcbenchError(f"task {task.name!r} declares aligned metrics {aligned} but gives no Procrustes-mean "
+                                f"baseline (no ground truth or prediction of {task.aligned_on!r}, its aligned_on)")
+        pa_scores = check_scores(task, task.score_arrays({**test_pred, **pa, **test_gt}), n_test)
+        scores = {k: (pa_scores[k] if k in aligned else v) for k, v in scores.items()}
     return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def aligned_metrics(task: Any) -> list[str]:
+    """The task's metrics scored after a similarity alignment (``MetricSpec.aligned``), in declaration order."""
+    return [m.name for m in getattr(task, "metrics", ()) if getattr(m, "aligned", False)]
 
 
 def safe_name(name: str) -> str:

@@ -45,6 +45,7 @@ from core.errors import CpcbenchError
 from harness.backbones import pinned_spec
 from harness.eval_options import EvalConfig
 from harness.eval_parts import (
+    aligned_metrics,
     backbone_info,
     check_scores,
     concat_arrays,
@@ -285,6 +286,9 @@ def evaluate(cfg: EvalConfig, results_root: str | Path = "results", runs_root: s
                              "data": task.data_info()}
     if baselines:  # the trivial predictor of each seed's own training subset, averaged over seeds
         extra["baseline_mean"] = {m: float(np.mean([b[m] for b in baselines])) for m in baselines[0]}
+        aligned = aligned_metrics(task)
+        if aligned:  # their baseline is the Procrustes mean pose (``mean_baseline``): the tables say so
+            extra["baseline_aligned"] = aligned
     if submission is not None:
         extra["submission"] = submission
         if getattr(task, "submission_note", ""):

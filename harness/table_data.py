@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.table_specs import _MISSING
+from harness.table_specs import _MISSING, TableError
 
 METRIC_NAMES = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pa_pve": "PA-PVE", "pa_mpvpe": "PA-MPVPE",
                 "f5": "F@5", "f15": "F@15", "auc": "AUC", "pck05": "PCK@0.05", "pck10": "PCK@0.1",
@@ -291,3 +291,27 @@ def mdd_note(table: Table) -> None:
     if none:
         text += "; not estimable (fewer than 2 seeds, or no seed-to-seed spread): " + ", ".join(none)
     table.notes.append(text + ".")
+
+
+#: added where a column's metric is scored after a similarity alignment (``MetricSpec.aligned``)
+ALIGNED_NOTE = ("Columns scored after a similarity alignment (PA-*; a hand mesh's F-scores and AUC): the trivial "
+                "baseline is the Procrustes mean pose of the training subset, the constant made for those metrics "
+                "(the camera-frame mean of poses facing every way is a shrunken blur).")
+
+
+def aligned_baselines(records: Sequence[Mapping[str, Any]], columns: Sequence[Column],
+                      group_of: Callable[[Mapping[str, Any]], tuple]) -> bool:
+    """Whether any column's baseline is the Procrustes mean pose (its metric in the records' ``baseline_aligned``);
+    a column whose records (``group_of`` a record: its column group) disagree, some scored before the aligned
+    baseline existed, is refused."""
+    any_aligned = False
+    for col in columns:
+        if not col.measured:
+            continue
+        flags = {col.key.metric in (rec.get("baseline_aligned") or []) for rec in records
+                 if group_of(rec) == col.key.group and col.key.metric in (rec.get("baseline_mean") or {})}
+        if len(flags) > 1:
+            raise TableError(f"the records of {col.key.task} {col.key.metric} mix two trivial baselines (camera-frame "
+                             "and Procrustes mean): rescore the older ones with `python -m harness.rebaseline`")
+        any_aligned |= flags == {True}
+    return any_aligned

@@ -43,12 +43,14 @@ from typing import Any
 
 from harness.results import TRAIN_STATS
 from harness.table_data import (  # noqa: F401  (re-exported: the tables API in one place)
+    ALIGNED_NOTE,
     METRIC_NAMES,
     Cell,
     Column,
     ColumnKey,
     Row,
     Table,
+    aligned_baselines,
     baseline_cell,
     mark_beats_baseline,
     mark_best,
@@ -329,7 +331,6 @@ BASELINE_NOTE = ("Trivial baseline: the task's prediction without looking at the
                  "regression, the majority class for classification, a random guess for correspondence), i.e. "
                  "the records' baseline_mean; not ranked.")
 
-
 def primary_metric(rec: Mapping[str, Any]) -> str:
     """The metric a task is ranked by: ``task.primary_metric`` of the record, else its first metric."""
     return str(rec["task"].get("primary_metric") or next(iter(rec["metrics"]), ""))
@@ -366,6 +367,8 @@ def _with_baselines(table: Table, records: Sequence[Mapping[str, Any]]) -> None:
     at = next((i for i, r in enumerate(table.rows) if r.source == "published"), len(table.rows))
     table.rows[at:at] = rows
     table.notes.append(BASELINE_NOTE)
+    if aligned_baselines(records, table.columns, _group_of):
+        table.notes.append(ALIGNED_NOTE)
     if rows[0].label == BASELINE_LABEL:
         mark_beats_baseline(table, rows[0])
 

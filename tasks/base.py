@@ -50,13 +50,19 @@ class MetricSpec:
 
     ``subset``: the metric is defined on a subset of the samples only; its per-sample array holds NaN for the
     samples outside the subset, which ``harness.results.summarize`` leaves out (and counts: ``n_per_seed``). Any
-    other metric's NaN is an error."""
+    other metric's NaN is an error.
+
+    ``aligned``: the metric is scored after aligning each prediction to its ground truth by a similarity transform
+    (PA-MPJPE, PA-PVE, FreiHAND's F-scores and AUC). The rotation no longer counts, so the trivial baseline of such a
+    metric is the Procrustes mean pose of the training ground truth (``Task.aligned_baseline_predictions``), not
+    the camera-frame mean, which averages bodies facing every way into a shrunken blur."""
 
     name: str
     unit: str
     higher_is_better: bool
     description: str = ""
     subset: bool = False
+    aligned: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class Task:
     #: the evaluation protocols the task supports (``harness.probe``): ``attentive`` needs ``vector_head(dim)``,
     #: ``knn`` a class label ``knn_target`` (+ ``n_classes``), ``match`` ``match_scores`` and ``match_baseline``
     protocols: ClassVar[tuple[str, ...]] = ("finetune", "linear")
+    #: the joints (``pred/<name>``) that the ``aligned`` metrics estimate their similarity transform on
+    aligned_on: ClassVar[str] = "joints3d"
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root: Path | None = resolve_data_root(root)
@@ -214,6 +222,29 @@ class Task:
             m = gt.astype(np.float64).mean(0) if gt.dtype.kind == "f" else elementwise_mode(gt)
             out[key] = np.broadcast_to(m, pred.shape).astype(pred.dtype)
         return out or None
+
+    def aligned_baseline_predictions(self, train_gt: Mapping[str, np.ndarray],
+                                     test_pred: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The trivial predictor of the ``aligned`` metrics: ``baseline_predictions`` with ``pred/<aligned_on>`` the
+        Procrustes mean of the training joints and every other point array ``[N, V > 3, 3]`` (vertices, other
+        joint sets) the mean of the training ones moved by the same per-sample transforms
+        (``tasks.procrustes.procrustes_mean``). None when the task has no aligned metric or lacks those joints."""
+        import numpy as np
+
+        from tasks.procrustes import procrustes_mean
+
+        anchor = f"pred/{self.aligned_on}"
+        base = self.baseline_predictions(train_gt, test_pred)
+        joints = train_gt.get(f"gt/{self.aligned_on}")
+        if base is None or joints is None or not any(m.aligned for m in self.metrics) or anchor not in base:
+            return None
+        points = [k for k, p in base.items() if k != anchor and p.ndim == 3 and p.shape[1] > 3 and p.shape[2] == 3
+                  and train_gt.get("gt/" + k.split("/", 1)[1]) is not None]
+        means = procrustes_mean(joints, *(train_gt["gt/" + k.split("/", 1)[1]] for k in points))
+        out = dict(base)
+        for key, m in zip([anchor, *points], means, strict=True):
+            out[key] = np.broadcast_to(m, test_pred[key].shape).astype(test_pred[key].dtype)
+        return out
 
 
 def elementwise_mode(values: np.ndarray) -> np.ndarray:

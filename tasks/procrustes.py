@@ -120,3 +120,37 @@ def scale_translation_align(pred: np.ndarray, gt: np.ndarray, bone: tuple[int, i
     ratio = np.where(sp > 0, sg / np.where(sp > 0, sp, 1.0), sg)  # the script skips /s when s == 0
     q = p * ratio[:, None, None]
     return q - q[:, root:root + 1] + g[:, root:root + 1]
+
+
+def procrustes_mean(joints: np.ndarray, *others: np.ndarray, iters: int = 20,
+                    chunk: int = 2048) -> tuple[np.ndarray, ...]:
+    """The generalised Procrustes mean of ``joints`` [N, J, 3] (a constant pose for metrics that align each
+    prediction to its ground truth by a similarity transform), and of each of ``others`` [N, V, 3] moved by the same
+    per-sample transforms (a mesh that stays consistent with its joints). Iterates: align every pose to the current
+    mean (similarity, no reflection), average, rescale to the first pose's size, until the mean stops moving.
+    Returns (mean joints [J, 3], *mean others [V, 3]), float64, centred on the joints' centroid."""
+    j = np.asarray(joints, dtype=np.float64)
+    if j.ndim != 3 or j.shape[-1] != 3 or len(j) == 0:
+        raise ValueError(f"procrustes_mean: joints must be [N, J, 3] with N >= 1, got {j.shape}")
+    for o in others:
+        if o.ndim != 3 or o.shape[0] != j.shape[0] or o.shape[-1] != 3:
+            raise ValueError(f"procrustes_mean: {o.shape} does not pair with joints {j.shape}")
+    ref = j[0] - j[0].mean(0)
+    size = float(np.linalg.norm(ref)) or 1.0
+
+    def aligned_sum(x: np.ndarray, ref: np.ndarray, src: np.ndarray) -> np.ndarray:
+        total = np.zeros(x.shape[1:])
+        for a in range(0, len(src), chunk):
+            s, R, t = similarity_transform(src[a:a + chunk], np.broadcast_to(ref, src[a:a + chunk].shape))
+            total += apply_transform(np.asarray(x[a:a + chunk], dtype=np.float64), s, R, t).sum(0)
+        return total
+
+    for _ in range(iters):
+        new = aligned_sum(j, ref, j) / len(j)
+        new -= new.mean(0)
+        new *= size / (float(np.linalg.norm(new)) or 1.0)  # the mean of aligned poses shrinks: fix the scale
+        done = np.allclose(new, ref, atol=1e-9 * size)
+        ref = new
+        if done:
+            break
+    return (ref, *(aligned_sum(o, ref, j) / len(j) for o in others))

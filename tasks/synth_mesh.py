@@ -124,7 +124,7 @@ class SynthBodyMesh(MeshTask):
     domain = "body"
     protocol = PROTOCOLS["synth-smpl24-pelvis"]
     metrics = (MetricSpec("mpjpe", "mm", False, "24 SMPL joints, joint 0 subtracted"),
-               MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
+               MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)", aligned=True),
                MetricSpec("pve", "mm", False, "vertices, joint 0 subtracted"),
                MetricSpec("facing_err", "deg", False, "facing yaw of the root orientation vs the camera, absolute "
                           "error wrapped to [0, 180] (random: 90)"),
@@ -161,7 +161,8 @@ class SynthBodyMeshFree(MeshTask):
     fields = ("joints3d", "verts", "root", "K", "rotmat", "betas")
     protocol = PROTOCOLS["synth-smpl24-pelvis"]
     metrics = (MetricSpec("pve", "mm", False, "vertices, joint 0 subtracted"),
-               MetricSpec("pa_pve", "mm", False, "vertices after similarity alignment on the vertices"),
+               MetricSpec("pa_pve", "mm", False, "vertices after similarity alignment on the vertices",
+                          aligned=True),
                MetricSpec("mpjpe", "mm", False, "24 joints regressed from the vertices, joint 0 subtracted"))
     primary_metric = "pve"
     defaults = SYNTH_DEFAULTS

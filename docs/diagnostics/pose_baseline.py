@@ -5,7 +5,8 @@ ground truth in camera coordinates. For MPJPE and PVE (root joint subtracted, ro
 constant. PA-MPJPE aligns every prediction to its ground truth by a similarity transform first, so the rotation no
 longer matters, and averaging bodies or hands that face every way gives a shrunken, blurred shape: a constant made
 for PA-MPJPE is the *Procrustes mean* of the training joints (generalised Procrustes analysis: align every training
-pose to the running mean by a similarity transform, average, repeat). This script scores both constants with the
+pose to the running mean by a similarity transform, average, repeat; ``tasks.procrustes.procrustes_mean``, which
+the harness's baseline of those metrics uses). This script scores both constants with the
 task's own protocol and metric functions on the test split of a labeled frame set.
 
     .venv/bin/python docs/diagnostics/pose_baseline.py runs/study/data/body-lab
@@ -30,28 +31,13 @@ PROTOCOL = {"body": "synth-smpl24-pelvis", "hand": "synth-mano21-root"}
 REFLECTION = {"body": False, "hand": True}  # as the tasks align: synth-body-mesh without, FreiHAND's metrics with
 
 
-def procrustes_mean(joints: np.ndarray, iters: int = 10) -> np.ndarray:
-    """[N, J, 3] -> [J, 3]: the generalised Procrustes mean shape (centred; its scale is the first pose's)."""
-    from tasks.procrustes import procrustes_align
-
-    ref = joints[0] - joints[0].mean(0)
-    for _ in range(iters):
-        aligned = procrustes_align(joints, np.broadcast_to(ref, joints.shape))
-        new = aligned.mean(0)
-        new = new - new.mean(0)
-        new *= np.linalg.norm(ref) / np.linalg.norm(new)  # GPA fixes the scale, or the mean shrinks each round
-        if np.allclose(new, ref, atol=1e-9):
-            break
-        ref = new
-    return ref
-
-
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("frames", type=Path, help="a labeled frame set (cpcbench data synth ...)")
     a = ap.parse_args(argv)
     from humans.frames import FrameStore
     from tasks import metrics
+    from tasks.procrustes import procrustes_mean
     from tasks.protocols import PROTOCOLS
 
     domain = json.loads((a.frames / "meta.json").read_text())["domain"]
@@ -64,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     train, test = joints("train"), joints("test")
     out = {}
     for name, const in (("camera-frame mean (the tables' baseline)", train.mean(0)),
-                        ("Procrustes mean", procrustes_mean(train))):
+                        ("Procrustes mean", procrustes_mean(train)[0])):
         pred, gt = protocol.prepare(np.broadcast_to(const, test.shape).copy(), test)
         out[name] = {"mpjpe": float(np.mean(metrics.mpjpe(pred, gt))),
                      "pa_mpjpe": float(np.mean(metrics.pa_mpjpe(pred, gt, allow_reflection=REFLECTION[domain])))}

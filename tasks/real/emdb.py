@@ -131,9 +131,10 @@ class EMDBTask(RealBodyTask):
     protocol: ClassVar[Protocol] = PROTOCOLS["emdb-smpl24-hipmid"]
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("mpjpe", "mm", False, "24 SMPL joints, hip midpoint subtracted"),
-        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
+        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)", aligned=True),
         MetricSpec("pve", "mm", False, "MVE: vertices centred on each mesh's hip midpoint"),
-        MetricSpec("pa_pve", "mm", False, "MVE-PA: the joints' similarity transform applied to the vertices"),
+        MetricSpec("pa_pve", "mm", False, "MVE-PA: the joints' similarity transform applied to the vertices",
+                   aligned=True),
     )
     primary_metric: ClassVar[str] = "pa_mpjpe"
     defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(

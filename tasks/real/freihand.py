@@ -122,11 +122,11 @@ def ordered(preds: Mapping[str, np.ndarray], key: str) -> np.ndarray:
 HAND_DEFAULTS = FinetuneDefaults(steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75,
                                  warmup_steps=500, img_size=224)
 HAND_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, similarity-aligned (reflections allowed)"),
-    MetricSpec("pa_mpvpe", "mm", False, "778 vertices, aligned on themselves"),
-    MetricSpec("f5", "", True, "F-score at 5 mm of the aligned mesh"),
-    MetricSpec("f15", "", True, "F-score at 15 mm of the aligned mesh"),
-    MetricSpec("auc", "", True, "AUC of the aligned keypoints' PCK over 0-50 mm (100 steps)"),
+    MetricSpec("pa_mpjpe", "mm", False, "21 keypoints, similarity-aligned (reflections allowed)", aligned=True),
+    MetricSpec("pa_mpvpe", "mm", False, "778 vertices, aligned on themselves", aligned=True),
+    MetricSpec("f5", "", True, "F-score at 5 mm of the aligned mesh", aligned=True),
+    MetricSpec("f15", "", True, "F-score at 15 mm of the aligned mesh", aligned=True),
+    MetricSpec("auc", "", True, "AUC of the aligned keypoints' PCK over 0-50 mm (100 steps)", aligned=True),
 )
 
 

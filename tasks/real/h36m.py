@@ -51,8 +51,9 @@ class _H36M(Task):
                                "(Kolotouros et al., ICCV 2019)")
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("mpjpe", "mm", False, "14 LSP joints from J_regressor_h36m, H36M pelvis subtracted"),
-        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
+        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)", aligned=True),
     )
+    aligned_on: ClassVar[str] = "joints_h36m"
     defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
         img_size=224)

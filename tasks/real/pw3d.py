@@ -144,9 +144,10 @@ class PW3DTask(RealBodyTask):
     protocol: ClassVar[Protocol] = PROTOCOLS["3dpw-lsp14-h36m-pelvis"]
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("mpjpe", "mm", False, "14 LSP joints from J_regressor_h36m, H36M pelvis subtracted"),
-        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)"),
+        MetricSpec("pa_mpjpe", "mm", False, "after similarity alignment (no reflection)", aligned=True),
         MetricSpec("pve", "mm", False, "6890 SMPL vertices, each mesh centred on its H36M pelvis"),
     )
+    aligned_on: ClassVar[str] = "joints_h36m"
     primary_metric: ClassVar[str] = "pa_mpjpe"
     defaults: ClassVar[FinetuneDefaults] = FinetuneDefaults(
         steps=20000, batch_size=64, base_lr=1e-4, weight_decay=0.05, layer_decay=0.75, warmup_steps=500,
