@@ -56,6 +56,7 @@ def aligned_baseline(rec: Mapping[str, Any], preds: Mapping[str, np.ndarray], tr
     per training subset, shared by the records of one training split)."""
     from torch.utils.data import Subset
 
+    cache = {} if cache is None else cache
     aligned = aligned_metrics(task)
     values: dict[str, list[float]] = {m: [] for m in aligned}
     batch = int(rec["config"].get("eval_batch_size") or 64)
@@ -65,14 +66,13 @@ def aligned_baseline(rec: Mapping[str, Any], preds: Mapping[str, np.ndarray], tr
         test_gt = {key: v for key, v in arrays.items() if key.startswith("gt/")}
         test_pred = {key: v for key, v in arrays.items() if key.startswith("pred/")}
         subset_key = (tuple(idx), tuple(sorted((key, v.shape) for key, v in test_pred.items())))
-        if cache is None or subset_key not in cache:
+        if subset_key not in cache:
             subset = Subset(train_ds, idx) if len(idx) < len(train_ds) else train_ds
             found = task.aligned_baseline_predictions(ground_truth_split(task, subset, batch), test_pred)
             if found is None:
                 raise CpcbenchError(f"task {task.name!r} gives no Procrustes-mean baseline")
-            if cache is not None:
-                cache[subset_key] = found
-        base = cache[subset_key] if cache is not None else found
+            cache[subset_key] = found
+        base = cache[subset_key]
         n = len(next(iter(test_gt.values())))
         scores = check_scores(task, task.score_arrays({**test_pred, **base, **test_gt}), n)
         for m in aligned:
