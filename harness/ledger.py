@@ -100,7 +100,7 @@ def ledger(runs: Path, records: Iterable[dict]) -> list[StageTime]:
             if not p.backbone(runs).is_file():
                 stages[stage].missing.append(f"{name} (unfinished at step {got[1]})")
     for rec in records:
-        if rec.get("smoke") or rec.get("limit"):
+        if rec.get("smoke"):  # a --limit run (records keep smoke and limit in step)
             continue
         name = f"{rec['task']['name']}/{rec['backbone']['name']}/{rec['protocol']}/{rec.get('fraction')}"
         stages[record_stage(rec)].items.append((name, float(rec["wall_time_s"])))
