@@ -179,7 +179,7 @@ def data_lanes(plan: Plan) -> list[Lane]:
         args = ["data", "synth", fs.domain, "--frames", str(fs.frames), "--seed", str(fs.seed), "--size",
                 str(study.IMG_SIZE)]
         for flag, value in (("--cameras", fs.cameras), ("--seq-len", fs.seq_len),
-                            ("--motions-per-subject", fs.motions_per_subject)):
+                            ("--motions-per-subject", fs.motions_per_subject), ("--view", fs.view)):
             if value is not None:
                 args += [flag, str(value)]
         lane.add([*args, "--workers", str(plan.workers), "--out", str(fs.path(plan.runs))])

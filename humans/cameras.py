@@ -50,6 +50,24 @@ def rig(rng: np.random.Generator, n: int, target: np.ndarray, dist: tuple[float,
     return out
 
 
+def rig_seeing(rng: np.random.Generator, relative: np.ndarray, subject_rot: np.ndarray, target: np.ndarray,
+               dist: tuple[float, float], jitter: float = 0.2) -> list[np.ndarray]:
+    """Cameras that each see a subject of world rotation ``subject_rot`` [3, 3] with one of the camera-relative
+    rotations ``relative`` [n, 3, 3] (``R_camera @ subject_rot``), at a random distance in ``dist``, looking at a
+    point near ``target``.  -> list of extrinsics [4, 4]"""
+    out = []
+    for rel in relative:
+        R = rel @ subject_rot.T
+        d = rng.uniform(*dist)
+        aim = target + rng.normal(0, jitter * d * 0.05, 3)
+        eye = aim - d * R[2]  # the camera's z axis (row 2 in world coordinates) points at the aim
+        E = np.eye(4)
+        E[:3, :3] = R
+        E[:3, 3] = -R @ eye
+        out.append(E)
+    return out
+
+
 def to_camera(points: np.ndarray, extrinsics: np.ndarray) -> np.ndarray:
     """points: [..., 3] world -> [..., 3] camera coords."""
     return points @ extrinsics[:3, :3].T + extrinsics[:3, 3]

@@ -122,6 +122,27 @@ def sample_hand_orient(rng: np.random.Generator, n: int) -> np.ndarray:
     return Rotation.from_quat(q).as_rotvec()
 
 
+#: camera-relative rotations (MANO's rest frame -> OpenCV camera axes) of a hand held up to the camera, fingers up
+#: in the image (MANO -x -> camera -y) and the palm (MANO -y) or the back of the hand towards the camera (-z)
+_PALM_TO_CAMERA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+_BACK_TO_CAMERA = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
-__all__ = ["GESTURES", "HAND_LIMITS", "hand_params_to_pose", "hand_pose_params", "sample_hand_orient",
+
+def front_views(rng: np.random.Generator, n: int, tilt_deg: float = 45.0, roll_deg: float = 45.0) -> np.ndarray:
+    """[n, 3, 3] camera-relative hand rotations (``R_camera @ R_hand``) of a hand seen from the front: the palm or
+    the back towards the camera (even odds), tilted away from it by up to ``tilt_deg`` (uniform over that cap of
+    view directions, about a random axis in the image plane) and rolled in the image by up to +-``roll_deg``
+    (fingers up within that)."""
+    side = np.where(rng.random(n) < 0.5, 0, 1)
+    canon = np.stack([_PALM_TO_CAMERA, _BACK_TO_CAMERA])[side]
+    cos_t = 1.0 - rng.random(n) * (1.0 - np.cos(np.radians(tilt_deg)))  # uniform on the spherical cap
+    psi = rng.uniform(0.0, 2 * np.pi, n)
+    axis = np.stack([np.cos(psi), np.sin(psi), np.zeros(n)], 1)
+    tilt = Rotation.from_rotvec(axis * np.arccos(cos_t)[:, None])
+    spin = np.radians(rng.uniform(-roll_deg, roll_deg, n))
+    roll = Rotation.from_rotvec(np.stack([np.zeros(n), np.zeros(n), spin], 1))
+    return (roll * tilt).as_matrix() @ canon
+
+
+__all__ = ["GESTURES", "HAND_LIMITS", "front_views", "hand_params_to_pose", "hand_pose_params", "sample_hand_orient",
            "sample_hand_pose", "within_hand_limits"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from humans.appearance import backdrop, body_colours, hand_colours, random_lighting, room
-from humans.cameras import film, project, rig, rng_of, to_camera
-from humans.hand_poses import GESTURES
+from humans.cameras import film, project, rig, rig_seeing, rng_of, to_camera
+from humans.hand_poses import GESTURES, front_views
 from humans.models import forward, model_info
 from humans.motions import body_motion, hand_motion
 
@@ -52,8 +53,6 @@ def _rest_verts(kind: str, betas: np.ndarray) -> np.ndarray:
 
 def _cam_orient(E: np.ndarray, global_orient: np.ndarray) -> np.ndarray:
     """The global orientation seen from the camera: R_cam @ R_world.  -> [3] axis-angle"""
-    from scipy.spatial.transform import Rotation
-
     return (Rotation.from_matrix(E[:3, :3]) * Rotation.from_rotvec(global_orient)).as_rotvec().astype(np.float32)
 
 
@@ -116,7 +115,11 @@ def render_hand_sequence(cfg: Any, spec: Any, renderer: Any) -> list[dict[str, n
     renderer.set_scene(backdrop(scene_rng, centre, radius=float(scene_rng.uniform(1.2, 3.0))),
                        random_lighting(scene_rng))
     renderer.set_actor(info["faces"], info["part_of_vertex"], colours, roughness=float(srng.uniform(0.5, 0.9)))
-    cams = rig(scene_rng, cfg.cameras, centre, dist=(0.35, 0.8), elev_deg=(-60, 70))
+    if getattr(cfg, "view", "around") == "front":  # palm or back towards each camera, fingers up
+        views = front_views(scene_rng, cfg.cameras)
+        cams = rig_seeing(scene_rng, views, Rotation.from_rotvec(go[0]).as_matrix(), centre, dist=(0.35, 0.8))
+    else:
+        cams = rig(scene_rng, cfg.cameras, centre, dist=(0.35, 0.8), elev_deg=(-60, 70))
 
     def per_frame(t: int, c: int, K: np.ndarray, E: np.ndarray, vc: np.ndarray) -> dict[str, np.ndarray]:
         jc = to_camera(joints[t], E)

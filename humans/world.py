@@ -71,6 +71,9 @@ class WorldConfig:
     margin: float = 1.2  # crop side / longest side of the projected subject's bbox
     fps: float = 10.0  # frame rate of the motions (cross-pose pairs need visible pose change within a sequence)
     version: int = WORLD_VERSION
+    #: where the cameras stand (hands only): "around" the subject (any side: hands seen from every direction) or
+    #: "front" (``humans.hand_poses.front_views``: palm or back towards the camera, fingers up within 45 deg)
+    view: str = "around"
 
     @property
     def frames_per_sequence(self) -> int:
@@ -82,10 +85,20 @@ class WorldConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine shard contents (``frames`` only decides how many shards)."""
-        d = asdict(self)
+        d = self.as_dict()
         d.pop("frames")
         return d
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every field; ``view`` only when not the default, so frame sets made before it existed still match."""
+        d = asdict(self)
+        if d["view"] == "around":
+            d.pop("view")
+        return d
+
+
+#: camera placements per domain (``WorldConfig.view``), the default first
+VIEWS: dict[str, tuple[str, ...]] = {"body": ("around",), "hand": ("around", "front"), "objects": ("around",)}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "body": {"cameras": 4, "seq_len": 16, "motions_per_subject": 2},
@@ -104,6 +117,8 @@ def make_config(domain: str, frames: int, size: int = 128, seed: int = 0, **over
     if cfg.frames < 1 or cfg.size < 16 or cfg.cameras < 1 or cfg.seq_len < 1 or cfg.motions_per_subject < 1:
         raise DataError(f"bad synthetic-world config {cfg}: need frames >= 1, size >= 16, cameras, seq_len, "
                         "motions_per_subject >= 1")
+    if cfg.view not in VIEWS[domain]:
+        raise DataError(f"unknown view {cfg.view!r} for the {domain} world; choose one of {', '.join(VIEWS[domain])}")
     return cfg
 
 
@@ -244,9 +259,9 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
              workers: int = 1, progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Path:
     """Render a frame set (or complete a partial one) and return its directory.
 
-    ``overrides``: ``cameras``, ``seq_len``, ``motions_per_subject``, ``margin``, ``fps``. ``progress(done, total)``
-    is called with frame counts. Whole sequences are rendered; the manifest lists exactly ``frames`` frames
-    (the last sequence may be cut short in time).
+    ``overrides``: ``cameras``, ``seq_len``, ``motions_per_subject``, ``margin``, ``fps``, ``view``.
+    ``progress(done, total)`` is called with frame counts. Whole sequences are rendered; the manifest lists exactly
+    ``frames`` frames (the last sequence may be cut short in time).
     """
     cfg = make_config(domain, frames, size, seed, **overrides)
     root = Path(out) if out is not None else default_dir(domain, size, seed)
@@ -330,7 +345,7 @@ def meta_for(cfg: WorldConfig, identity: dict[str, Any]) -> dict[str, Any]:
     else:
         raise DataError(f"unknown synthetic domain {cfg.domain!r}")
     return {"domain": cfg.domain, "size": cfg.size, "seed": cfg.seed, "source": "synthetic",
-            "generator": {**asdict(cfg), "model": identity.get("model")}, **info}
+            "generator": {**cfg.as_dict(), "model": identity.get("model")}, **info}
 
 
 def default_dir(domain: str, size: int, seed: int) -> Path:
@@ -352,7 +367,7 @@ def is_complete(root: Path, cfg: WorldConfig) -> bool:
         return False
     gen = dict(meta.get("generator") or {})
     gen.pop("model", None)
-    if gen != asdict(cfg) or meta.get("generator", {}).get("model") != model_source(cfg.domain):
+    if gen != cfg.as_dict() or meta.get("generator", {}).get("model") != model_source(cfg.domain):
         return False
     return all(_shard_path(root, s.index).is_file() for s in plan(cfg))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ def fake_frames(fs: study.FrameSet, runs: Path) -> None:
     root = fs.path(runs)
     (root / "shards").mkdir(parents=True)
     (root / "manifest.csv").write_text("")
-    (root / "meta.json").write_text(json.dumps({"generator": {**asdict(cfg), "model": model_source(fs.domain)}}))
+    (root / "meta.json").write_text(json.dumps({"generator": {**cfg.as_dict(), "model": model_source(fs.domain)}}))
     for s in plan(cfg):
         (root / "shards" / FrameWriter.shard_name(s.index)).touch()
 
@@ -96,6 +95,9 @@ def test_frame_sets_keep_pretraining_and_labeled_people_apart(tmp_path: Path, mo
     assert [opt(renders["body-pre"], f) for f in ("--frames", "--cameras", "--seq-len")] == ["25600", "4", "8"]
     assert [opt(renders["hand-lab"], f) for f in ("--frames", "--cameras", "--seq-len")] == ["8192", "4", "2"]
     assert "--cameras" not in renders["objects-pre"]  # the domain's default rig
+    # the labeled hands are seen from the front (palm or back, fingers up); every other set keeps the default view
+    assert opt(renders["hand-lab"], "--view") == "front"
+    assert all("--view" not in w for n, w in renders.items() if n != "hand-lab")
     # pretraining reads the -pre sets only (their train split), every sweep the -lab set of its task's domain but
     # the cross-pose probe, which trains nothing (match) and scores body-pre's test split: people no run pretrained on
     for w in cmds:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import TINY, tiny_frames
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from core.errors import DataError
 from humans.cameras import project
@@ -292,3 +293,39 @@ def test_cli_synth_motions_per_subject(tmp_path: Path) -> None:
     assert not is_complete(out, make_config("objects", 8, 32, 0, **kw))  # the domain default (1) is another set
     res = runner.invoke(app, [*args[:-3], "--out", str(tmp_path / "bad"), "--motions-per-subject", "0"])
     assert res.exit_code == 2 and "motions_per_subject" in res.output
+
+
+def test_hand_front_view(tmp_path: Path) -> None:
+    """``--view front``: every hand shows its palm or its back to the camera (within the 45-degree cap, plus the
+    motion's small turn within a 2-frame sequence) with its fingers up in the image (within the 45-degree roll),
+    both sides about equally; the default view keeps old frame sets' identity (``view`` is not written)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from humans.world import is_complete, make_config
+
+    out = tmp_path / "front"
+    args = ["data", "synth", "hand", "--frames", "64", "--size", "32", "--cameras", "4", "--seq-len", "2",
+            "--motions-per-subject", "1", "--out", str(out), "--json"]
+    res = CliRunner().invoke(app, [*args, "--view", "front"])
+    assert res.exit_code == 0, res.output
+    store = FrameStore(out)
+    rel = np.stack([Rotation.from_rotvec(store.load(i)["cam_global_orient"]).as_matrix() for i in range(len(store))])
+    palm = rel @ np.array([0.0, -1.0, 0.0])  # MANO's palm normal in camera axes
+    fingers = rel @ np.array([-1.0, 0.0, 0.0])
+    towards = np.degrees(np.arccos(np.abs(palm[:, 2])))  # 0: palm or back straight at the camera
+    assert towards.max() < 50.0
+    up = np.degrees(np.arctan2(fingers[:, 0], -fingers[:, 1]))  # image-plane angle of the fingers from "up"
+    assert np.abs(up).max() < 80.0  # roll 45 + what the tilt adds to the projected direction
+    assert 0.2 < (palm[:, 2] < 0).mean() < 0.8  # palm and back both shown
+    assert store.meta["generator"]["view"] == "front"
+    assert is_complete(out, make_config("hand", 64, 32, 0, cameras=4, seq_len=2, motions_per_subject=1, view="front"))
+    assert not is_complete(out, make_config("hand", 64, 32, 0, cameras=4, seq_len=2, motions_per_subject=1))
+    around = tmp_path / "around"
+    assert CliRunner().invoke(app, [*args[:-3], "--out", str(around)]).exit_code == 0
+    assert "view" not in json.loads((around / "meta.json").read_text())["generator"]
+    res = CliRunner().invoke(app, ["data", "synth", "body", "--frames", "8", "--view", "front", "--out",
+                                   str(tmp_path / "b")])
+    assert res.exit_code == 2 and "view" in res.output

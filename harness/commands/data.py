@@ -29,6 +29,8 @@ def synth(
     motions_per_subject: int | None = typer.Option(None, "--motions-per-subject",
                                                    help="Motions (sequences) per subject [domain default]; "
                                                         "1: every sequence is another person."),
+    view: str | None = typer.Option(None, "--view", help="Where the cameras stand (hand): around (every side) | "
+                                                         "front (palm or back to the camera, fingers up)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Render a synthetic frame set (resumable: re-running completes missing shards)."""
@@ -40,7 +42,7 @@ def synth(
     from humans.frames import check_disk, estimate_render
     from humans.world import default_dir, generate, is_complete, make_config
 
-    world = {"cameras": cameras, "seq_len": seq_len, "motions_per_subject": motions_per_subject}
+    world = {"cameras": cameras, "seq_len": seq_len, "motions_per_subject": motions_per_subject, "view": view}
     cfg = make_config(domain, frames, size, seed, **world)  # fail before drawing a bar
     root = out if out is not None else default_dir(domain, size, seed)
     if not is_complete(root, cfg):
