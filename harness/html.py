@@ -35,7 +35,7 @@ table.lb tr.published td { color: #555; font-style: italic; background: rgba(0, 
 table.lb tr.baseline td { color: #555; background: rgba(0, 0, 0, 0.04); }
 table.lb tr.sep td { text-align: left; font-weight: 600; color: #555; background: #eee; }
 td.best { font-weight: 700; }
-.dagger { color: #b00; } .ddagger { color: #070; }
+.dagger { color: #b00; } .ddagger { color: #070; } .sect { color: #05a; }
 .n { color: #777; font-size: 0.85em; }
 .notes { font-size: 0.85em; color: #444; } .notes li { margin: 0.2em 0; }
 .plots img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0; }

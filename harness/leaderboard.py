@@ -43,7 +43,8 @@ log = logging.getLogger("cpcbench.tables")
 # ---------------------------------------------------------------------------------------------- CSV
 CSV_FIELDS = ("table", "row", "source", "backbone", "weights_sha256", "task", "task_version", "task_protocol",
               "protocol", "fraction", "limit", "metric", "unit", "higher_is_better", "mean", "std", "n_seeds",
-              "seeds", "per_seed", "best", "worse_than_best", "p_value", "beats_baseline", "baseline_p", "citation")
+              "seeds", "per_seed", "best", "worse_than_best", "p_value", "beats_baseline", "baseline_p",
+              "beats_random_init", "random_init_p", "citation")
 
 
 def _num(x: float | None) -> str:
@@ -52,7 +53,8 @@ def _num(x: float | None) -> str:
 
 def to_csv(table: Table) -> str:
     """Long form: one line per filled cell, full precision (10 significant digits): ``worse_than_best`` is the †
-    of the rendered tables, ``beats_baseline`` the ‡ (a baseline row lists the per-seed values it was tested with).
+    of the rendered tables, ``beats_baseline`` the ‡ (a baseline row lists the per-seed values it was tested with),
+    ``beats_random_init`` the §.
     A learning-curve table adds each row's pretraining step and FLOPs."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -69,7 +71,8 @@ def to_csv(table: Table) -> str:
                         _num(c.mean), _num(c.std), c.n if c.per_seed else "",
                         " ".join(str(s) for s in c.per_seed), " ".join(_num(v) for v in c.per_seed.values()),
                         str(c.best).lower(), str(c.worse).lower(), _num(c.p_value),
-                        str(c.beats_baseline).lower(), _num(c.baseline_p), row.citation]
+                        str(c.beats_baseline).lower(), _num(c.baseline_p), str(c.beats_random_init).lower(),
+                        _num(c.random_init_p), row.citation]
                        + ([("" if row.step is None else row.step), _num(row.flops)] if learning else []))
     return buf.getvalue()
 

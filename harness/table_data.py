@@ -11,6 +11,8 @@ terminal table. This module knows nothing of records nor of any output format.
   common seeds) rejects equality with the trivial baseline (``Table``'s baseline row: the task's prediction
   without the image, per seed from that seed's training subset) at level ``alpha`` and its mean is better
   (``mark_beats_baseline``).
+- A measured cell is marked § when the same test separates it from the table's one random-init row (a backbone
+  ``scratch...``) and it is better: the positive control, pretraining vs none (``mark_beats_random_init``).
 - Published rows (other methods' papers) never take part in best/significance.
 """
 
@@ -79,6 +81,8 @@ class Cell:
     tested: bool = False
     beats_baseline: bool = False  # significantly better than the trivial baseline (paired test, ‡)
     baseline_p: float | None = None  # p of that test (None: not tested)
+    beats_random_init: bool = False  # significantly better than the table's random-init row (paired test, §)
+    random_init_p: float | None = None  # p of that test (None: not tested)
     weights_sha256: str = ""  # the weights behind this cell (a row may merge one method's per-domain weights)
 
     @property
@@ -232,33 +236,53 @@ def mark_best(table: Table) -> None:
                 "row, identical values, or a tie for best)." if untested else "."))
 
 
-def mark_beats_baseline(table: Table, baseline: Row) -> None:
-    """Mark ‡ (``Cell.beats_baseline``) every measured cell that a paired t-test over the per-seed values matched
-    by seed separates from ``baseline``'s cell of its column at level ``alpha`` and that is better in the column's
-    direction (its mean, and its mean difference over the common seeds); a note says so when any cell was tested."""
+def _mark_better(table: Table, ref: Row, flag: str, p_attr: str) -> int:
+    """Set ``flag`` on every measured cell (but ``ref``'s own) that a paired t-test over the per-seed values matched
+    by seed separates from ``ref``'s cell of its column at level ``alpha`` and that is better in the column's
+    direction (its mean, and its mean difference over the common seeds); ``p_attr``: that test's p. -> cells tested"""
     tested = 0
     for j, col in enumerate(table.columns):
-        base = baseline.cells[j]
+        base = ref.cells[j]
         if base is None:
             continue
         sign = 1.0 if col.higher_is_better else -1.0
-        for c in (r.cells[j] for r in table.measured_rows):
+        for c in (r.cells[j] for r in table.measured_rows if r is not ref):
             if c is None:
                 continue
             _, p = paired_p(c.per_seed, base.per_seed)
-            c.baseline_p = p
+            setattr(c, p_attr, p)
             if p is None:
                 continue
             tested += 1
             common = sorted(set(c.per_seed) & set(base.per_seed))
             diff = math.fsum(c.per_seed[s] - base.per_seed[s] for s in common) / len(common)
-            c.beats_baseline = p < table.alpha and sign * (c.mean - base.mean) > 0 and sign * diff > 0
-    if tested:
+            setattr(c, flag, p < table.alpha and sign * (c.mean - base.mean) > 0 and sign * diff > 0)
+    return tested
+
+
+def mark_beats_baseline(table: Table, baseline: Row) -> None:
+    """Mark ‡ (``Cell.beats_baseline``) every measured cell significantly better than ``baseline``'s cell of its
+    column (``_mark_better``); a note says so when any cell was tested."""
+    if _mark_better(table, baseline, "beats_baseline", "baseline_p"):
         table.notes.append(
             f"‡: better than the {baseline.label[:1].lower() + baseline.label[1:]} by a paired t-test over "
             f"per-seed values matched by seed (two-sided, p < {table.alpha:g}, no correction for multiple "
             "comparisons); a cell without ‡ did not beat it significantly, or could not be tested (fewer than 3 "
             "seeds in common with the baseline, or neither varies over seeds).")
+
+
+def mark_beats_random_init(table: Table, is_random_init: Callable[[Row], bool]) -> None:
+    """Mark § (``Cell.beats_random_init``) every measured cell significantly better than the random-init row's cell
+    of its column (``_mark_better``): the positive control's test (pretraining vs none, the same architecture).
+    Only when exactly one measured row is a random init (several, e.g. two architectures: no single reference)."""
+    refs = [r for r in table.measured_rows if is_random_init(r)]
+    if len(refs) != 1 or len(table.measured_rows) < 2:
+        return
+    if _mark_better(table, refs[0], "beats_random_init", "random_init_p"):
+        table.notes.append(
+            f"§: better than the random-init row ({refs[0].label}) by a paired t-test over per-seed values matched "
+            f"by seed (two-sided, p < {table.alpha:g}, no correction for multiple comparisons): the pretraining "
+            "helped; a cell without § did not beat random init significantly, or could not be tested.")
 
 
 def mdd_note(table: Table) -> None:

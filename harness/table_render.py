@@ -2,7 +2,7 @@
 
 The cell loop is written once (``body``); a format only says how it writes the parts of a cell (``Markup``:
 escaping, the dash of an empty cell, bold, the dagger † (worse than the best), the double dagger ‡ (better than the
-trivial baseline), the seed-count note) and how it joins a row. Every
+trivial baseline), the section sign § (better than random init), the seed-count note) and how it joins a row. Every
 renderer accepts a ``Table`` too and lays it out with ``table_view`` first.
 """
 
@@ -31,8 +31,8 @@ def _keep(cell: ViewCell, text: str) -> str:
 class Markup:
     """How one output format writes a table's labels and cells.
 
-    ``escape`` applies to every text from the view; ``dagger``/``ddagger`` follow a marked cell's value (in that
-    order); ``note`` wraps the (escaped) seed-count note ``" (n=2)"``;
+    ``escape`` applies to every text from the view; ``dagger``/``ddagger``/``section`` follow a marked cell's value
+    (in that order); ``note`` wraps the (escaped) seed-count note ``" (n=2)"``;
     ``cell`` wraps a filled cell's finished text (HTML: its ``<td>``), ``missing`` is an empty cell."""
 
     escape: Callable[[str], str]
@@ -42,13 +42,15 @@ class Markup:
     ddagger: str
     note: Callable[[str], str] = _same
     cell: Callable[[ViewCell, str], str] = _keep
+    section: str = " §"
 
 
 def cell_text(cell: ViewCell | None, m: Markup) -> str:
     if cell is None:
         return m.missing
     text = m.escape(cell.text)
-    marks = (m.dagger if cell.dagger else "") + (m.ddagger if cell.ddagger else "")
+    marks = "".join(mark for on, mark in ((cell.dagger, m.dagger), (cell.ddagger, m.ddagger), (cell.section, m.section))
+                    if on)
     text = (m.bold(text) if cell.bold else text) + marks
     return m.cell(cell, text + (m.note(m.escape(cell.note)) if cell.note else ""))
 
@@ -111,7 +113,7 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
-LATEX = Markup(latex_escape, "--", lambda t: r"\textbf{" + t + "}", r"$^\dagger$", r"$^\ddagger$")
+LATEX = Markup(latex_escape, "--", lambda t: r"\textbf{" + t + "}", r"$^\dagger$", r"$^\ddagger$", section=r"$^\S$")
 
 
 def to_latex(table: Table | TableView) -> str:
@@ -143,14 +145,15 @@ def to_latex(table: Table | TableView) -> str:
 def _td(cell: ViewCell, text: str) -> str:
     attrs = ' class="best"' if cell.bold else ""
     tests = ([f"paired t-test vs best: p = {cell.p_value:.3g}"] if cell.p_value is not None else []) + (
-        [f"vs trivial baseline: p = {cell.baseline_p:.3g}"] if cell.baseline_p is not None else [])
+        [f"vs trivial baseline: p = {cell.baseline_p:.3g}"] if cell.baseline_p is not None else []) + (
+        [f"vs random init: p = {cell.random_init_p:.3g}"] if cell.random_init_p is not None else [])
     if tests:
         attrs += f' title="{"; ".join(tests)}"'
     return f"<td{attrs}>{text}</td>"
 
 
 HTML = Markup(html_escape, "<td>–</td>", _same, '<sup class="dagger">†</sup>', '<sup class="ddagger">‡</sup>',
-              note=lambda t: f'<span class="n">{t}</span>', cell=_td)
+              note=lambda t: f'<span class="n">{t}</span>', cell=_td, section='<sup class="sect">§</sup>')
 
 
 def _tr(row: ViewRow, texts: list[str]) -> str:

@@ -37,7 +37,8 @@ class HeadColumn:
 class ViewCell:
     """A filled cell: mean ``value`` ± ``std`` (None: one seed or a published number) at ``decimals``;
     ``bold``: best of its column; ``dagger``: significantly worse than the best (``p_value`` of that test);
-    ``ddagger``: significantly better than the trivial baseline (``baseline_p`` of that test); ``n``: the seeds
+    ``ddagger``: significantly better than the trivial baseline (``baseline_p`` of that test); ``section``:
+    significantly better than the random-init row (``random_init_p`` of that test); ``n``: the seeds
     behind it where that differs from the table's usual number, else None (always None in a baseline row)."""
 
     value: float
@@ -48,6 +49,8 @@ class ViewCell:
     p_value: float | None = None
     ddagger: bool = False
     baseline_p: float | None = None
+    section: bool = False
+    random_init_p: float | None = None
     n: int | None = None
 
     @property
@@ -204,7 +207,8 @@ def _view_cell(cell: Cell, col: Column, n_usual: int, baseline: bool = False) ->
     # records, shown as before)
     shown_n = cell.n if cell.per_seed and cell.n != n_usual and not baseline else None
     return ViewCell(cell.mean, cell.std, col.decimals, bold=cell.best, dagger=cell.worse, p_value=cell.p_value,
-                    ddagger=cell.beats_baseline, baseline_p=cell.baseline_p, n=shown_n)
+                    ddagger=cell.beats_baseline, baseline_p=cell.baseline_p, section=cell.beats_random_init,
+                    random_init_p=cell.random_init_p, n=shown_n)
 
 
 def table_view(table: Table) -> TableView:

@@ -20,7 +20,8 @@ compare backbones honestly (STYLE.md 8-9: tables are derived by one command and 
   (``harness.table_data.mark_best``).
 - A **trivial baseline** row (the records' ``baseline_mean``: training mean / majority / chance, per seed from
   that seed's training subset) is never ranked; a measured cell that the same paired test finds better than it is
-  marked ‡ (``harness.table_data.mark_beats_baseline``).
+  marked ‡ (``harness.table_data.mark_beats_baseline``); one better than the table's random-init row (the positive
+  control) is marked § (``mark_beats_random_init``).
 - **Published** reference numbers (``leaderboards/published.yaml``: other methods' papers) appear only in
   rows marked "published" with their citation; they never take part in best/significance.
 - Records from ``--limit`` runs (``smoke``) never enter a paper table; main tables show them only when
@@ -53,6 +54,7 @@ from harness.table_data import (  # noqa: F401  (re-exported: the tables API in 
     aligned_baselines,
     baseline_cell,
     mark_beats_baseline,
+    mark_beats_random_init,
     mark_best,
     mdd_note,
     metric_name,
@@ -385,6 +387,7 @@ def _finish(table: Table, superseded: int) -> Table:
         table.notes.append("Task versions and protocols: " + "; ".join(
             f"{t} v{v}" + (f" ({p})" if p else "") for t, v, p in protos) + ".")
     mark_best(table)
+    mark_beats_random_init(table, lambda r: r.backbone.startswith("scratch"))
     mdd_note(table)
     return table
 
