@@ -6,12 +6,15 @@ other work on the cores, so a stage's wall clock says little; the work's own mea
 - a pretraining run: the time of its steps (``log.jsonl`` logs images per second every few steps: steps x batch /
   rate; after a resume the re-done steps count once) plus its compile time (``backbone.json``); a run still going
   counts what it has logged;
-- a fine-tuning or probe cell: the ``wall_time_s`` of its record (training, scoring, feature extraction).
+- a fine-tuning or probe cell: the ``wall_time_s`` of its record (training, scoring, feature extraction);
+- a frame set: the wall time of each ``data synth`` call that rendered into it (``render.json`` beside the frames,
+  ``humans.world.log_render``), once per worker process it ran (each kept one core busy); frame sets rendered
+  before the log existed are listed as missing.
 
 Each item's time was measured by a one-thread process; ``two lanes`` packs a stage's items onto ``workers``
 one-thread workers, longest first (what ``run_lanes``' queue does at best), the stage's wall time on an otherwise
 idle machine where the items were measured so. Items measured while more processes than cores ran are slower than
-that, so the ledger is an upper bound of an uncontended run. Rendering leaves no timing behind and is not counted.
+that, so the ledger is an upper bound of an uncontended run.
 """
 
 from __future__ import annotations
@@ -84,9 +87,26 @@ def record_stage(rec: dict) -> str:
     return "finetune" if rec.get("protocol") == "finetune" else "probes"
 
 
+def data_stage(runs: Path) -> StageTime:
+    """The data stage: every frame set's renderings, one item per worker process of each."""
+    from humans.world import render_log
+
+    st = StageTime("data")
+    for fs in study.FRAME_SETS:
+        log = render_log(fs.path(runs))
+        if log is None:
+            st.missing.append(f"{fs.name} (no render.json)")
+            continue
+        for r in log:
+            st.items += [(fs.name, float(r["seconds"]))] * max(1, int(r.get("workers", 1)))
+    return st
+
+
 def ledger(runs: Path, records: Iterable[dict]) -> list[StageTime]:
-    """The measured time of every study stage but rendering: pretraining runs under ``runs``, cells from ``records``."""
-    stages = {name: StageTime(name) for name in ("pretrain-body", "pretrain-hand", "finetune", "probes")}
+    """The measured time of every study stage: frame sets and pretraining runs under ``runs``, cells from
+    ``records``."""
+    stages = {"data": data_stage(runs)}
+    stages.update({name: StageTime(name) for name in ("pretrain-body", "pretrain-hand", "finetune", "probes")})
     groups = {"pretrain-body": study.PRETRAININGS["body"],
               "pretrain-hand": (*study.PRETRAININGS["hand"], *study.PRETRAININGS["ablations"])}
     for stage, runs_of in groups.items():
@@ -115,6 +135,8 @@ def report(runs: Path, results: Path, workers: int = 2) -> str:
         lines.append(f"{st.stage:<14} {len(st.items):>5} {st.seconds / 3600:>9.2f} {st.lanes(workers) / 3600:>10.2f}"
                      f"  {', '.join(st.missing) or '-'}")
     total = sum(st.lanes(workers) for st in rows)
+    incomplete = any(st.missing for st in rows)
     lines.append(f"{'total':<14} {sum(len(st.items) for st in rows):>5} {sum(st.seconds for st in rows) / 3600:>9.2f} "
-                 f"{total / 3600:>10.2f}  (rendering not counted)")
+                 f"{total / 3600:>10.2f}  " + ("(incomplete: the missing items above are not counted)"
+                                              if incomplete else "-"))
     return "\n".join(lines)

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -294,16 +295,45 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
         log.info("rendering %d of %d %s sequences (%d frames each) into %s with %d worker(s)", len(todo),
                  len(specs), domain, cfg.frames_per_sequence, root, workers)
         args = [(cfg, s, str(root)) for s in todo]
+        t0 = time.monotonic()
         for index, bboxes, labels in _run(args, workers, cfg.size):
             done[index] = (bboxes, labels)
             if progress:
                 progress(len(done) * cfg.frames_per_sequence, total)
-    _write_manifest(cfg, root, specs, done, identity)
+        _write_manifest(cfg, root, specs, done, identity)
+        log_render(root, time.monotonic() - t0, max(1, min(workers, len(todo))), len(todo))
+    else:
+        _write_manifest(cfg, root, specs, done, identity)
     if not any(s.split == "test" for s in specs):
         need = (TEST_OFFSET * cfg.motions_per_subject + 1) * cfg.frames_per_sequence
         log.warning("this %s frame set has no test split (every fifth subject is a test subject, starting with "
                     "subject %d): ask for at least %d frames for one", domain, TEST_OFFSET, need)
     return root
+
+
+#: beside a frame set: how long each ``generate`` call that rendered into it took (not part of the frames, their
+#: meta or the fingerprint the tables name); ``harness.ledger`` reads it
+RENDER_LOG = "render.json"
+
+
+def log_render(root: Path, seconds: float, workers: int, sequences: int) -> None:
+    """Append one rendering (wall seconds, worker processes, sequences rendered) to ``root/render.json``."""
+    path = root / RENDER_LOG
+    try:
+        runs = list(json.loads(path.read_text())["runs"]) if path.is_file() else []
+    except (json.JSONDecodeError, KeyError, TypeError):
+        runs = []  # a damaged log loses the earlier timings, never the frames
+    runs.append({"seconds": round(float(seconds), 3), "workers": int(workers), "sequences": int(sequences)})
+    atomic_write_json(path, {"runs": runs})
+
+
+def render_log(root: Path) -> list[dict[str, float]] | None:
+    """The renderings ``log_render`` kept for the frame set in ``root``; None when it kept none."""
+    path = root / RENDER_LOG
+    try:
+        return [dict(r) for r in json.loads(path.read_text())["runs"]] if path.is_file() else None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 def _run(args: list[tuple[WorldConfig, SequenceSpec, str]], workers: int, size: int):

@@ -75,5 +75,28 @@ def test_the_ledger_flag_runs_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "results").mkdir()
     assert reproduce.main(["--ledger", "--results", str(tmp_path / "results")]) == []
     out = capsys.readouterr().out
-    assert "pretrain-body" in out and "total" in out and "rendering not counted" in out
+    assert "pretrain-body" in out and "total" in out and "incomplete: the missing items" in out
+    assert "body-pre (no render.json)" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_rendering_is_timed_beside_the_frames(tmp_path: Path) -> None:
+    """``data synth`` logs each rendering's wall time and workers beside the frames (``render.json``, no part of the
+    frames' meta); the data stage counts it once per worker (each kept a core busy); a complete set renders nothing
+    and logs nothing."""
+    from humans.world import RENDER_LOG, generate, render_log
+
+    runs = tmp_path / "runs"
+    fs = study.FRAME_SETS[2]  # objects-pre: the cheapest domain to render
+    root = generate(fs.domain, 8, size=32, seed=fs.seed, out=fs.path(runs), workers=1, cameras=1, seq_len=2)
+    (first,) = render_log(root)
+    assert first["workers"] == 1 and first["sequences"] == 4 and first["seconds"] > 0
+    generate(fs.domain, 8, size=32, seed=fs.seed, out=root, workers=1, cameras=1, seq_len=2)
+    assert render_log(root) == [first]
+    assert RENDER_LOG not in (root / "meta.json").read_text()
+    json.dump({"runs": [first, {**first, "workers": 2}]}, (root / RENDER_LOG).open("w"))
+    st = ledger.data_stage(runs)
+    assert st.items == [(fs.name, first["seconds"])] * 3 and st.lanes(2) == pytest.approx(2 * first["seconds"])
+    assert [m.split()[0] for m in st.missing] == [f.name for f in study.FRAME_SETS if f is not fs]
+    (root / RENDER_LOG).write_text("{not json")
+    assert render_log(root) is None
