@@ -288,6 +288,7 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
             if got is not None:
                 done[s.index] = got
     todo = [s for s in specs if s.index not in done]
+    t0 = time.monotonic()
     total = len(specs) * cfg.frames_per_sequence
     if progress:
         progress(len(done) * cfg.frames_per_sequence, total)
@@ -295,15 +296,13 @@ def generate(domain: str, frames: int, size: int = 128, seed: int = 0, out: str 
         log.info("rendering %d of %d %s sequences (%d frames each) into %s with %d worker(s)", len(todo),
                  len(specs), domain, cfg.frames_per_sequence, root, workers)
         args = [(cfg, s, str(root)) for s in todo]
-        t0 = time.monotonic()
         for index, bboxes, labels in _run(args, workers, cfg.size):
             done[index] = (bboxes, labels)
             if progress:
                 progress(len(done) * cfg.frames_per_sequence, total)
-        _write_manifest(cfg, root, specs, done, identity)
+    _write_manifest(cfg, root, specs, done, identity)
+    if todo:
         log_render(root, time.monotonic() - t0, max(1, min(workers, len(todo))), len(todo))
-    else:
-        _write_manifest(cfg, root, specs, done, identity)
     if not any(s.split == "test" for s in specs):
         need = (TEST_OFFSET * cfg.motions_per_subject + 1) * cfg.frames_per_sequence
         log.warning("this %s frame set has no test split (every fifth subject is a test subject, starting with "
