@@ -6,7 +6,8 @@ other work on the cores, so a stage's wall clock says little; the work's own mea
 - a pretraining run: the time of its steps (``log.jsonl`` logs images per second every few steps: steps x batch /
   rate; after a resume the re-done steps count once) plus its compile time (``backbone.json``); a run still going
   counts what it has logged;
-- a fine-tuning or probe cell: the ``wall_time_s`` of its record (training, scoring, feature extraction);
+- a fine-tuning or probe cell: the ``wall_time_s`` of its record (training, scoring, feature extraction); the
+  study's cells without a record yet are listed as missing;
 - a frame set: the wall time of each ``data synth`` call that rendered into it (``render.json`` beside the frames,
   ``humans.world.log_render``), once per worker process it ran (each kept one core busy); frame sets rendered
   before the log existed are listed as missing.
@@ -127,9 +128,24 @@ def ledger(runs: Path, records: Iterable[dict]) -> list[StageTime]:
     return list(stages.values())
 
 
+def unrun_cells(runs: Path, results: Path, stages: Iterable[StageTime]) -> None:
+    """Add to the sweep stages' ``missing`` how many of the study's cells have no record yet (what the stage's
+    sweeps would run: ``harness.reproduce.stage_cells``)."""
+    from harness.reproduce import SWEEP_STAGES, Plan, stage_cells
+
+    for st in stages:
+        if st.stage in SWEEP_STAGES:
+            total, todo, unplanned = stage_cells(st.stage, Plan(runs, results, Path("leaderboards")))
+            if todo:
+                st.missing.append(f"{todo} of {total} cells not run yet")
+            if unplanned:
+                st.missing.append(f"the cells of {unplanned} sweep(s) whose inputs are not made yet")
+
+
 def report(runs: Path, results: Path, workers: int = 2) -> str:
     """The ledger as text: per stage the items, one-lane and ``workers``-lane hours, and the total."""
     rows = ledger(runs, load_records(results))
+    unrun_cells(runs, results, rows)
     lines = [f"{'stage':<14} {'items':>5} {'1 lane h':>9} {f'{workers} lanes h':>10}  missing"]
     for st in rows:
         lines.append(f"{st.stage:<14} {len(st.items):>5} {st.seconds / 3600:>9.2f} {st.lanes(workers) / 3600:>10.2f}"

@@ -18,8 +18,9 @@ Stages (``--stage NAME``, repeatable or a comma list; none: all, in this order; 
    (the main recipe, cross-view pairs only, cross-pose pairs only, uniform masking) into
    ``<runs>/ablations/body-cpc-<name>``;
 4. ``finetune``: the main grid (``cpcbench sweep``: cpc, mae, dino, supervised and the random init of the same
-   architecture x the main tasks x fractions ``LOW`` and 1.0 (``FT_STEPS`` steps each) x 3 seeds, on the labeled sets
-   through ``--data-root``) and the ablations (their four backbones on ``ABLATION_TASKS`` at ``LOW``);
+   architecture x the main tasks x fractions ``LOW`` and 1.0 (``FT_STEPS`` steps each) x ``SEEDS_LOW`` (5) and
+   ``SEEDS`` (3) seeds, on the labeled sets through ``--data-root``) and the ablations (their four backbones on
+   ``ABLATION_TASKS`` at ``LOW``);
 5. ``probes``: the frozen-feature probes (every main backbone x probe task x protocol x 3 seeds, on cached
    features) and the learning curves (every snapshot of the body CPC, MAE, DINO and supervised runs on
    ``CURVE_TASKS``: one FLOPs axis for every method), and the ablation runs on the correspondence probes;
@@ -35,7 +36,8 @@ same ``--flops``/``--snapshots``), sweep cells whose record exists. A run made w
 is refused (choose a new ``$CPCBENCH_RUNS``). A stage whose inputs are missing names the stage to run first.
 Pretraining runs and frame sets go under ``$CPCBENCH_RUNS`` (default ``runs/study``), records into ``--results``
 (``results/``), logs under ``<runs>/logs``. ``--dry-run`` prints (and returns) the commands that would run, skipping
-what is done; ``--ledger`` prints the compute the finished work measured, per stage (``harness.ledger``).
+what is done, and how many of a sweep stage's cells are still to run; ``--ledger`` prints the compute the finished
+work measured, per stage (``harness.ledger``), and what is not done yet.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ from core.errors import CpcbenchError
 from harness import study
 
 STAGES = ("data", "pretrain-body", "pretrain-hand", "finetune", "probes", "tables")
+#: the stages made of ``cpcbench sweep`` commands (cells, one record each)
+SWEEP_STAGES = ("finetune", "probes")
 
 
 class StageError(CpcbenchError):
@@ -225,10 +229,10 @@ def pretrain_hand_lanes(plan: Plan) -> list[Lane]:
 
 
 def sweep_args(backbones: list[str], tasks: list[str], domain: str, plan: Plan, *extra: str,
-               frames: study.FrameSet | None = None) -> list[str]:
+               frames: study.FrameSet | None = None, seeds: int = study.SEEDS) -> list[str]:
     """A ``cpcbench sweep`` on ``frames`` (default: the domain's labeled set)."""
     return ["sweep", "--backbones", ",".join(backbones), "--tasks", ",".join(tasks), *extra, "--seeds",
-            str(study.SEEDS), "--img-size", str(study.IMG_SIZE), "--data-root",
+            str(seeds), "--img-size", str(study.IMG_SIZE), "--data-root",
             str((frames or study.labeled_set(domain)).path(plan.runs)), "--results", str(plan.results)]
 
 
@@ -241,13 +245,14 @@ def finetune_lanes(plan: Plan) -> list[Lane]:
         for fraction, steps in study.schedule():
             for backbone in study.main_backbones():
                 lanes[domain].add(sweep_args([backbone], list(tasks), domain, plan, "--fraction",
-                                             str(float(fraction)), "--steps", str(steps)))
+                                             str(float(fraction)), "--steps", str(steps),
+                                             seeds=study.seeds(fraction)))
     ablations = Lane("ablations")
     backbones = [str(p.backbone(plan.runs)) for p in study.PRETRAININGS["ablations"]]
     for fraction, steps in study.ablation_schedule():
         for task in study.ABLATION_TASKS:
             ablations.add(sweep_args(backbones, [task], "body", plan, "--fraction", str(float(fraction)), "--steps",
-                                     str(steps)))
+                                     str(steps), seeds=study.seeds(fraction)))
     return [*lanes.values(), ablations]
 
 
@@ -269,6 +274,55 @@ def probe_lanes(plan: Plan) -> list[Lane]:
         lanes["hand"].add(sweep_args(ablations, [task], "body", plan, "--protocol", protocol,
                                      frames=study.probe_set(task, "body")))
     return list(lanes.values())
+
+
+def sweep_cells(args: list[str], runs: Path) -> tuple[int, int]:
+    """(cells, cells still to run) of one of the study's ``cpcbench sweep`` commands: that command's own dry run,
+    in this process (so a cell counts as done exactly when the sweep would skip it; the cells of a backbone not
+    pretrained yet count as to run). A sweep that cannot be planned yet (e.g. ``snapshots:`` of a run not made):
+    ``CpcbenchError`` with the sweep's message."""
+    import contextlib
+    import io
+    import json
+    import logging
+
+    import typer
+
+    from harness.cli import app
+
+    out, err, env = io.StringIO(), io.StringIO(), os.environ.get("CPCBENCH_RUNS")
+    quiet = logging.getLogger("cpcbench.sweep")
+    os.environ["CPCBENCH_RUNS"], level = str(runs), quiet.level
+    quiet.setLevel(logging.WARNING)  # the sweep's own "N cells, M done" line, once per command: the caller sums them
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = typer.main.get_command(app).main([*args, "--dry-run", "--json"], prog_name="cpcbench",
+                                                  standalone_mode=False)
+    finally:
+        quiet.setLevel(level)
+        if env is None:
+            os.environ.pop("CPCBENCH_RUNS", None)
+        else:
+            os.environ["CPCBENCH_RUNS"] = env
+    if rc or not out.getvalue().strip():
+        raise CpcbenchError(" ".join(err.getvalue().split()) or f"{command(args)} could not be planned")
+    got = json.loads(out.getvalue())
+    return int(got["cells"]), int(got["pending"]) + int(got["unresolved"])
+
+
+def stage_cells(stage: str, plan: Plan) -> tuple[int, int, int]:
+    """(cells, cells still to run, sweeps that cannot be planned yet: their inputs are missing) of a sweep stage
+    (``finetune``, ``probes``)."""
+    cells = todo = unplanned = 0
+    for lane in BUILD[stage](plan):
+        for args in lane.steps:
+            try:
+                c, t = sweep_cells(args, plan.runs)
+            except CpcbenchError:
+                unplanned += 1
+                continue
+            cells, todo = cells + c, todo + t
+    return cells, todo, unplanned
 
 
 def table_lanes(plan: Plan) -> list[Lane]:
@@ -362,7 +416,13 @@ def main(argv: list[str] | None = None) -> list[str]:
             for lane in lanes:
                 for s in lane.steps:
                     print(f"[{lane.name}] $ {command(s)}", flush=True)
-            print(f"== stage {stage}: {len(cmds)} to run, {len(plan.skipped) - skipped} skipped (dry run)", flush=True)
+            cells = ""
+            if stage in SWEEP_STAGES:
+                total, todo, unplanned = stage_cells(stage, plan)
+                cells = f" ({todo} of its {total} cells to run; a sweep skips its finished cells" + (
+                    f"; {unplanned} sweep(s) planned once the stages before have run" if unplanned else "") + ")"
+            print(f"== stage {stage}: {len(cmds)} to run{cells}, {len(plan.skipped) - skipped} skipped (dry run)",
+                  flush=True)
             made.add(stage)
             continue
         run_lanes(lanes, plan.runs, a.jobs)

@@ -77,6 +77,11 @@ def test_the_ledger_flag_runs_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "pretrain-body" in out and "total" in out and "incomplete: the missing items" in out
     assert "body-pre (no render.json)" in out
+    tasks = sum(len(t) for t in study.MAIN_TASKS.values())
+    cells = len(study.main_backbones()) * tasks * sum(study.seeds(f) for f in study.fractions()) + len(
+        study.PRETRAININGS["ablations"]) * len(study.ABLATION_TASKS) * study.seeds(study.LOW)
+    assert f"finetune           0      0.00       0.00  {cells} of {cells} cells not run yet" in out
+    assert "sweep(s) whose inputs are not made yet" in out  # the learning curves: snapshots of runs not made
     assert not (tmp_path / "runs").exists()
 
 
