@@ -416,13 +416,12 @@ def main(argv: list[str] | None = None) -> list[str]:
             for lane in lanes:
                 for s in lane.steps:
                     print(f"[{lane.name}] $ {command(s)}", flush=True)
-            cells = ""
+            what = f"{len(cmds)} to run"
             if stage in SWEEP_STAGES:
                 total, todo, unplanned = stage_cells(stage, plan)
-                cells = f" ({todo} of its {total} cells to run; a sweep skips its finished cells" + (
+                what = f"{len(cmds)} sweeps, {todo} of their {total} cells to run (a sweep skips its finished cells" + (
                     f"; {unplanned} sweep(s) planned once the stages before have run" if unplanned else "") + ")"
-            print(f"== stage {stage}: {len(cmds)} to run{cells}, {len(plan.skipped) - skipped} skipped (dry run)",
-                  flush=True)
+            print(f"== stage {stage}: {what}, {len(plan.skipped) - skipped} skipped (dry run)", flush=True)
             made.add(stage)
             continue
         run_lanes(lanes, plan.runs, a.jobs)
