@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,24 +128,17 @@ def ledger(runs: Path, records: Iterable[dict]) -> list[StageTime]:
     return list(stages.values())
 
 
-def unrun_cells(runs: Path, results: Path, stages: Iterable[StageTime]) -> None:
-    """Add to the sweep stages' ``missing`` how many of the study's cells have no record yet (what the stage's
-    sweeps would run: ``harness.reproduce.stage_cells``)."""
-    from harness.reproduce import SWEEP_STAGES, Plan, stage_cells
-
-    for st in stages:
-        if st.stage in SWEEP_STAGES:
-            total, todo, unplanned = stage_cells(st.stage, Plan(runs, results, Path("leaderboards")))
-            if todo:
-                st.missing.append(f"{todo} of {total} cells not run yet")
-            if unplanned:
-                st.missing.append(f"the cells of {unplanned} sweep(s) whose inputs are not made yet")
-
-
-def report(runs: Path, results: Path, workers: int = 2) -> str:
-    """The ledger as text: per stage the items, one-lane and ``workers``-lane hours, and the total."""
+def report(runs: Path, results: Path, workers: int = 2, cells: Mapping[str, tuple[int, int, int]] | None = None) -> str:
+    """The ledger as text: per stage the items, one-lane and ``workers``-lane hours, and the total. ``cells``: per
+    sweep stage (cells, cells without a record yet, sweeps that cannot be planned yet), listed as missing
+    (``harness.reproduce.stage_cells``)."""
     rows = ledger(runs, load_records(results))
-    unrun_cells(runs, results, rows)
+    for st in rows:
+        total, todo, unplanned = (cells or {}).get(st.stage, (0, 0, 0))
+        if todo:
+            st.missing.append(f"{todo} of {total} cells not run yet")
+        if unplanned:
+            st.missing.append(f"the cells of {unplanned} sweep(s) whose inputs are not made yet")
     lines = [f"{'stage':<14} {'items':>5} {'1 lane h':>9} {f'{workers} lanes h':>10}  missing"]
     for st in rows:
         lines.append(f"{st.stage:<14} {len(st.items):>5} {st.seconds / 3600:>9.2f} {st.lanes(workers) / 3600:>10.2f}"

@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     if a.ledger:
         from harness.ledger import report
 
-        print(report(plan.runs, plan.results, a.jobs), flush=True)
+        print(report(plan.runs, plan.results, a.jobs, {s: stage_cells(s, plan) for s in SWEEP_STAGES}), flush=True)
         return []
     commands: list[str] = []
     made: set[str] = set()
